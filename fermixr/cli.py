@@ -1,0 +1,149 @@
+"""Command line: ``fermixr run | validate | ls | show | export``.
+
+Exit codes: 0 success, 2 bad input (recipe, options, input files), 1 failure while
+computing.  Errors are printed as one clear line, without a traceback (``--debug`` keeps it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .errors import (
+    FermixrError,
+    FileFormatError,
+    FilterSyntaxError,
+    GeometryError,
+    InputFileError,
+    IRFError,
+    RecipeError,
+    SelectionError,
+)
+
+BAD_INPUT = (RecipeError, InputFileError, FileFormatError, FilterSyntaxError, GeometryError,
+             IRFError, SelectionError)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="fermixr", description="Fermi-LAT analysis with xarray and zarr")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    r = sub.add_parser("run", help="run a recipe")
+    r.add_argument("recipe", help="YAML recipe (or a plain Fermipy config.yaml)")
+    r.add_argument("--outdir", help="run directory (default: fileio.outdir, else the recipe's folder)")
+    r.add_argument("--scheduler", default="local",
+                   help="local (in process), local:N (dask LocalCluster of N workers) or tcp://HOST:PORT")
+    r.add_argument("--force", action="append", default=[], metavar="STEP",
+                   help="recompute this step (or product name) even if cached; repeatable")
+    r.add_argument("-q", "--quiet", action="store_true", help="print only the summary")
+
+    v = sub.add_parser("validate", help="check a recipe against the schema; writes nothing")
+    v.add_argument("recipe")
+
+    ls = sub.add_parser("ls", help="list a run's products with their cache state")
+    ls.add_argument("run_dir")
+    ls.add_argument("--recipe", help="compare with this recipe instead of the run's own copy")
+
+    s = sub.add_parser("show", help="summarise a product: dims, coords, attrs, provenance")
+    s.add_argument("store", help="a product directory, or RUN_DIR/NAME, or RUN_DIR with --name")
+    s.add_argument("--name", help="product name within RUN_DIR (e.g. counts, counts/00)")
+
+    e = sub.add_parser("export", help="write a run's products in another format")
+    e.add_argument("run_dir")
+    e.add_argument("--format", default="st", choices=["st"],
+                   help="st: the Fermi Science Tools' FITS layouts")
+    e.add_argument("--dest", help="folder for the files (default RUN_DIR/export)")
+    return p
+
+
+def main(argv=None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return _dispatch(args)
+    except BAD_INPUT as exc:
+        if args.debug:
+            raise
+        print(f"fermixr: error: {exc}", file=sys.stderr)
+        return 2
+    except (FermixrError, Exception) as exc:  # a failure while computing
+        if args.debug:
+            raise
+        print(f"fermixr: failed: {exc}", file=sys.stderr)
+        return 1
+
+
+def _dispatch(args) -> int:
+    if args.command == "validate":
+        from .engine.recipe import validate_file
+
+        problems = validate_file(args.recipe)
+        if problems:
+            print(f"{args.recipe}: {len(problems)} problem(s)", file=sys.stderr)
+            for line in problems:
+                print(f"  {line}", file=sys.stderr)
+            return 2
+        from .engine.recipe import load_recipe
+
+        rec = load_recipe(args.recipe)
+        print(f"{args.recipe}: valid; steps: {', '.join(n for n, _ in rec.steps)}; "
+              f"{len(rec.components)} component(s)")
+        return 0
+    if args.command == "run":
+        from .engine.run import run_recipe
+
+        run_recipe(args.recipe, outdir=args.outdir, scheduler=args.scheduler,
+                   force=tuple(args.force), verbose=not args.quiet)
+        return 0
+    if args.command == "ls":
+        from .engine.run import list_run
+
+        rows = list_run(args.run_dir, args.recipe)
+        print(f"{'product':<18} {'step':<10} {'state':<24} {'key':<13} {'last run':<10} seconds")
+        for r in rows:
+            print(f"{r['name']:<18} {r['step']:<10} {r['state']:<24} {r['key']:<13} "
+                  f"{r['last_run']:<10} {r['seconds']:.2f}")
+        return 0
+    if args.command == "show":
+        print(_show(args.store, args.name))
+        return 0
+    if args.command == "export":
+        from .engine.export import export_run
+
+        written = export_run(args.run_dir, fmt=args.format, dest=args.dest)
+        for p in written:
+            print(p)
+        return 0
+    raise AssertionError(args.command)
+
+
+def _show(store: str, name: str | None) -> str:
+    from .engine.store import NameIndex, open_product_dir, read_marker
+    from .errors import StoreError
+
+    p = Path(store)
+    if name:
+        target = NameIndex(p).resolve(name)
+    elif read_marker(p) is not None:
+        target = p.resolve()
+    else:
+        target = NameIndex(p.parent).resolve(p.name) if p.parent else None
+    if target is None:
+        raise StoreError(f"{store!r}{' / ' + name if name else ''}: not a committed fermixr product")
+    ds = open_product_dir(target)
+    prov = read_marker(target)
+    lines = [f"product {prov.get('name', '?')} ({prov.get('kind')}) at {target}", "", repr(ds), "",
+             "provenance:"]
+    for k in ("step", "step_version", "fermixr_version", "key", "wall_seconds", "committed_utc", "host"):
+        if k in prov:
+            lines.append(f"  {k}: {prov[k]}")
+    lines.append(f"  params: {json.dumps(prov.get('params', {}), sort_keys=True)}")
+    lines.append(f"  inputs: {json.dumps(prov.get('inputs', {}), sort_keys=True)}")
+    lines.append(f"  files: {json.dumps(prov.get('files', {}), sort_keys=True)}")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,177 @@
+"""From a recipe to the list of tasks (products) that make it.
+
+The recipe's ``steps`` name what the user wants (``setup``, or single data-preparation
+products such as ``counts``); each expands, for every component, to the products it needs.
+Parameters are resolved here, from the component's configuration, into exactly what the
+product depends on, so cache keys see nothing else: the livetime cube's parameters are its
+zenith cut and binning, never the event type, energies or the counts geometry, so components
+and recipes that share data and GTIs share one livetime cube.
+"""
+
+from __future__ import annotations
+
+from ..errors import RecipeError
+from .executor import Task
+
+# what each user-level step needs, in dependency order
+PREP_PRODUCTS = ("gti", "events", "counts", "ltcube", "exposure", "psf")
+_EXPANSION = {
+    "setup": PREP_PRODUCTS,
+    "gti": ("gti",),
+    "events": ("gti", "events"),
+    "counts": ("gti", "events", "counts"),
+    "ltcube": ("gti", "ltcube"),
+    "exposure": ("gti", "ltcube", "exposure"),
+    "psf": ("gti", "ltcube", "psf"),
+}
+NOT_YET = ("optimize", "fit", "sed", "tsmap", "tscube", "residmap", "find_sources",
+           "localize", "extension", "lightcurve", "write_roi")
+
+
+def plan_tasks(recipe) -> list[Task]:
+    wanted: list[str] = []
+    for name, _params in recipe.steps:
+        if name in NOT_YET:
+            raise RecipeError(
+                f"steps: {name!r} is not available in this version of fermixr yet; "
+                f"available: {', '.join(sorted(_EXPANSION))}"
+            )
+        if name not in _EXPANSION:
+            raise RecipeError(f"steps: unknown step {name!r}; known: {', '.join(sorted(_EXPANSION))}")
+        for p in _EXPANSION[name]:
+            if p not in wanted:
+                wanted.append(p)
+    wanted.sort(key=PREP_PRODUCTS.index)
+    comps = recipe.components
+    tasks: list[Task] = []
+    for i, cfg in enumerate(comps):
+        sfx = f"/{i:02d}" if len(comps) > 1 else ""
+        tasks.extend(_prep_tasks(cfg, wanted, sfx))
+    return tasks
+
+
+def roi_center(cfg) -> tuple[float, float]:
+    """(ra, dec) of the ROI centre from ``selection`` (ra/dec, else glon/glat)."""
+    sel = cfg["selection"]
+    if sel.get("ra") is not None and sel.get("dec") is not None:
+        return float(sel["ra"]), float(sel["dec"])
+    if sel.get("glon") is not None and sel.get("glat") is not None:
+        from astropy.coordinates import SkyCoord
+
+        c = SkyCoord(float(sel["glon"]), float(sel["glat"]), unit="deg", frame="galactic").icrs
+        return float(c.ra.deg), float(c.dec.deg)
+    if sel.get("target"):
+        raise RecipeError(
+            f"selection.target {sel['target']!r}: resolving a target name needs the source "
+            "catalog, which this version does not read yet; give selection.ra/dec or glon/glat"
+        )
+    raise RecipeError("selection: the ROI centre is not set; give ra/dec, glon/glat or target")
+
+
+def _files(cfg, key: str, what: str):
+    from ..io.filelist import resolve_files
+
+    return [str(p) for p in resolve_files(cfg["data"].get(key), what=what)]
+
+
+def _prep_tasks(cfg, wanted, sfx) -> list[Task]:
+    from ..geom import EnergyAxis, geom_from_config
+
+    sel, data, lt = cfg["selection"], cfg["data"], cfg["ltcube"]
+    ra, dec = roi_center(cfg)
+    out: list[Task] = []
+    need_events = any(w in wanted for w in ("events", "counts"))
+    need_ft2 = "ltcube" in wanted and not data.get("ltcube")
+    evfiles = _files(cfg, "evfile", "data.evfile")
+    roi = {"ra": ra, "dec": dec, "radius": sel.get("radius")}
+
+    gti_files = {"evfile": evfiles}
+    if sel.get("filter") or _truthy(sel.get("roicut")) or need_ft2:
+        gti_files["scfile"] = _files(cfg, "scfile", "data.scfile")
+    out.append(Task(
+        f"gti{sfx}", "gti",
+        {"tmin": sel.get("tmin"), "tmax": sel.get("tmax"), "filter": sel.get("filter"),
+         "roicut": _truthy(sel.get("roicut")),
+         "zmax": sel.get("zmax") if _truthy(sel.get("roicut")) else None,
+         "roi": roi if _truthy(sel.get("roicut")) else None},
+        files=gti_files,
+    ))
+    axis = EnergyAxis.from_bounds(_emin(sel), _emax(sel), binsperdec=cfg["binning"].get("binsperdec"),
+                                  enumbins=cfg["binning"].get("enumbins"))
+    geom = geom_from_config(cfg["binning"], (ra, dec))
+    if need_events:
+        out.append(Task(
+            f"events{sfx}", "events",
+            {"emin": _emin(sel), "emax": _emax(sel), "tmin": sel.get("tmin"), "tmax": sel.get("tmax"),
+             "ra": ra, "dec": dec, "radius": sel.get("radius"), "zmax": sel.get("zmax"),
+             "evclass": sel.get("evclass"), "evtype": sel.get("evtype"),
+             "convtype": sel.get("convtype"), "phasemin": sel.get("phasemin"),
+             "phasemax": sel.get("phasemax")},
+            inputs={"gti": f"gti{sfx}"}, files={"evfile": evfiles},
+        ))
+    if "counts" in wanted:
+        out.append(Task(f"counts{sfx}", "counts",
+                        {"geom": geom.to_dict(), "energy": axis.to_dict()},
+                        inputs={"events": f"events{sfx}"}))
+    if "ltcube" in wanted:
+        if data.get("ltcube"):
+            out.append(Task(f"ltcube{sfx}", "ltcube_file", {},
+                            inputs={"gti": f"gti{sfx}"},
+                            files={"ltcube": _files(cfg, "ltcube", "data.ltcube")}))
+        else:
+            zmax = lt.get("zmax")
+            if zmax is None:
+                zmax = sel.get("zmax")
+            out.append(Task(
+                f"ltcube{sfx}", "ltcube",
+                {"zmax": 180.0 if zmax is None else float(zmax), "binsz": lt.get("binsz"),
+                 "dcostheta": lt.get("dcostheta"), "phibins": lt.get("phibins")},
+                inputs={"gti": f"gti{sfx}"}, files={"scfile": gti_files["scfile"]},
+            ))
+    irf = _irf_params(cfg)
+    if "exposure" in wanted:
+        out.append(Task(
+            f"exposure{sfx}", "exposure",
+            {"geom": geom.to_dict(), "energies": list(axis.edges), **irf["params"]},
+            inputs={"ltcube": f"ltcube{sfx}"}, files={"irf": irf["files"]},
+        ))
+    if "psf" in wanted:
+        out.append(Task(
+            f"psf{sfx}", "psf",
+            {"ra": ra, "dec": dec, "energies": list(axis.edges), **irf["params"]},
+            inputs={"ltcube": f"ltcube{sfx}"}, files={"irf": irf["files"]},
+        ))
+    return out
+
+
+def _irf_params(cfg) -> dict:
+    from ..io.caldb import irf_files
+
+    irfs = cfg["gtlike"].get("irfs")
+    evtype = cfg["selection"].get("evtype")
+    caldb = cfg.get("data", {}).get("caldb")
+    files = irf_files(irfs, evtype, caldb=caldb)
+    # the CALDB location is not a parameter: the IRF files' content is in the key
+    return {"params": {"irfs": irfs, "evtype": evtype}, "files": [str(f) for f in files]}
+
+
+def _truthy(v) -> bool:
+    if isinstance(v, str):
+        return v.strip().lower() in ("yes", "true", "1", "y")
+    return bool(v)
+
+
+def _emin(sel):
+    if sel.get("emin") is not None:
+        return float(sel["emin"])
+    if sel.get("logemin") is not None:
+        return 10 ** float(sel["logemin"])
+    raise RecipeError("selection.emin (or logemin) is required")
+
+
+def _emax(sel):
+    if sel.get("emax") is not None:
+        return float(sel["emax"])
+    if sel.get("logemax") is not None:
+        return 10 ** float(sel["logemax"])
+    raise RecipeError("selection.emax (or logemax) is required")

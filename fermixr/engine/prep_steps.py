@@ -1,0 +1,123 @@
+"""Data-preparation steps: gtmktime, gtselect, gtbin, gtltcube, gtexpcube2, gtpsf.
+
+Each is a thin wire from input products, files and resolved parameters to a function of
+the compute layers; no numbers are made here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import RecipeError
+from .steps import register_step
+
+
+@register_step("gti", version="1", product="gti", identity="content")
+def gti_step(inputs, params, ctx):
+    """Good time intervals: event-file GTIs, [tmin, tmax], FT2 filter and ROI zenith cut."""
+    from ..io.ft1 import read_ft1_gti
+    from ..select.gti import make_gti_dataset
+
+    event_gti = read_ft1_gti(ctx.files["evfile"])
+    ft2 = None
+    if "scfile" in ctx.files and (params.get("filter") or params.get("roicut")):
+        from ..io.ft2 import read_ft2
+        from ..select.filter import filter_columns
+
+        cols = ["START", "STOP", "LIVETIME", "RA_ZENITH", "DEC_ZENITH"]
+        if params.get("filter"):
+            cols += [c for c in filter_columns(params["filter"]) if c not in cols]
+        ft2 = read_ft2(ctx.files["scfile"], columns=cols)
+    roi = params.get("roi") or {}
+    return make_gti_dataset(
+        event_gti, ft2, filter=params.get("filter"), roicut=bool(params.get("roicut")),
+        zmax=params.get("zmax"), roi_center=(roi.get("ra"), roi.get("dec")) if roi else None,
+        roi_radius=roi.get("radius"), tmin=params.get("tmin"), tmax=params.get("tmax"),
+    )
+
+
+@register_step("events", version="1", product="events")
+def events_step(inputs, params, ctx):
+    """Photon events passing the selection cuts, inside the GTIs."""
+    from ..io.ft1 import read_ft1
+    from ..select.cuts import select_events
+
+    events, _ = read_ft1(ctx.files["evfile"])
+    gti = inputs["gti"]
+    return select_events(
+        events,
+        gti_start=np.asarray(gti["START"].values), gti_stop=np.asarray(gti["STOP"].values),
+        **{k: v for k, v in params.items()},
+    )
+
+
+@register_step("counts", version="1", product="counts")
+def counts_step(inputs, params, ctx):
+    """Counts cube binned on the analysis geometry (gtbin)."""
+    from ..geom import EnergyAxis, geom_from_dict
+    from ..select.binning import bin_counts
+
+    geom = geom_from_dict(params["geom"])
+    axis = EnergyAxis.from_dict(params["energy"])
+    return bin_counts(inputs["events"].load(), geom, axis)
+
+
+@register_step("ltcube", version="1", product="ltcube")
+def ltcube_step(inputs, params, ctx):
+    """Livetime cube from the spacecraft file and the GTIs (gtltcube)."""
+    from ..exposure.ltcube import compute_ltcube
+
+    gti = inputs["gti"]
+    return compute_ltcube(
+        ctx.files["scfile"], np.asarray(gti["START"].values), np.asarray(gti["STOP"].values),
+        zmax=params["zmax"], binsz=params.get("binsz") or 1.0,
+        dcostheta=params.get("dcostheta") or 0.025, phibins=params.get("phibins") or 0,
+        progress=lambda done, total: ctx.progress(done, total, "FT2 rows"),
+        client=ctx.client,
+    )
+
+
+@register_step("ltcube_file", version="1", product="ltcube")
+def ltcube_file_step(inputs, params, ctx):
+    """A precomputed livetime cube (data.ltcube: one gtltcube file or several, summed)."""
+    from ..io.ltcube import check_ltcube_against_gti, read_ltcube
+
+    ds = read_ltcube(ctx.files["ltcube"])
+    gti = inputs.get("gti")
+    if gti is not None:
+        for msg in check_ltcube_against_gti(ds, np.asarray(gti["START"].values),
+                                            np.asarray(gti["STOP"].values)):
+            ctx.info(msg)
+    return ds
+
+
+def _caldb_from_files(files) -> Path | None:
+    # .../bcf/<ea|psf|edisp>/<file>: the 'bcf' folder
+    return Path(files[0]).resolve().parents[1] if files else None
+
+
+@register_step("exposure", version="1", product="exposure")
+def exposure_step(inputs, params, ctx):
+    """Exposure cube on the analysis geometry at the energy-bin edges (gtexpcube2)."""
+    from ..exposure.expcube import exposure_cube
+    from ..geom import geom_from_dict
+    from ..irf.irfset import load_irfs
+
+    irfs = load_irfs(params["irfs"], params["evtype"], caldb=_caldb_from_files(ctx.files["irf"]))
+    geom = geom_from_dict(params["geom"])
+    return exposure_cube(inputs["ltcube"].load(), irfs, geom, np.asarray(params["energies"]))
+
+
+@register_step("psf", version="1", product="psf")
+def psf_step(inputs, params, ctx):
+    """Exposure-weighted PSF at the ROI centre versus energy and offset (gtpsf)."""
+    from ..exposure.psftable import psf_table
+    from ..irf.irfset import load_irfs
+
+    irfs = load_irfs(params["irfs"], params["evtype"], caldb=_caldb_from_files(ctx.files["irf"]))
+    if not params.get("energies"):
+        raise RecipeError("psf: no energies")
+    return psf_table(inputs["ltcube"].load(), irfs, params["ra"], params["dec"],
+                     np.asarray(params["energies"]))

@@ -1,0 +1,224 @@
+"""Running a recipe, listing a run's products and reading them back.
+
+``run_recipe`` validates the recipe, plans its tasks (checking every input file exists),
+executes them against the product store and records the run in ``<outdir>/run.json``;
+``open_run`` returns the products as lazily opened datasets; ``list_run`` tells, for each
+product a recipe asks for, whether the run holds it fresh, stale or not at all.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+from ..errors import RecipeError, StoreError
+from .store import NameIndex, open_product_dir, read_marker
+
+RECIPE_COPY = "recipe.yaml"
+
+
+def _load(recipe, overrides=None):
+    from .recipe import Recipe, load_recipe
+
+    if isinstance(recipe, Recipe) and not overrides:
+        return recipe
+    return load_recipe(recipe, **(overrides or {}))
+
+
+def resolve_outdir(recipe, outdir=None) -> Path:
+    if outdir:
+        return Path(outdir).expanduser().resolve()
+    cfg_out = recipe.config.get("fileio", {}).get("outdir")
+    if cfg_out:
+        return Path(cfg_out).expanduser().resolve()
+    if recipe.path:
+        return Path(recipe.path).resolve().parent
+    return Path.cwd()
+
+
+def store_root(recipe, outdir: Path) -> Path:
+    cache = recipe.config.get("fileio", {}).get("cachedir")
+    return Path(cache).expanduser().resolve() if cache else outdir / ".store"
+
+
+@contextlib.contextmanager
+def dask_client(scheduler: str | None):
+    """``None``/"local": no cluster; "local:N": a LocalCluster of N single-threaded workers
+    (numba limited to one thread each); "tcp://host:port": an existing scheduler."""
+    if scheduler in (None, "", "local"):
+        yield None
+        return
+    from distributed import Client, LocalCluster
+
+    if scheduler.startswith("local:"):
+        try:
+            n = int(scheduler.split(":", 1)[1])
+            if n < 1:
+                raise ValueError
+        except ValueError:
+            raise RecipeError(
+                f"--scheduler {scheduler!r}: expected local, local:N with N >= 1, or tcp://HOST:PORT"
+            ) from None
+        cluster = LocalCluster(
+            n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
+            env={"NUMBA_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"},
+        )
+        client = Client(cluster)
+        try:
+            yield client
+        finally:
+            client.close()
+            cluster.close()
+    elif scheduler.startswith("tcp://"):
+        client = Client(scheduler)
+        try:
+            yield client
+        finally:
+            client.close()
+    else:
+        raise RecipeError(
+            f"--scheduler {scheduler!r}: expected local, local:N or tcp://HOST:PORT"
+        )
+
+
+def run_recipe(recipe, *, outdir=None, scheduler=None, force=(), verbose=True, stream=None,
+               overrides=None):
+    """Run every step of ``recipe`` (a path, YAML text, dict or Recipe). Returns the
+    per-task states. Nothing is computed before the recipe and its inputs are validated."""
+    from .executor import Executor
+    from .plan import plan_tasks
+
+    stream = stream if stream is not None else sys.stderr
+    t0 = time.monotonic()
+    rec = _load(recipe, overrides)
+    out = resolve_outdir(rec, outdir)
+    tasks = plan_tasks(rec)
+    if force:
+        known = {t.step for t in tasks} | {t.name for t in tasks}
+        bad = [f for f in force if f not in known]
+        if bad:
+            raise RecipeError(
+                f"--force {', '.join(bad)}: not a step or product of this recipe; "
+                f"known: {', '.join(sorted(known))}"
+            )
+    out.mkdir(parents=True, exist_ok=True)
+    _write_text_atomic(out / RECIPE_COPY, rec.to_yaml())
+    with dask_client(scheduler) as client:
+        ex = Executor(out, store_root(rec, out), client=client, force=force, verbose=verbose,
+                      stream=stream)
+        states = ex.run(tasks)
+    secs = time.monotonic() - t0
+    if verbose:
+        n_cached = sum(s.status in ("cached", "shared") for s in states.values())
+        print(
+            f"run finished in {secs:.2f} s: {len(states) - n_cached} computed, "
+            f"{n_cached} cached; products in {out}",
+            file=stream,
+        )
+    return states
+
+
+def _write_text_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+class RunProducts(Mapping):
+    """Read-only mapping product name -> lazily opened ``xarray.Dataset``."""
+
+    def __init__(self, run_dir):
+        self.run_dir = Path(run_dir)
+        if not self.run_dir.is_dir():
+            raise StoreError(f"run directory {str(self.run_dir)!r} does not exist")
+        self._index = NameIndex(self.run_dir)
+        self._cache = {}
+
+    def __getitem__(self, name):
+        if name not in self._cache:
+            path = self._index.resolve(name)
+            if path is None:
+                raise KeyError(f"{name!r} is not a product of run {str(self.run_dir)!r}; "
+                               f"it has: {', '.join(self)}")
+            self._cache[name] = open_product_dir(path)
+        return self._cache[name]
+
+    def __iter__(self):
+        return iter(n for n in self._index.names() if self._index.resolve(n) is not None)
+
+    def __len__(self):
+        return sum(1 for _ in self)
+
+    def path(self, name) -> Path:
+        p = self._index.resolve(name)
+        if p is None:
+            raise KeyError(name)
+        return p
+
+    def provenance(self, name) -> dict:
+        return read_marker(self.path(name))
+
+    def __repr__(self):
+        return f"<fermixr run {str(self.run_dir)!r}: {', '.join(self)}>"
+
+
+def open_run(run_dir) -> RunProducts:
+    return RunProducts(run_dir)
+
+
+def list_run(run_dir, recipe=None) -> list[dict]:
+    """State of every product the recipe asks for: ``fresh`` (the run holds it with the key
+    the recipe gives now), ``stale`` (the run holds one made with other inputs/parameters),
+    ``missing``; ``shared`` when it is the same stored product as an earlier name."""
+    from .executor import Executor, TaskState
+    from .plan import plan_tasks
+    from .steps import get_step
+
+    run_dir = Path(run_dir)
+    if recipe is None:
+        copy = run_dir / RECIPE_COPY
+        if not copy.is_file():
+            raise StoreError(f"{str(run_dir)!r} holds no {RECIPE_COPY}: is it a fermixr run directory?")
+        recipe = copy
+    rec = _load(recipe)
+    tasks = plan_tasks(rec)
+    last = {}
+    mf = run_dir / "run.json"
+    if mf.is_file():
+        last = {t["name"]: t for t in json.loads(mf.read_text()).get("tasks", [])}
+    ex = Executor(run_dir, store_root(rec, run_dir), verbose=False)
+    states = {t.name: TaskState(t) for t in tasks}
+    rows = []
+    seen_keys = {}
+    for t in tasks:
+        st = states[t.name]
+        step = get_step(t.step)
+        try:
+            st.key = ex.resolve_key(st, states)
+        except FileNotFoundError:
+            st.key = None
+        linked = ex.names.resolve(t.name)
+        if st.key is not None and ex.store.exists(step.product, st.key):
+            st.path = ex.store.path(step.product, st.key)
+            state = "fresh" if linked == st.path.resolve() else "stale"
+            if st.key in seen_keys:
+                state = f"shared with {seen_keys[st.key]}"
+            else:
+                seen_keys[st.key] = t.name
+        elif linked is not None:
+            state = "stale"
+        else:
+            state = "missing"
+        lt = last.get(t.name, {})
+        rows.append({
+            "name": t.name, "step": t.step, "state": state,
+            "key": (st.key or "?")[:12],
+            "last_run": lt.get("status", "-"),
+            "seconds": lt.get("seconds", 0.0),
+        })
+    return rows

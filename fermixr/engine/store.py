@@ -1,0 +1,226 @@
+"""The product store: immutable, keyed zarr directories committed atomically.
+
+Layout under the store root (``<outdir>/.store`` unless ``fileio.cachedir`` names a shared
+one)::
+
+    <kind>-<key[:20]>/            a committed product: a zarr group whose root attributes
+                                  hold the completion marker (``fermixr_complete``: the
+                                  provenance), added last
+    .tmp-<kind>-<key[:12]>-<pid>-<rand>/   work in progress, never read
+
+A product is written into a temporary sibling, the marker is added to its root metadata,
+and the directory is renamed into place with one ``os.rename``.  A directory without the
+marker does not exist for the engine, so a run killed at any instant leaves nothing a later
+run takes for complete.  (The marker lives in ``zarr.json`` rather than in a file of its
+own because zarr warns about every foreign file inside a group.)
+Committed directories are never modified; a different result has a different key.
+
+Run-level names (``counts``, ``counts/00``, ``sed/Crab``) are symlinks in
+``<outdir>/products`` pointing at keyed directories; they are swapped with ``os.replace``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import time
+from pathlib import Path
+
+from ..errors import StoreError
+
+MARKER = "fermixr_complete"  # key in the root zarr.json attributes
+ZARR_CONSOLIDATED = False  # decided once: zarr 3 warns on consolidated metadata
+
+
+class ProductStore:
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root)
+
+    # -- paths ------------------------------------------------------------------------
+    def dirname(self, kind: str, key: str) -> str:
+        safe = kind.replace("/", "_")
+        return f"{safe}-{key[:20]}"
+
+    def path(self, kind: str, key: str) -> Path:
+        return self.root / self.dirname(kind, key)
+
+    def exists(self, kind: str, key: str) -> bool:
+        return read_marker(self.path(kind, key)) is not None
+
+    def provenance(self, kind: str, key: str) -> dict | None:
+        return read_marker(self.path(kind, key))
+
+    # -- reading ----------------------------------------------------------------------
+    def open(self, kind: str, key: str):
+        """Open a committed product lazily (dask-backed) as an ``xarray.Dataset``."""
+        p = self.path(kind, key)
+        if read_marker(p) is None:
+            raise StoreError(f"product {kind!r} with key {key[:12]} is not in the store {self.root}")
+        return open_product_dir(p)
+
+    # -- writing ----------------------------------------------------------------------
+    def write(self, ds, kind: str, key: str, provenance: dict) -> Path:
+        """Write ``ds`` as the product (kind, key); return its committed path.
+
+        If another writer committed the same key first, its directory is kept (same key,
+        same content) and ours is discarded.
+        """
+        self.root.mkdir(parents=True, exist_ok=True)
+        final = self.path(kind, key)
+        if read_marker(final) is not None:
+            return final
+        tmp = self.root / (
+            f".tmp-{self.dirname(kind, key)[:40]}-{os.getpid()}-{secrets.token_hex(4)}"
+        )
+        try:
+            _to_zarr(ds, tmp)
+            prov = dict(provenance)
+            prov.setdefault("committed_utc", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+            prov["key"] = key
+            prov["kind"] = kind
+            _add_marker(tmp, prov)
+            if final.exists():
+                # committed by a racing writer (same key, same content), or a directory
+                # without marker that is no product: replace it
+                if read_marker(final) is not None:
+                    shutil.rmtree(tmp, ignore_errors=True)
+                    return final
+                _remove_tree(final)
+            os.rename(tmp, final)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return final
+
+    # -- housekeeping -----------------------------------------------------------------
+    def clean_debris(self) -> list[Path]:
+        """Remove temporary directories left by dead processes."""
+        removed = []
+        if not self.root.is_dir():
+            return removed
+        for p in self.root.glob(".tmp-*"):
+            parts = p.name.split("-")
+            try:
+                pid = int(parts[-2])
+            except (ValueError, IndexError):
+                continue
+            if pid != os.getpid() and _pid_alive(pid):
+                continue
+            shutil.rmtree(p, ignore_errors=True)
+            removed.append(p)
+        return removed
+
+
+def read_marker(path: str | os.PathLike) -> dict | None:
+    """The completion marker (provenance) of a product directory, or None if the
+    directory is not a committed product."""
+    try:
+        with open(Path(path) / "zarr.json") as f:
+            meta = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return (meta.get("attributes") or {}).get(MARKER)
+
+
+def _add_marker(path: Path, prov: dict) -> None:
+    meta_file = path / "zarr.json"
+    meta = json.loads(meta_file.read_text())
+    meta.setdefault("attributes", {})[MARKER] = _json_safe(prov)
+    tmp = path / ".zarr.json.tmp"
+    with open(tmp, "w") as f:
+        json.dump(meta, f, indent=1, sort_keys=True)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, meta_file)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _remove_tree(path: Path) -> None:
+    trash = path.with_name(f".tmp-trash-{os.getpid()}-{secrets.token_hex(4)}")
+    os.rename(path, trash)
+    shutil.rmtree(trash, ignore_errors=True)
+
+
+def _to_zarr(ds, path: Path) -> None:
+    """Write a dataset to a new zarr directory, with attrs made JSON-safe."""
+    import warnings
+
+    ds = ds.copy(deep=False)
+    ds.attrs = _json_safe(dict(ds.attrs))
+    for name in list(ds.variables):
+        ds[name].attrs = _json_safe(dict(ds[name].attrs))
+        ds[name].encoding = {}
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*consolidated.*")
+        ds.to_zarr(path, mode="w-", consolidated=ZARR_CONSOLIDATED)
+
+
+def open_product_dir(path: str | os.PathLike):
+    import xarray as xr
+
+    return xr.open_zarr(os.fspath(path), consolidated=ZARR_CONSOLIDATED)
+
+
+def _json_safe(obj):
+    import numpy as np
+
+    if isinstance(obj, dict):
+        return {str(k): _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return _json_safe(obj.tolist())
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, float) and obj != obj:
+        return None
+    if isinstance(obj, (str, int, float, bool)) or obj is None:
+        return obj
+    if isinstance(obj, os.PathLike):
+        return os.fspath(obj)
+    return str(obj)
+
+
+# -- run-level names ------------------------------------------------------------------
+class NameIndex:
+    """Symlinks ``<outdir>/products/<name>`` -> keyed product directories."""
+
+    def __init__(self, run_dir: str | os.PathLike):
+        self.dir = Path(run_dir) / "products"
+
+    def link(self, name: str, target: Path) -> None:
+        link = self.dir / name
+        link.parent.mkdir(parents=True, exist_ok=True)
+        rel = os.path.relpath(target, link.parent)
+        tmp = link.with_name(f".{link.name}.{os.getpid()}.{secrets.token_hex(3)}.lnk")
+        os.symlink(rel, tmp)
+        os.replace(tmp, link)
+
+    def resolve(self, name: str) -> Path | None:
+        link = self.dir / name
+        if not link.is_symlink() and not link.exists():
+            return None
+        target = link.resolve()
+        if read_marker(target) is None:
+            return None
+        return target
+
+    def names(self) -> list[str]:
+        out = []
+        if not self.dir.is_dir():
+            return out
+        for p in sorted(self.dir.rglob("*")):
+            if p.is_symlink() and not p.name.startswith("."):
+                out.append(p.relative_to(self.dir).as_posix())
+        return out
