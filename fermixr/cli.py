@@ -59,8 +59,19 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _one_line_warning(message, category, filename, lineno, file=None, line=None):
+    print(f"fermixr: warning: {message}", file=file or sys.stderr)
+
+
 def main(argv=None) -> int:
+    import warnings
+
+    from .engine.recipe import RecipeDeprecationWarning, RecipeWarning
+
     args = _parser().parse_args(argv)
+    warnings.showwarning = _one_line_warning
+    warnings.simplefilter("default", RecipeWarning)
+    warnings.simplefilter("default", RecipeDeprecationWarning)
     try:
         return _dispatch(args)
     except BAD_INPUT as exc:
@@ -77,18 +88,24 @@ def main(argv=None) -> int:
 
 def _dispatch(args) -> int:
     if args.command == "validate":
-        from .engine.recipe import validate_file
+        from .engine.recipe import load_recipe, validate_file
 
-        problems = validate_file(args.recipe)
-        if problems:
-            print(f"{args.recipe}: {len(problems)} problem(s)", file=sys.stderr)
-            for line in problems:
-                print(f"  {line}", file=sys.stderr)
+        lines = validate_file(args.recipe, include_warnings=True)
+        errors = [ln for ln in lines if not ln.startswith("warning:")]
+        for ln in lines:
+            if ln.startswith("warning:"):
+                print(f"fermixr: {ln}", file=sys.stderr)
+        if errors:
+            print(f"fermixr: error: {args.recipe}: {len(errors)} problem(s)", file=sys.stderr)
+            for ln in errors:
+                print(f"  {ln}", file=sys.stderr)
             return 2
-        from .engine.recipe import load_recipe
+        import warnings
 
-        rec = load_recipe(args.recipe)
-        print(f"{args.recipe}: valid; steps: {', '.join(n for n, _ in rec.steps)}; "
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            rec = load_recipe(args.recipe)
+        print(f"{args.recipe}: valid; steps: {', '.join(n for n, _ in rec.steps) or '(none)'}; "
               f"{len(rec.components)} component(s)")
         return 0
     if args.command == "run":
