@@ -113,18 +113,19 @@ def _prep_tasks(cfg, wanted, sfx) -> list[Task]:
         out.append(Task(f"counts{sfx}", "counts",
                         {"geom": geom.to_dict(), "energy": axis.to_dict()},
                         inputs={"events": f"events{sfx}"}))
+    lt_zmax = lt.get("zmax")
+    if lt_zmax is None:
+        lt_zmax = sel.get("zmax")
+    lt_zmax = 180.0 if lt_zmax is None else float(lt_zmax)
     if "ltcube" in wanted:
         if data.get("ltcube"):
-            out.append(Task(f"ltcube{sfx}", "ltcube_file", {},
+            out.append(Task(f"ltcube{sfx}", "ltcube_file", {"zmax": lt_zmax},
                             inputs={"gti": f"gti{sfx}"},
                             files={"ltcube": _files(cfg, "ltcube", "data.ltcube")}))
         else:
-            zmax = lt.get("zmax")
-            if zmax is None:
-                zmax = sel.get("zmax")
             out.append(Task(
                 f"ltcube{sfx}", "ltcube",
-                {"zmax": 180.0 if zmax is None else float(zmax), "binsz": lt.get("binsz"),
+                {"zmax": lt_zmax, "binsz": lt.get("binsz"),
                  "dcostheta": lt.get("dcostheta"), "phibins": lt.get("phibins")},
                 inputs={"gti": f"gti{sfx}"}, files={"scfile": gti_files["scfile"]},
             ))
@@ -145,12 +146,16 @@ def _prep_tasks(cfg, wanted, sfx) -> list[Task]:
 
 
 def _irf_params(cfg) -> dict:
-    from ..io.caldb import irf_files
+    from ..io.caldb import find_irf_files
 
     irfs = cfg["gtlike"].get("irfs")
     evtype = cfg["selection"].get("evtype")
     caldb = cfg.get("data", {}).get("caldb")
-    files = irf_files(irfs, evtype, caldb=caldb)
+    files = sorted({
+        str(entry[0])
+        for f in find_irf_files(irfs, evtype, caldb=caldb).values()
+        for entry in (f.aeff, f.psf, f.edisp)
+    })
     # the CALDB location is not a parameter: the IRF files' content is in the key
     return {"params": {"irfs": irfs, "evtype": evtype}, "files": [str(f) for f in files]}
 

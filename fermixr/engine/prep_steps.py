@@ -70,26 +70,51 @@ def ltcube_step(inputs, params, ctx):
     from ..exposure.ltcube import compute_ltcube
 
     gti = inputs["gti"]
-    return compute_ltcube(
+    ds = compute_ltcube(
         ctx.files["scfile"], np.asarray(gti["START"].values), np.asarray(gti["STOP"].values),
         zmax=params["zmax"], binsz=params.get("binsz") or 1.0,
         dcostheta=params.get("dcostheta") or 0.025, phibins=params.get("phibins") or 0,
         progress=lambda done, total: ctx.progress(done, total, "FT2 rows"),
         client=ctx.client,
     )
+    # products are deterministic: timings belong to the provenance, not the data
+    ds.attrs.pop("wall_time_s", None)
+    return ds
 
 
 @register_step("ltcube_file", version="1", product="ltcube")
 def ltcube_file_step(inputs, params, ctx):
-    """A precomputed livetime cube (data.ltcube: one gtltcube file or several, summed)."""
+    """A precomputed livetime cube (data.ltcube: one gtltcube file or several, summed),
+    checked against the analysis GTIs and zenith cut."""
+    import warnings
+
+    from ..errors import SelectionError
     from ..io.ltcube import check_ltcube_against_gti, read_ltcube
 
-    ds = read_ltcube(ctx.files["ltcube"])
-    gti = inputs.get("gti")
-    if gti is not None:
-        for msg in check_ltcube_against_gti(ds, np.asarray(gti["START"].values),
-                                            np.asarray(gti["STOP"].values)):
-            ctx.info(msg)
+    files = ctx.files["ltcube"]
+    ds = read_ltcube(files)
+    gti = inputs["gti"]
+    start, stop = np.asarray(gti["START"].values), np.asarray(gti["STOP"].values)
+    c0, c1 = float(np.min(ds["gti_start"].values)), float(np.max(ds["gti_stop"].values))
+    a0, a1 = float(start.min()), float(stop.max())
+    if c1 <= a0 or a1 <= c0:
+        raise SelectionError(
+            f"data.ltcube {', '.join(files)}: the livetime cube covers MET {c0:.1f}-{c1:.1f} s, "
+            f"the selection's GTIs cover MET {a0:.1f}-{a1:.1f} s: they do not overlap"
+        )
+    msgs = [f"data.ltcube (MET {c0:.1f}-{c1:.1f} s) vs selection (MET {a0:.1f}-{a1:.1f} s): {m}"
+            for m in check_ltcube_against_gti(ds, start, stop)]
+    want = params.get("zmax")
+    have = ds.attrs.get("zmax")
+    if have is None:
+        msgs.append(f"data.ltcube does not record its zenith cut; ltcube.zmax is {want} deg")
+    elif want is not None and abs(float(have) - float(want)) > 1e-6:
+        msgs.append(f"data.ltcube was made with zmax {float(have):g} deg but ltcube.zmax "
+                    f"(default: selection.zmax) is {float(want):g} deg")
+    for m in msgs:
+        ctx.info("warning: " + m)
+        warnings.warn(m, stacklevel=2)
+    ds.attrs["warnings"] = msgs
     return ds
 
 
@@ -101,13 +126,13 @@ def _caldb_from_files(files) -> Path | None:
 @register_step("exposure", version="1", product="exposure")
 def exposure_step(inputs, params, ctx):
     """Exposure cube on the analysis geometry at the energy-bin edges (gtexpcube2)."""
-    from ..exposure.expcube import exposure_cube
+    from ..exposure.expmap import exposure_map
     from ..geom import geom_from_dict
     from ..irf.irfset import load_irfs
 
     irfs = load_irfs(params["irfs"], params["evtype"], caldb=_caldb_from_files(ctx.files["irf"]))
     geom = geom_from_dict(params["geom"])
-    return exposure_cube(inputs["ltcube"].load(), irfs, geom, np.asarray(params["energies"]))
+    return exposure_map(inputs["ltcube"].load(), irfs, geom, np.asarray(params["energies"]))
 
 
 @register_step("psf", version="1", product="psf")
@@ -119,5 +144,8 @@ def psf_step(inputs, params, ctx):
     irfs = load_irfs(params["irfs"], params["evtype"], caldb=_caldb_from_files(ctx.files["irf"]))
     if not params.get("energies"):
         raise RecipeError("psf: no energies")
-    return psf_table(inputs["ltcube"].load(), irfs, params["ra"], params["dec"],
-                     np.asarray(params["energies"]))
+    ds = psf_table(inputs["ltcube"].load(), irfs, params["ra"], params["dec"],
+                   np.asarray(params["energies"]))
+    ds.attrs.update({"fermixr_product": "psf", "ra": float(params["ra"]),
+                     "dec": float(params["dec"]), "irfs": irfs.irfs, "evtype": int(irfs.evtype)})
+    return ds

@@ -30,9 +30,7 @@ def _load(recipe, overrides=None):
     return load_recipe(recipe, **(overrides or {}))
 
 
-def resolve_outdir(recipe, outdir=None) -> Path:
-    if outdir:
-        return Path(outdir).expanduser().resolve()
+def resolve_outdir(recipe) -> Path:
     cfg_out = recipe.config.get("fileio", {}).get("outdir")
     if cfg_out:
         return Path(cfg_out).expanduser().resolve()
@@ -95,8 +93,15 @@ def run_recipe(recipe, *, outdir=None, scheduler=None, force=(), verbose=True, s
 
     stream = stream if stream is not None else sys.stderr
     t0 = time.monotonic()
+    overrides = dict(overrides or {})
+    if outdir:
+        # the run directory given on the command line is fileio.outdir (and, unless the
+        # recipe names a shared cachedir, the store is inside it)
+        fio = dict(overrides.get("fileio") or {})
+        fio["outdir"] = str(Path(outdir).expanduser().resolve())
+        overrides["fileio"] = fio
     rec = _load(recipe, overrides)
-    out = resolve_outdir(rec, outdir)
+    out = resolve_outdir(rec)
     tasks = plan_tasks(rec)
     if force:
         known = {t.step for t in tasks} | {t.name for t in tasks}
@@ -185,7 +190,7 @@ def list_run(run_dir, recipe=None) -> list[dict]:
         if not copy.is_file():
             raise StoreError(f"{str(run_dir)!r} holds no {RECIPE_COPY}: is it a fermixr run directory?")
         recipe = copy
-    rec = _load(recipe)
+    rec = _load(recipe, {"fileio": {"outdir": str(run_dir.resolve())}})
     tasks = plan_tasks(rec)
     last = {}
     mf = run_dir / "run.json"

@@ -76,6 +76,7 @@ class ProductStore:
         )
         try:
             _to_zarr(ds, tmp)
+            _debug_pause()
             prov = dict(provenance)
             prov.setdefault("committed_utc", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
             prov["key"] = key
@@ -111,6 +112,14 @@ class ProductStore:
             shutil.rmtree(p, ignore_errors=True)
             removed.append(p)
         return removed
+
+
+def _debug_pause() -> None:
+    """Fault injection for tests: ``FERMIXR_DEBUG_PAUSE_BEFORE_COMMIT=<seconds>`` holds a
+    written but uncommitted product, so a test can kill the process mid-write."""
+    pause = os.environ.get("FERMIXR_DEBUG_PAUSE_BEFORE_COMMIT")
+    if pause:
+        time.sleep(float(pause))
 
 
 def read_marker(path: str | os.PathLike) -> dict | None:
