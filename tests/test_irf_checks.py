@@ -64,14 +64,12 @@ def test_section3_mean_edisp(irf, lt):
     v = ed.values[:, 0, :]
     print(f"\nsection 3 (mean edisp) worst relative residual: {_worst(v, ref):.3e}")
     assert np.all(v[[0, -1]] == 0)
-    # Every value but one agrees to 1e-3 (bin [0.2, 0.6] to 1e-8).  The far-tail value at
-    # E_rec = 10**3.8 in bin [0.6, 1.0] (7.3e-9 MeV^-1, ~4e-5 of the peak) differs by
-    # 4.3e-3: see the report; section 5, which folds the same dispersion over the whole
-    # [0.2, 1.0] range, agrees to 2e-5.
-    tol = np.full(ref.shape, 1e-3)
-    tol[4, 1] = 5e-3
-    m = ref != 0
-    assert np.all(np.abs(v[m] / ref[m] - 1) <= tol[m])
+    np.testing.assert_allclose(v, ref, rtol=1e-3)
+    # The Science Tools' EdispInterpolator rule (point scale with cos theta uncapped,
+    # r_i factor on the cos theta = 1 padding row) reproduces every value to ~3e-9; the
+    # far-tail value at E_rec = 10**3.8 in bin [0.6, 1.0] is 4.3e-3 off when cos theta
+    # in the point scale is capped at the top bin centre, so hold it tighter.
+    np.testing.assert_allclose(v, ref, rtol=1e-6)
 
 
 def test_section4_psf_model(irf, lt):

@@ -248,12 +248,17 @@ def edisp_values(version, corner_scale, xrel, loge, costh, xs, ys, pars, sp, ctm
                  p1, p2, t0):
     """Energy dispersion x E_true at paired points (a density in
     x = (E_rec - E_true)/E_true), interpolating the distributions of the four corner
-    nodes bilinearly (``EdispInterpolator``).  ``version`` 3 (Pass 8) or 2 (Pass 7).
+    nodes bilinearly in the scaled deviation (``EdispInterpolator``).  ``version`` 3
+    (Pass 8) or 2 (Pass 7).
 
-    The scale function is evaluated at the requested (log10 E, cos theta) for every
-    corner when ``corner_scale`` is False (this reproduces the published Science Tools
-    numbers), at each corner's own node when True (the current latResponse source).
-    cos theta in the scale is capped at ``ctmax`` (the highest bin centre)."""
+    Science Tools rule (``corner_scale`` False): with S the scale function,
+    s = S(log10 E, cos theta) at the requested point (cos theta NOT capped) and, per
+    corner node (L_i, c_i), r_i = S(L_i, c_i) / S(L_i, min(c_i, ctmax)) (1 except on the
+    padding row cos theta = 1, where the node's own evaluation caps cos theta at the
+    top bin centre ``ctmax``), each corner contributes f_i(r_i x / s) r_i / s.
+
+    ``corner_scale`` True: each corner contributes f_i(x / s_i) / s_i with
+    s_i = S(L_i, min(c_i, ctmax)) (an alternative reading; not the Science Tools)."""
     n = loge.shape[0]
     out = np.empty(n)
     for k in prange(n):
@@ -265,28 +270,24 @@ def edisp_values(version, corner_scale, xrel, loge, costh, xs, ys, pars, sp, ctm
         tt = (loge[k] - xs[i - 1]) / (xs[i] - xs[i - 1])
         uu = (costh[k] - ys[j - 1]) / (ys[j] - ys[j - 1])
         x = xrel[k]
-        s0 = edisp_scale(loge[k], min(costh[k], ctmax), sp)
-        s00 = s0
-        s10 = s0
-        s11 = s0
-        s01 = s0
-        if corner_scale:
-            s00 = edisp_scale(xs[i - 1], min(ys[j - 1], ctmax), sp)
-            s10 = edisp_scale(xs[i], min(ys[j - 1], ctmax), sp)
-            s11 = edisp_scale(xs[i], min(ys[j], ctmax), sp)
-            s01 = edisp_scale(xs[i - 1], min(ys[j], ctmax), sp)
+        s0 = edisp_scale(loge[k], costh[k], sp)
         v = 0.0
-        w = (1.0 - tt) * (1.0 - uu)
-        if w != 0.0:
-            v += w * _edisp_node(version, x, pars[j - 1, i - 1], s00, p1, p2, t0)
-        w = tt * (1.0 - uu)
-        if w != 0.0:
-            v += w * _edisp_node(version, x, pars[j - 1, i], s10, p1, p2, t0)
-        w = tt * uu
-        if w != 0.0:
-            v += w * _edisp_node(version, x, pars[j, i], s11, p1, p2, t0)
-        w = (1.0 - tt) * uu
-        if w != 0.0:
-            v += w * _edisp_node(version, x, pars[j, i - 1], s01, p1, p2, t0)
+        for corner in range(4):
+            if corner == 0:
+                jj, ii, w = j - 1, i - 1, (1.0 - tt) * (1.0 - uu)
+            elif corner == 1:
+                jj, ii, w = j - 1, i, tt * (1.0 - uu)
+            elif corner == 2:
+                jj, ii, w = j, i, tt * uu
+            else:
+                jj, ii, w = j, i - 1, (1.0 - tt) * uu
+            if w == 0.0:
+                continue
+            sc = edisp_scale(xs[ii], min(ys[jj], ctmax), sp)
+            if corner_scale:
+                v += w * _edisp_node(version, x, pars[jj, ii], sc, p1, p2, t0)
+            else:
+                r = edisp_scale(xs[ii], ys[jj], sp) / sc
+                v += w * r * _edisp_node(version, r * x, pars[jj, ii], s0, p1, p2, t0)
         out[k] = v
     return out

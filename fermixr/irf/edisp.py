@@ -6,15 +6,21 @@ S(E, theta) = p0 L^2 + p1 c^2 + p2 L + p3 c + p4 L c + p5 (L = log10 E, c = |cos
 EDISP_SCALING_PARAMS), D = g(x/S)/(S E) where g is the sum of two skewed generalised
 Gaussians F g1(S1, K1, BIAS, PINDEX1) + (1 - F) g2(S2, K2, BIAS2, PINDEX2).
 
-Evaluation follows ``EdispInterpolator``: the parameters sit on the padded
-(log10 E, cos theta) bin-centre grid; each of the four corner nodes is evaluated at the
-same relative deviation x and the four values are combined with bilinear weights.  The
-scale S takes the requested (E, theta) for every corner (``scale_at="point"``, the
-default: this reproduces the Science Tools numbers published with Fermipy's tests to
-better than 5e-3, worst on a far-tail value) or each corner's own node
-(``scale_at="corner"``, as the current latResponse source reads; it differs from those
-numbers by up to 40% in the tails).  In both, cos theta in S is capped at the highest
-bin centre and |cos theta| is used.
+Evaluation follows ``EdispInterpolator`` (latResponse, as in the Science Tools releases
+of the Fermipy 0.16 era): the parameters sit on the padded (log10 E, cos theta)
+bin-centre grid and the distributions of the four corner nodes are combined with
+bilinear weights in the scaled deviation u = x / s, where s = S(log10 E, cos theta) at
+the requested point with cos theta NOT capped.  Each corner node i at (L_i, c_i) is
+evaluated by the node's own ``evaluate``, which caps cos theta at the highest bin centre
+before scaling; the interpolator undoes that node scale with the uncapped one, so the
+corner contributes g_i(r_i u) r_i / (s E) with r_i = S(L_i, c_i) / S(L_i, min(c_i,
+c_max)).  r_i = 1 except on the padding row cos theta = 1, i.e. for inclinations above
+the top bin centre.  This (``scale_at="point"``, the default) reproduces the Science
+Tools numbers published with Fermipy's tests to 2e-9.  Capping cos theta at the top bin
+centre in s as well (the same as dropping r_i) misses the far tail at cos theta > 0.95 by
+4e-3; evaluating every corner at its own node scale with the unscaled x
+(``scale_at="corner"``, an alternative reading kept for comparison) misses the
+published numbers by up to 40% in the tails.
 
 Pass 7 (EDISPVER 2): the older piecewise function with exponents p1, p2 and break t0 from
 the scaling HDU, each node renormalised to 1 over E_rec in [E/10, 10 E] (the Science
@@ -138,17 +144,24 @@ def edisp3_reference(erec, etrue, costheta, ed: EnergyDispersion) -> float:
         return (pidx / sigma / math.gamma(1 / pidx) * k / (1 + k * k)
                 * math.exp(-((k * up / sigma) ** pidx)) * math.exp(-((um / k / sigma) ** pidx)))
 
+    sp = ed.scale_pars
+
+    def scale(L, c):
+        c = abs(c)
+        return sp[0] * L * L + sp[1] * c * c + sp[2] * L + sp[3] * c + sp[4] * L * c + sp[5]
+
+    s_point = scale(le, costheta)
+
     def node(jj, ii):
         F, S1, K1, B1, B2, S2, K2, P1, P2 = ed.node_pars[jj, ii]
+        L, c = ed.loge_nodes[ii], ed.costh_nodes[jj]
+        s_node = scale(L, min(c, ed.max_center))  # the node caps cos theta
         if ed.scale_at == "corner":
-            c = abs(min(ed.costh_nodes[jj], ed.max_center))
-            L = ed.loge_nodes[ii]
+            z, jac = x / s_node, 1 / s_node
         else:
-            c = abs(min(costheta, ed.max_center))
-            L = le
-        sp = ed.scale_pars
-        s = sp[0] * L * L + sp[1] * c * c + sp[2] * L + sp[3] * c + sp[4] * L * c + sp[5]
-        return (F * g(x / s, S1, K1, B1, P1) + (1 - F) * g(x / s, S2, K2, B2, P2)) / s
+            r = scale(L, c) / s_node
+            z, jac = r * x / s_point, r / s_point
+        return (F * g(z, S1, K1, B1, P1) + (1 - F) * g(z, S2, K2, B2, P2)) * jac
 
     v = ((1 - t) * (1 - u) * node(j - 1, i - 1) + t * (1 - u) * node(j - 1, i)
          + t * u * node(j, i) + (1 - t) * u * node(j, i - 1))
