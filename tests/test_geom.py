@@ -312,3 +312,20 @@ def test_geom_coords_attrs_roundtrip():
     assert wcs_ds["lon"].dims == ("y", "x")
     with pytest.raises(GeometryError, match="no 'geom'"):
         geom_from_attrs({})
+
+
+def test_configured_positions_transform_as_astropy_does():
+    """The constant ICRS -> Galactic rotation used for configured centres equals astropy's."""
+    from astropy.coordinates import SkyCoord
+
+    from fermixr.geom.frames import fermipy_cel_to_gal, fermipy_gal_to_cel
+
+    rng = np.random.default_rng(7)
+    for ra, dec in zip(rng.uniform(0, 360, 50), np.degrees(np.arcsin(rng.uniform(-1, 1, 50)))):
+        g = SkyCoord(ra, dec, unit="deg", frame="icrs").galactic
+        lon, lat = fermipy_cel_to_gal(ra, dec)
+        assert abs((lon - g.l.deg + 180) % 360 - 180) * np.cos(np.radians(lat)) < 1e-9
+        assert abs(lat - g.b.deg) < 1e-9
+        back = fermipy_gal_to_cel(lon, lat)
+        assert abs((back[0] - ra + 180) % 360 - 180) * np.cos(np.radians(dec)) < 1e-9
+        assert abs(back[1] - dec) < 1e-9

@@ -85,8 +85,8 @@ class Executor:
             return self._ids[st.task.name]
         step = get_step(st.task.step)
         if step.identity == "content":
-            ds = open_product_dir(st.path)
-            ident = "content:" + dataset_digest(ds.load())
+            # written into the marker when the product was committed
+            ident = "content:" + read_marker(st.path)["content_digest"]
         else:
             ident = st.key
         self._ids[st.task.name] = ident
@@ -259,6 +259,8 @@ def execute_task(step_name, params, input_paths, files, store_root, product, key
     validate_product(ds)
     secs = time.monotonic() - t0
     prov = dict(prov, wall_seconds=round(secs, 3))
+    if step.identity == "content":
+        prov["content_digest"] = dataset_digest(ds.load())
     ds.attrs["provenance"] = {k: prov[k] for k in ("step", "step_version", "fermixr_version", "name")}
     ds.attrs["provenance"]["key"] = key
     if overwrite and store.exists(product, key):

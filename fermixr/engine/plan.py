@@ -30,6 +30,7 @@ NOT_YET = ("optimize", "fit", "sed", "tsmap", "tscube", "residmap", "find_source
 
 def plan_tasks(recipe) -> list[Task]:
     wanted: list[str] = []
+    requested = {name for name, _ in recipe.steps}
     for name, _params in recipe.steps:
         if name in NOT_YET:
             raise RecipeError(
@@ -46,7 +47,11 @@ def plan_tasks(recipe) -> list[Task]:
     tasks: list[Task] = []
     for i, cfg in enumerate(comps):
         sfx = f"/{i:02d}" if len(comps) > 1 else ""
-        tasks.extend(_prep_tasks(cfg, wanted, sfx))
+        need = list(wanted)
+        if (cfg["gtlike"].get("bexpmap") and "ltcube" in need and "psf" not in need
+                and "ltcube" not in requested):
+            need.remove("ltcube")  # the given exposure cube replaces it
+        tasks.extend(_prep_tasks(cfg, need, sfx))
     return tasks
 
 
@@ -56,10 +61,9 @@ def roi_center(cfg) -> tuple[float, float]:
     if sel.get("ra") is not None and sel.get("dec") is not None:
         return float(sel["ra"]), float(sel["dec"])
     if sel.get("glon") is not None and sel.get("glat") is not None:
-        from astropy.coordinates import SkyCoord
+        from ..geom.frames import fermipy_gal_to_cel
 
-        c = SkyCoord(float(sel["glon"]), float(sel["glat"]), unit="deg", frame="galactic").icrs
-        return float(c.ra.deg), float(c.dec.deg)
+        return fermipy_gal_to_cel(sel["glon"], sel["glat"])
     if sel.get("target"):
         raise RecipeError(
             f"selection.target {sel['target']!r}: resolving a target name needs the source "
@@ -68,16 +72,16 @@ def roi_center(cfg) -> tuple[float, float]:
     raise RecipeError("selection: the ROI centre is not set; give ra/dec, glon/glat or target")
 
 
-def _files(cfg, key: str, what: str):
+def _files(cfg, key: str, what: str, section: str = "data"):
     from ..io.filelist import resolve_files
 
-    return [str(p) for p in resolve_files(cfg["data"].get(key), what=what)]
+    return [str(p) for p in resolve_files(cfg[section].get(key), what=what)]
 
 
 def _prep_tasks(cfg, wanted, sfx) -> list[Task]:
     from ..geom import EnergyAxis, geom_from_config
 
-    sel, data, lt = cfg["selection"], cfg["data"], cfg["ltcube"]
+    sel, data, lt, gtl = cfg["selection"], cfg["data"], cfg["ltcube"], cfg["gtlike"]
     ra, dec = roi_center(cfg)
     out: list[Task] = []
     need_events = any(w in wanted for w in ("events", "counts"))
@@ -85,6 +89,13 @@ def _prep_tasks(cfg, wanted, sfx) -> list[Task]:
     evfiles = _files(cfg, "evfile", "data.evfile")
     roi = {"ra": ra, "dec": dec, "radius": sel.get("radius")}
 
+    if sel.get("filter"):
+        from ..select.filter import parse_filter
+
+        try:
+            parse_filter(sel["filter"])  # a syntax error stops the run before any work
+        except Exception as exc:
+            raise type(exc)(f"selection.filter: {exc}") from None
     gti_files = {"evfile": evfiles}
     if sel.get("filter") or _truthy(sel.get("roicut")) or need_ft2:
         gti_files["scfile"] = _files(cfg, "scfile", "data.scfile")
@@ -130,7 +141,13 @@ def _prep_tasks(cfg, wanted, sfx) -> list[Task]:
                 inputs={"gti": f"gti{sfx}"}, files={"scfile": gti_files["scfile"]},
             ))
     irf = _irf_params(cfg)
-    if "exposure" in wanted:
+    if "exposure" in wanted and gtl.get("bexpmap"):
+        out.append(Task(
+            f"exposure{sfx}", "exposure_bexpmap",
+            {"geom": geom.to_dict(), "energies": list(axis.edges), **irf["params"]},
+            files={"bexpmap": _files(cfg, "bexpmap", "gtlike.bexpmap", section="gtlike")},
+        ))
+    elif "exposure" in wanted:
         out.append(Task(
             f"exposure{sfx}", "exposure",
             {"geom": geom.to_dict(), "energies": list(axis.edges), **irf["params"]},

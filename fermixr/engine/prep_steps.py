@@ -135,6 +135,17 @@ def exposure_step(inputs, params, ctx):
     return exposure_map(inputs["ltcube"].load(), irfs, geom, np.asarray(params["energies"]))
 
 
+@register_step("exposure_bexpmap", version="1", product="exposure")
+def exposure_bexpmap_step(inputs, params, ctx):
+    """Exposure resampled from a precomputed all-sky gtexpcube2 cube (gtlike.bexpmap)."""
+    from ..exposure.bexpmap import exposure_from_bexpmap
+    from ..geom import geom_from_dict
+
+    return exposure_from_bexpmap(ctx.files["bexpmap"][0], geom_from_dict(params["geom"]),
+                                 np.asarray(params["energies"]), irfs=params["irfs"],
+                                 evtype=int(params["evtype"]))
+
+
 @register_step("psf", version="1", product="psf")
 def psf_step(inputs, params, ctx):
     """Exposure-weighted PSF at the ROI centre versus energy and offset (gtpsf)."""

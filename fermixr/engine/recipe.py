@@ -630,14 +630,12 @@ def resolve_config(cfg: Mapping, *, base_dir: str | os.PathLike | None = None,
     have_cel = s.get("ra") is not None and s.get("dec") is not None
     have_gal = s.get("glon") is not None and s.get("glat") is not None
     if have_cel != have_gal:
-        from astropy.coordinates import SkyCoord
+        from ..geom.frames import fermipy_cel_to_gal, fermipy_gal_to_cel
 
         if have_cel:
-            g = SkyCoord(s["ra"], s["dec"], unit="deg", frame="icrs").galactic
-            s["glon"], s["glat"] = float(g.l.deg), float(g.b.deg)
+            s["glon"], s["glat"] = fermipy_cel_to_gal(s["ra"], s["dec"])
         else:
-            q = SkyCoord(s["glon"], s["glat"], unit="deg", frame="galactic").icrs
-            s["ra"], s["dec"] = float(q.ra.deg), float(q.dec.deg)
+            s["ra"], s["dec"] = fermipy_gal_to_cel(s["glon"], s["glat"])
     if s.get("radius") is None:
         s["radius"] = float(math.sqrt(2.0) * 0.5 * b["npix"] * b["binsz"] + 0.5)
     if (b.get("enumbins") is None and s.get("emin") is not None

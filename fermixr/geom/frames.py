@@ -23,7 +23,6 @@ import math
 import numpy as np
 
 from ..errors import GeometryError
-from ._kernels import angsep_deg, rotate_lonlat
 
 FRAMES = ("CEL", "GAL")
 
@@ -80,6 +79,8 @@ def _rotate(lon, lat, rot):
     la, shape2 = _as_f64_1d(lat)
     if lo.shape != la.shape:
         raise GeometryError(f"longitude and latitude differ in shape: {shape} vs {shape2}")
+    from ._kernels import rotate_lonlat  # numba on first use, not at import
+
     out_lon, out_lat = rotate_lonlat(lo, la, np.ascontiguousarray(rot))
     if shape == ():
         return float(out_lon[0]), float(out_lat[0])
@@ -111,20 +112,32 @@ def transform(lon, lat, frame_in, frame_out):
     return gal_to_cel(lon, lat)
 
 
+# astropy's ICRS -> Galactic rotation (galactic_xyz = M @ icrs_xyz), the transformation
+# Fermipy applies to configured positions; a constant, so configuration does not need to
+# import astropy.coordinates (tests compare it with astropy).
+ICRS_TO_GALACTIC = np.array([
+    [-0.05487565771259163, -0.8734370519556159, -0.48383507361671546],
+    [0.4941094371927268, -0.44482972122329517, 0.7469821839866676],
+    [-0.8676661375596576, -0.19807633727300059, 0.45598381368730156],
+])
+
+
+def _rotate_point(lon: float, lat: float, m: np.ndarray) -> tuple[float, float]:
+    lo, la = math.radians(float(lon)), math.radians(float(lat))
+    v = m @ np.array([math.cos(la) * math.cos(lo), math.cos(la) * math.sin(lo), math.sin(la)])
+    lon_out = math.degrees(math.atan2(v[1], v[0])) % 360.0
+    lat_out = math.degrees(math.asin(max(-1.0, min(1.0, v[2]))))
+    return lon_out, lat_out
+
+
 def fermipy_cel_to_gal(ra: float, dec: float) -> tuple[float, float]:
     """(l, b) [deg] of a configured (ra, dec) as Fermipy computes it (astropy, ICRS)."""
-    from astropy.coordinates import SkyCoord
-
-    c = SkyCoord(float(ra), float(dec), unit="deg", frame="icrs").galactic
-    return float(c.l.deg), float(c.b.deg)
+    return _rotate_point(ra, dec, ICRS_TO_GALACTIC)
 
 
 def fermipy_gal_to_cel(glon: float, glat: float) -> tuple[float, float]:
     """(ra, dec) [deg] of a configured (glon, glat) as Fermipy computes it (astropy, ICRS)."""
-    from astropy.coordinates import SkyCoord
-
-    c = SkyCoord(float(glon), float(glat), unit="deg", frame="galactic").icrs
-    return float(c.ra.deg), float(c.dec.deg)
+    return _rotate_point(glon, glat, ICRS_TO_GALACTIC.T)
 
 
 def angular_separation(lon1, lat1, lon2: float, lat2: float):
@@ -132,6 +145,8 @@ def angular_separation(lon1, lat1, lon2: float, lat2: float):
     frame), with CFITSIO's haversine formula (the one gtselect's ``angsep`` cut uses)."""
     lo, shape = _as_f64_1d(lon1)
     la, _ = _as_f64_1d(lat1)
+    from ._kernels import angsep_deg
+
     out = angsep_deg(lo, la, float(lon2), float(lat2))
     if shape == ():
         return float(out[0])

@@ -22,6 +22,13 @@ _LON_NAME = {"CEL": "RA", "GAL": "GLON"}
 _LAT_NAME = {"CEL": "DEC", "GAL": "GLAT"}
 
 
+# the projection codes of wcslib (Calabretta & Greisen 2002, plus HEALPix ones)
+_WCSLIB_PROJECTIONS = frozenset(
+    "AZP SZP TAN STG SIN ARC ZPN ZEA AIR CYP CEA CAR MER SFL PAR MOL AIT COP COE COD COO "
+    "BON PCO TSC CSC QSC HPX XPH".split()
+)
+
+
 def _ctype(name: str, proj: str) -> str:
     return f"{name:-<4}-{proj}"
 
@@ -81,7 +88,13 @@ class WcsGeom:
         self._frame = normalize_frame(frame)
         self._rotation = float(rotation)
         self._wcs = None
-        _ = self.wcs  # validate the projection with wcslib now
+        if proj not in _WCSLIB_PROJECTIONS:
+            raise GeometryError(
+                f"WCS geometry: unknown projection {proj!r}; wcslib knows "
+                f"{', '.join(sorted(_WCSLIB_PROJECTIONS))}"
+            )
+        # the astropy WCS itself is built on first use: importing astropy.wcs costs a
+        # quarter of a second, which a cached re-run should not pay
 
     # --- construction ------------------------------------------------------------------
     @classmethod
