@@ -1,0 +1,116 @@
+"""A source of the sky model: a name, a spectrum and a spatial model, each with its
+parameters, plus associations and catalog metadata.  Immutable: every change returns a new
+``Source``."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+
+from ..errors import RecipeError
+from .parameters import Parameter
+from .spatial import DIFFUSE_TYPES, spatial_type
+
+
+def normalize_name(name: str) -> str:
+    """Key under which names match: case- and whitespace-insensitive (``Mkn 421`` =
+    ``mkn421``)."""
+    return re.sub(r"\s+", "", str(name)).lower()
+
+
+@dataclasses.dataclass(frozen=True)
+class Source:
+    name: str
+    spectrum: str                              # spectral model tag (PowerLaw, ...)
+    spectral: tuple[Parameter, ...]
+    spatial_model: str = "PointSource"         # canonical spatial type
+    spatial: tuple[Parameter, ...] = ()
+    spatial_file: str | None = None            # SpatialMap / MapCubeFunction template
+    spectrum_file: str | None = None           # FileFunction table
+    associations: tuple[str, ...] = ()
+    meta: dict = dataclasses.field(default_factory=dict, compare=False, hash=False)
+
+    def __post_init__(self):
+        object.__setattr__(self, "spatial_model", spatial_type(self.spatial_model))
+        names = [p.name for p in self.spectral] + [p.name for p in self.spatial]
+        if len(set(p.name for p in self.spectral)) != len(self.spectral):
+            raise RecipeError(f"source {self.name!r}: duplicate spectral parameter in {names}")
+
+    # -- access -----------------------------------------------------------------------
+    @property
+    def is_diffuse(self) -> bool:
+        return self.spatial_model in DIFFUSE_TYPES
+
+    @property
+    def skydir(self) -> tuple[float, float] | None:
+        """(ra, dec) in deg for point and radial sources, None for diffuse ones."""
+        p = {q.name: q for q in self.spatial}
+        if "RA" in p and "DEC" in p:
+            return (p["RA"].physical, p["DEC"].physical)
+        return None
+
+    def param(self, name: str) -> Parameter:
+        for p in self.spectral + self.spatial:
+            if p.name == name:
+                return p
+        raise RecipeError(f"source {self.name!r} has no parameter {name!r}; it has "
+                          f"{', '.join(p.name for p in self.spectral + self.spatial)}")
+
+    @property
+    def param_names(self) -> list[str]:
+        return [p.name for p in self.spectral]
+
+    def spectral_values(self):
+        """Physical spectral parameter values in model order (numpy array)."""
+        import numpy as np
+
+        return np.array([p.physical for p in self.spectral], dtype=np.float64)
+
+    def matches(self, key: str) -> bool:
+        k = normalize_name(key)
+        return k == normalize_name(self.name) or any(k == normalize_name(a)
+                                                     for a in self.associations if a)
+
+    # -- changes ----------------------------------------------------------------------
+    def with_param(self, name: str, **changes) -> "Source":
+        self.param(name)  # raises for an unknown name
+        spec = tuple(p.replace(**changes) if p.name == name else p for p in self.spectral)
+        spat = tuple(p.replace(**changes) if p.name == name else p for p in self.spatial)
+        return dataclasses.replace(self, spectral=spec, spatial=spat)
+
+    def replace(self, **changes) -> "Source":
+        return dataclasses.replace(self, **changes)
+
+    # -- serialisation ----------------------------------------------------------------
+    def to_dict(self) -> dict:
+        return {
+            "name": self.name,
+            "SpectrumType": self.spectrum,
+            "spectral_pars": {p.name: p.to_dict() for p in self.spectral},
+            "SpatialModel": self.spatial_model,
+            "spatial_pars": {p.name: p.to_dict() for p in self.spatial},
+            "Spatial_Filename": self.spatial_file,
+            "Spectrum_Filename": self.spectrum_file,
+            "associations": list(self.associations),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Source":
+        return cls(
+            name=d["name"],
+            spectrum=d["SpectrumType"],
+            spectral=tuple(Parameter(name=k, **v) for k, v in d["spectral_pars"].items()),
+            spatial_model=d["SpatialModel"],
+            spatial=tuple(Parameter(name=k, **v) for k, v in d.get("spatial_pars", {}).items()),
+            spatial_file=d.get("Spatial_Filename"),
+            spectrum_file=d.get("Spectrum_Filename"),
+            associations=tuple(d.get("associations", ())),
+        )
+
+    def spatial_key(self) -> dict:
+        """What a source map depends on: the spatial model, its parameters and template
+        (not the spectrum, not the name)."""
+        return {"SpatialModel": self.spatial_model,
+                "spatial_pars": {p.name: p.physical for p in self.spatial
+                                 if p.name not in ("Prefactor", "Normalization", "Value")},
+                "Spatial_Filename": self.spatial_file}

@@ -1,0 +1,100 @@
+"""Spatial models with the Science Tools' names and parameters.
+
+| type              | XML function      | parameters            | intensity (sr^-1)                     |
+|-------------------|-------------------|-----------------------|---------------------------------------|
+| PointSource       | SkyDirFunction    | RA, DEC               | delta at (RA, DEC)                    |
+| RadialGaussian    | RadialGaussian    | RA, DEC, Sigma [deg]  | 2-D Gaussian in angular distance      |
+| RadialDisk        | RadialDisk        | RA, DEC, Radius [deg] | uniform inside Radius                 |
+| SpatialMap        | SpatialMap        | Prefactor             | a FITS template (normalised to 1)     |
+| MapCubeFunction   | MapCubeFunction   | Normalization         | a FITS intensity cube per energy      |
+| ConstantValue     | ConstantValue     | Value                 | isotropic: Value (1 sr^-1)            |
+
+``SpatialWidth`` is the 68% containment radius, as Fermipy defines it: a RadialGaussian of
+width w has Sigma = w / 1.50959, a RadialDisk Radius = w / 0.82462.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..errors import RecipeError
+from .parameters import Parameter
+
+GAUSS_R68 = 1.50959  # 68% containment radius / sigma of a 2-D Gaussian: sqrt(-2 ln 0.32)
+DISK_R68 = 0.82462   # 68% containment radius / radius of a uniform disk: sqrt(0.68)
+
+_P = Parameter
+SPATIAL_PARAMS: dict[str, tuple[Parameter, ...]] = {
+    "PointSource": (_P("RA", 0.0, 1.0, -360.0, 360.0), _P("DEC", 0.0, 1.0, -90.0, 90.0)),
+    "RadialGaussian": (_P("RA", 0.0, 1.0, -360.0, 360.0), _P("DEC", 0.0, 1.0, -90.0, 90.0),
+                       _P("Sigma", 0.1, 1.0, 1e-10, 10.0)),
+    "RadialDisk": (_P("RA", 0.0, 1.0, -360.0, 360.0), _P("DEC", 0.0, 1.0, -90.0, 90.0),
+                   _P("Radius", 0.1, 1.0, 1e-10, 10.0)),
+    "SpatialMap": (_P("Prefactor", 1.0, 1.0, 0.001, 1000.0),),
+    "MapCubeFunction": (_P("Normalization", 1.0, 1.0, 0.001, 1000.0),),
+    "ConstantValue": (_P("Value", 1.0, 1.0, 0.0, 10.0),),
+}
+XML_FUNCTION = {"PointSource": "SkyDirFunction"}
+ALIASES = {"SkyDirFunction": "PointSource", "PSFSource": "PointSource",
+           "RadialGauss": "RadialGaussian", "GaussianSource": "RadialGaussian",
+           "DiskSource": "RadialDisk", "MapCube": "MapCubeFunction",
+           "Isotropic": "ConstantValue", "IsotropicSource": "ConstantValue"}
+DIFFUSE_TYPES = ("SpatialMap", "MapCubeFunction", "ConstantValue")
+
+
+def spatial_type(name: str) -> str:
+    """The canonical spatial type of ``name`` (XML function names and aliases accepted)."""
+    t = ALIASES.get(name, name)
+    if t not in SPATIAL_PARAMS:
+        raise RecipeError(f"unknown spatial model {name!r}; known: "
+                          f"{', '.join(sorted(set(SPATIAL_PARAMS) | set(ALIASES)))}")
+    return t
+
+
+def default_params(kind: str) -> tuple[Parameter, ...]:
+    return SPATIAL_PARAMS[spatial_type(kind)]
+
+
+def width_to_param(kind: str, width_deg: float) -> tuple[str, float]:
+    """(parameter name, value) for a 68% containment radius ``width_deg``."""
+    kind = spatial_type(kind)
+    if kind == "RadialGaussian":
+        return "Sigma", width_deg / GAUSS_R68
+    if kind == "RadialDisk":
+        return "Radius", width_deg / DISK_R68
+    raise RecipeError(f"SpatialWidth applies to RadialGaussian and RadialDisk, not {kind}")
+
+
+def param_to_width(kind: str, value_deg: float) -> float:
+    kind = spatial_type(kind)
+    if kind == "RadialGaussian":
+        return value_deg * GAUSS_R68
+    if kind == "RadialDisk":
+        return value_deg * DISK_R68
+    return 0.0
+
+
+def radial_intensity(kind: str, theta_deg, size_deg: float) -> np.ndarray:
+    """Intensity (sr^-1) of a radial model at angular distance ``theta_deg`` (deg) for
+    Sigma/Radius ``size_deg``, normalised to 1 over the sphere (small-angle forms are
+    normalised exactly on the sphere)."""
+    kind = spatial_type(kind)
+    th = np.radians(np.asarray(theta_deg, dtype=np.float64))
+    s = math.radians(size_deg)
+    if kind == "RadialGaussian":
+        # exp(-theta^2 / 2 s^2) normalised with the integral of 2 pi sin(theta) over the sphere
+        prof = np.exp(-0.5 * (th / s) ** 2)
+        norm = _sphere_integral(lambda t: np.exp(-0.5 * (t / s) ** 2), min(math.pi, 12 * s))
+        return prof / norm
+    if kind == "RadialDisk":
+        # uniform cap of angular radius s: solid angle 2 pi (1 - cos s)
+        return np.where(th <= s, 1.0 / (2 * math.pi * (1 - math.cos(s))), 0.0)
+    raise RecipeError(f"{kind} is not a radial spatial model")
+
+
+def _sphere_integral(f, tmax: float, n: int = 20001) -> float:
+    t = np.linspace(0.0, tmax, n)
+    y = 2 * math.pi * np.sin(t) * f(t)
+    return float(np.sum((y[1:] + y[:-1]) * np.diff(t)) / 2)
