@@ -112,7 +112,7 @@ def _dispatch(args) -> int:
         from .engine.run import run_recipe
 
         run_recipe(args.recipe, outdir=args.outdir, scheduler=args.scheduler,
-                   force=tuple(args.force), verbose=not args.quiet)
+                   force=tuple(args.force), verbose=not args.quiet, summary=True)
         return 0
     if args.command == "ls":
         from .engine.run import list_run

@@ -72,8 +72,8 @@ def test_spatial_widths_and_profiles_normalised():
     assert name == "Sigma" and sig == pytest.approx(0.3 / GAUSS_R68)
     assert param_to_width("RadialDisk", 1.0) == pytest.approx(DISK_R68)
     # GAUSS_R68 is the 68% radius of a 2-D Gaussian; DISK_R68 that of a uniform disk
-    assert GAUSS_R68 == pytest.approx(math.sqrt(-2 * math.log(0.32)), rel=1e-5)
-    assert DISK_R68 == pytest.approx(math.sqrt(0.68), rel=1e-5)
+    assert GAUSS_R68 == pytest.approx(math.sqrt(-2 * math.log(0.32)), rel=1e-12)
+    assert DISK_R68 == pytest.approx(math.sqrt(0.68), rel=1e-12)
     for kind, size in (("RadialGaussian", 0.5), ("RadialDisk", 2.0)):
         t = np.linspace(0, 15, 300001)
         f = radial_intensity(kind, t, size) * 2 * np.pi * np.sin(np.radians(t))

@@ -148,6 +148,16 @@ def strings(default, desc, **kw) -> Option:
     return Option(("array", "string"), default, desc, items=_STR_ITEMS, **kw)
 
 
+def diffuse_files(desc) -> Option:
+    """Diffuse templates as Fermipy takes them: a path, a list of paths, or a list of
+    ``{name, file}`` mappings (each naming its component)."""
+    item = {"anyOf": [{"type": "string"},
+                      {"type": "object", "required": ["file"],
+                       "properties": {"name": {"type": "string"}, "file": {"type": "string"}}}]}
+    return Option(("array", "string"), None, desc + " A path, a list of paths or a list of "
+                  "{name, file} mappings.", items=item, listify=True, path="name")
+
+
 def numbers(default, desc, unit=None, **kw) -> Option:
     return Option("array", default, desc, unit=unit, items=_NUM_ITEMS, **kw)
 
@@ -346,6 +356,10 @@ SECTIONS: dict[str, dict[str, Option]] = {
     "gtlike": {
         "irfs": text(None, "IRF name, e.g. P8R3_SOURCE_V3 or P8R2_SOURCE_V6."),
         "edisp": flag(True, "Account for energy dispersion."),
+        "edisp_bins": integer(1, "Extra true-energy bins on each side of the counts energy "
+                                 "range over which energy dispersion is computed (the "
+                                 "response matrix maps n + 2 edisp_bins true bins to n "
+                                 "measured ones).", minimum=0, fermixr=True),
         "edisp_disable": strings(None, "Sources evaluated without energy dispersion "
                                        "(typically the diffuse ones)."),
         "minbinsz": num(0.05, "Smallest pixel size used when resampling diffuse maps.",
@@ -378,16 +392,16 @@ SECTIONS: dict[str, dict[str, Option]] = {
     },
     "model": {
         "src_radius": num(None, "Include catalog sources within this radius of the ROI "
-                                "centre (combined with src_roiwidth by OR); null: no such "
-                                "cut.", unit="deg", minimum=0),
+                                "centre (a source must pass this and the src_roiwidth cut, "
+                                "as in Fermipy); null: no such cut.", unit="deg", minimum=0),
         "src_roiwidth": num(None, "Include catalog sources within a square of this width "
-                                  "centred on the ROI (combined with src_radius by OR).",
+                                  "centred on the ROI (and within src_radius, as in Fermipy).",
                             unit="deg", minimum=0),
         "src_radius_roi": num(None, "Half-width of the src_roiwidth square, an alternative "
                                     "way to give it.", unit="deg", minimum=0),
-        "isodiff": strings(None, "Isotropic template(s), one component each.", path="name"),
-        "galdiff": strings(None, "Galactic diffuse map cube(s), one component each.",
-                           path="name"),
+        "isodiff": diffuse_files("Isotropic template(s) (FileFunction tables), one "
+                                 "component each."),
+        "galdiff": diffuse_files("Galactic diffuse map cube(s), one component each."),
         "limbdiff": strings(None, "Earth-limb template(s).", path="name"),
         "diffuse": Option("array", None, "Further diffuse components as source "
                                          "dictionaries.", items={"type": ["object", "string"]}),
@@ -641,6 +655,7 @@ STEPS: dict[str, StepSpec] = {
     "ltcube": StepSpec("ltcube", "Livetime cube (gtltcube).", section="ltcube"),
     "exposure": StepSpec("exposure", "Binned exposure cube (gtexpcube2)."),
     "psf": StepSpec("psf", "Exposure-weighted PSF at the ROI centre (gtpsf)."),
+    "srcmaps": StepSpec("srcmaps", "Source maps of every model component (gtsrcmaps)."),
     # analysis
     "setup": StepSpec("setup", "Prepare every product the likelihood needs (Fermipy's "
                                "setup).",
@@ -722,7 +737,8 @@ STEPS: dict[str, StepSpec] = {
 }
 
 STEP_NAMES: tuple[str, ...] = tuple(STEPS)
-DATA_STEPS: tuple[str, ...] = ("events", "gti", "counts", "ltcube", "exposure", "psf")
+DATA_STEPS: tuple[str, ...] = ("events", "gti", "counts", "ltcube", "exposure", "psf",
+                                "srcmaps")
 DEFAULT_STEPS: tuple[str, ...] = ("setup",)
 
 TEST_SOURCE_DEFAULTS = {"SpatialModel": "PointSource", "SpectrumType": "PowerLaw",

@@ -14,9 +14,10 @@ from ..errors import RecipeError
 from .executor import Task
 
 # what each user-level step needs, in dependency order
-PREP_PRODUCTS = ("gti", "events", "counts", "ltcube", "exposure", "psf")
+PREP_PRODUCTS = ("gti", "events", "counts", "ltcube", "exposure", "psf", "srcmaps")
 _EXPANSION = {
     "setup": PREP_PRODUCTS,
+    "srcmaps": ("gti", "ltcube", "srcmaps"),
     "gti": ("gti",),
     "events": ("gti", "events"),
     "counts": ("gti", "events", "counts"),
@@ -159,7 +160,63 @@ def _prep_tasks(cfg, wanted, sfx) -> list[Task]:
             {"ra": ra, "dec": dec, "energies": list(axis.edges), **irf["params"]},
             inputs={"ltcube": f"ltcube{sfx}"}, files={"irf": irf["files"]},
         ))
+    if "srcmaps" in wanted:
+        out.extend(_srcmap_tasks(cfg, sfx, geom, axis, (ra, dec), irf))
     return out
+
+
+def sky_model(cfg):
+    """The component's sky model from its ``model`` section (parameters as configured)."""
+    from ..model.build import build_sky_model
+
+    return build_sky_model(cfg.get("model"), roi_center(cfg),
+                           coordsys=cfg["binning"].get("coordsys") or "CEL")
+
+
+def product_name(source_name: str) -> str:
+    """A source name as a product-name segment (no path separators)."""
+    return source_name.replace("/", "_").strip()
+
+
+def _srcmap_tasks(cfg, sfx, geom, axis, center, irf) -> list[Task]:
+    """One task per source (cached per source: moving one source recomputes one map) and
+    one that joins them.  A source found in ``gtlike.srcmap`` (a gtsrcmaps file) takes its
+    map from there."""
+    model = sky_model(cfg)
+    if not len(model):
+        return []
+    given = {}
+    srcmap_file = cfg["gtlike"].get("srcmap")
+    if srcmap_file:
+        from ..io.st_fits import srcmap_hdu_names
+
+        path = _files(cfg, "srcmap", "gtlike.srcmap", section="gtlike")[0]
+        given = {n.lower(): (n, path) for n in srcmap_hdu_names(path)}
+    tasks, inputs = [], {}
+    for i, src in enumerate(model):
+        name = f"srcmap{sfx}/{product_name(src.name)}"
+        hit = given.get(src.name.lower())
+        if hit:
+            tasks.append(Task(name, "srcmap_file",
+                              {"source": src.name, "hdu": hit[0], "geom": geom.to_dict(),
+                               "energies": list(axis.edges)},
+                              files={"srcmap": [hit[1]]}))
+        else:
+            spatial = src.spatial_key()
+            files = {"irf": irf["files"]}
+            if spatial.get("Spatial_Filename"):
+                files["template"] = [spatial["Spatial_Filename"]]
+                spatial = dict(spatial, Spatial_Filename=None)  # the content is in the key
+            params = {"source": src.name, "spatial": spatial, "geom": geom.to_dict(),
+                      "energies": list(axis.edges), "rfactor": cfg["gtlike"].get("rfactor"),
+                      **irf["params"]}
+            if src.is_diffuse:
+                params["roi_center"] = list(center)  # the PSF is taken at the ROI centre
+            tasks.append(Task(name, "srcmap", params, inputs={"ltcube": f"ltcube{sfx}"},
+                              files=files))
+        inputs[f"s{i:04d}"] = name
+    tasks.append(Task(f"srcmaps{sfx}", "srcmaps", {"sources": model.names}, inputs=inputs))
+    return tasks
 
 
 def _irf_params(cfg) -> dict:

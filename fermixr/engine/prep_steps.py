@@ -160,3 +160,67 @@ def psf_step(inputs, params, ctx):
     ds.attrs.update({"fermixr_product": "psf", "ra": float(params["ra"]),
                      "dec": float(params["dec"]), "irfs": irfs.irfs, "evtype": int(irfs.evtype)})
     return ds
+
+
+@register_step("srcmap", version="1", product="srcmaps")
+def srcmap_step(inputs, params, ctx):
+    """One source's map: PSF-convolved exposure x spatial model at the energy nodes."""
+    from ..geom import geom_from_dict
+    from ..irf.irfset import load_irfs
+    from ..srcmap.build import source_map_array, srcmap_dataset
+
+    irfs = load_irfs(params["irfs"], params["evtype"], caldb=_caldb_from_files(ctx.files["irf"]))
+    geom = geom_from_dict(params["geom"])
+    spatial = dict(params["spatial"])
+    if "template" in ctx.files:
+        spatial["Spatial_Filename"] = ctx.files["template"][0]
+    center = params.get("roi_center") or (None, None)
+    values = source_map_array(spatial, geom, params["energies"], inputs["ltcube"].load(), irfs,
+                              center, rfactor=params.get("rfactor") or 2, name=params["source"])
+    return srcmap_dataset(params["source"], values, geom, params["energies"],
+                          irfs=irfs.irfs, evtype=int(irfs.evtype),
+                          SpatialModel=spatial["SpatialModel"])
+
+
+@register_step("srcmap_file", version="1", product="srcmaps")
+def srcmap_file_step(inputs, params, ctx):
+    """One source's map taken from a gtsrcmaps file (gtlike.srcmap), after checking that
+    its geometry and energies are the analysis ones."""
+    from ..errors import GeometryError
+    from ..geom import WcsGeom, geom_from_dict
+    from ..io.st_fits import read_srcmap_hdus
+    from ..srcmap.build import srcmap_dataset
+
+    path = ctx.files["srcmap"][0]
+    edges, arr, hdr = read_srcmap_hdus(path, names=[params["hdu"]])[params["hdu"]]
+    geom = geom_from_dict(params["geom"])
+    theirs = WcsGeom.from_header(hdr)
+    if theirs.to_dict() != geom.to_dict() and not _same_grid(theirs, geom):
+        raise GeometryError(
+            f"gtlike.srcmap {path!r} HDU {params['hdu']!r}: its grid {theirs.to_dict()} is not "
+            f"the analysis grid {geom.to_dict()}")
+    want = np.asarray(params["energies"], dtype=float)
+    if edges.shape != want.shape or not np.allclose(edges, want, rtol=1e-5):
+        raise GeometryError(
+            f"gtlike.srcmap {path!r}: energies {edges[0]:g}..{edges[-1]:g} MeV in "
+            f"{edges.size} planes, the analysis has {want[0]:g}..{want[-1]:g} MeV in {want.size}")
+    return srcmap_dataset(params["source"], arr, geom, want, source_file=str(path))
+
+
+def _same_grid(a, b) -> bool:
+    da, db = a.to_dict(), b.to_dict()
+    keys = ("npix", "proj", "frame")
+    if any(da[k] != db[k] for k in keys):
+        return False
+    return all(np.allclose(da[k], db[k], rtol=0, atol=1e-5) for k in ("crval", "crpix", "cdelt"))
+
+
+@register_step("srcmaps", version="1", product="srcmaps")
+def srcmaps_step(inputs, params, ctx):
+    """All source maps of the sky model, joined along ``source`` in model order."""
+    from ..srcmap.build import concat_srcmaps
+
+    parts = [inputs[k].load() for k in sorted(inputs)]
+    out = concat_srcmaps(parts).assign_attrs(sources=list(params["sources"]))
+    out["srcmap"].encoding["chunks"] = (1,) + out["srcmap"].shape[1:]  # one chunk per source
+    return out

@@ -564,8 +564,15 @@ def _resolve_paths(cfg: dict, base: Path) -> None:
             if isinstance(v, str):
                 cfg[sec][k] = _expand(v, where, base, bare)
             elif isinstance(v, list):
-                cfg[sec][k] = [_expand(x, where, base, bare) if isinstance(x, str) else x
-                               for x in v]
+                cfg[sec][k] = [_expand(x, where, base, bare) if isinstance(x, str)
+                               else _expand_file_entry(x, where, base, bare) for x in v]
+
+
+def _expand_file_entry(x, where, base, bare):
+    """A ``{name, file}`` mapping with its ``file`` expanded like a path option."""
+    if isinstance(x, dict) and isinstance(x.get("file"), str):
+        return dict(x, file=_expand(x["file"], where, base, bare))
+    return x
 
 
 def _ceil_tolerant(q: float) -> int:

@@ -85,7 +85,7 @@ def dask_client(scheduler: str | None):
 
 
 def run_recipe(recipe, *, outdir=None, scheduler=None, force=(), verbose=True, stream=None,
-               overrides=None):
+               overrides=None, summary=None):
     """Run every step of ``recipe`` (a path, YAML text, dict or Recipe). Returns the
     per-task states. Nothing is computed before the recipe and its inputs are validated."""
     from .executor import Executor
@@ -118,7 +118,7 @@ def run_recipe(recipe, *, outdir=None, scheduler=None, force=(), verbose=True, s
                       stream=stream)
         states = ex.run(tasks)
     secs = time.monotonic() - t0
-    if verbose:
+    if verbose if summary is None else summary:
         n_cached = sum(s.status in ("cached", "shared") for s in states.values())
         print(
             f"run finished in {secs:.2f} s: {len(states) - n_cached} computed, "

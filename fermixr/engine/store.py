@@ -168,8 +168,15 @@ def _to_zarr(ds, path: Path) -> None:
     ds = ds.copy(deep=False)
     ds.attrs = _json_safe(dict(ds.attrs))
     for name in list(ds.variables):
+        var = ds.variables[name]
+        if var.dtype.kind == "U":
+            # fixed-width unicode has no zarr v3 specification; variable-length strings do
+            ds = ds.assign_coords({name: var.astype(object)}) if name in ds.coords else \
+                ds.assign({name: var.astype(object)})
         ds[name].attrs = _json_safe(dict(ds[name].attrs))
-        ds[name].encoding = {}
+        # a product may ask for its chunking (source maps: one chunk per source)
+        chunks = ds[name].encoding.get("chunks")
+        ds[name].encoding = {"chunks": chunks} if chunks else {}
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*consolidated.*")
         ds.to_zarr(path, mode="w-", consolidated=ZARR_CONSOLIDATED)

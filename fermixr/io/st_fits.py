@@ -229,3 +229,14 @@ def read_srcmap_hdus(path, names=None) -> dict:
                 )
             out[h.name] = (edges, arr, h.header)
     return out
+
+
+def srcmap_hdu_names(path) -> list[str]:
+    """Names of the source-map image HDUs of a gtsrcmaps file."""
+    from astropy.io import fits
+
+    p = Path(path)
+    if not p.is_file():
+        raise InputFileError(f"gtlike.srcmap: file {str(p)!r} does not exist")
+    with fits.open(p) as hl:
+        return [h.name for h in hl[1:] if h.is_image and h.name not in ("EBOUNDS", "GTI")]

@@ -22,8 +22,8 @@ import numpy as np
 from ..errors import RecipeError
 from .parameters import Parameter
 
-GAUSS_R68 = 1.50959  # 68% containment radius / sigma of a 2-D Gaussian: sqrt(-2 ln 0.32)
-DISK_R68 = 0.82462   # 68% containment radius / radius of a uniform disk: sqrt(0.68)
+GAUSS_R68 = 1.5095921854516636  # 68% radius / sigma of a 2-D Gaussian: sqrt(-2 ln 0.32)
+DISK_R68 = 0.8246211251235321   # 68% radius / radius of a uniform disk: sqrt(0.68)
 
 _P = Parameter
 SPATIAL_PARAMS: dict[str, tuple[Parameter, ...]] = {
@@ -40,7 +40,8 @@ XML_FUNCTION = {"PointSource": "SkyDirFunction"}
 ALIASES = {"SkyDirFunction": "PointSource", "PSFSource": "PointSource",
            "RadialGauss": "RadialGaussian", "GaussianSource": "RadialGaussian",
            "DiskSource": "RadialDisk", "MapCube": "MapCubeFunction",
-           "Isotropic": "ConstantValue", "IsotropicSource": "ConstantValue"}
+           "Isotropic": "ConstantValue", "IsotropicSource": "ConstantValue",
+           "DiffuseIsotropic": "ConstantValue", "DiffuseMapCube": "MapCubeFunction"}
 DIFFUSE_TYPES = ("SpatialMap", "MapCubeFunction", "ConstantValue")
 
 

@@ -23,13 +23,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import GeometryError, InputFileError
+from ..errors import GeometryError
 from ..geom.frames import transform
 from ..geom.wcs import WcsGeom
 from .convolve import convolved_map
 from .tables import check_energies
 
-__all__ = ["isotropic_map", "mapcube_map", "mapcube_intensity", "read_mapcube"]
+__all__ = ["isotropic_map", "mapcube_map", "mapcube_intensity"]
 
 
 def _exposure_callable(exposure, n_energy):
@@ -61,29 +61,7 @@ def isotropic_map(geom, energies, exposure, psf_offsets, psf_values, *, value: f
 
 
 # --- map cubes -------------------------------------------------------------------------------
-def read_mapcube(path):
-    """(cube (nE, ny, nx) sr^-1 MeV^-1 ..., WcsGeom, energies MeV) of a MapCubeFunction FITS
-    file (primary image + ``ENERGIES`` table, as the Galactic diffuse model files)."""
-    from pathlib import Path
-
-    from astropy.io import fits
-
-    p = Path(path)
-    if not p.exists():
-        raise InputFileError(f"map cube file not found: {p}")
-    with fits.open(p) as h:
-        data = np.asarray(h[0].data, dtype=np.float64)
-        geom = WcsGeom.from_header(h[0].header)
-        if "ENERGIES" not in h:
-            raise GeometryError(f"{p}: no ENERGIES extension (expected a MapCubeFunction cube)")
-        cols = h["ENERGIES"].columns.names
-        energies = np.asarray(h["ENERGIES"].data[cols[0]], dtype=np.float64)
-    if data.ndim == 2:
-        data = data[None]
-    if data.shape[0] != energies.size:
-        raise GeometryError(f"{p}: {data.shape[0]} image planes but {energies.size} ENERGIES rows")
-    return data, geom, energies
-
+# (files are read by fermixr.io.mapcube.read_mapcube)
 
 def mapcube_intensity(cube, cube_geom: WcsGeom, cube_energies, energies, norm: float = 1.0):
     """Callable ``f(ra, dec) -> (nE, n)``: the cube's intensity at ``energies``, bilinear
@@ -167,6 +145,8 @@ def mapcube_map(geom, energies, cube, exposure, psf_offsets, psf_values, *, norm
     """
     e = check_energies(energies)
     if isinstance(cube, (str, bytes)) or hasattr(cube, "__fspath__"):
+        from ..io.mapcube import read_mapcube
+
         cube = read_mapcube(cube)
     try:
         data, cgeom, cen = cube

@@ -1,0 +1,737 @@
+"""Fermi-LAT source catalogs (4FGL DR1..DR4, 3FGL, and files in their format) as sky models.
+
+Format facts used here (FSSC catalog descriptions; Fermipy's ``catalog.py`` and
+``roi_model.py``; the LAT's ``make4FGLxml``):
+
+* HDU ``LAT_Point_Source_Catalog`` holds one row per source: ``Source_Name``, ``RAJ2000``,
+  ``DEJ2000``, ``GLON``, ``GLAT``, ``SpectrumType``, ``Pivot_Energy`` (MeV), associations
+  (``ASSOC1``, ``ASSOC2``, ``ASSOC_FGL``, ``ASSOC_FHL``, ``ASSOC_GAM1..3``, ``ASSOC_TEV``) and
+  ``Extended_Source_Name``.  HDU ``ExtendedSources`` describes the extended ones
+  (``Source_Name`` = the main table's ``Extended_Source_Name``, ``Model_Form``,
+  ``Model_SemiMajor``, ``Spatial_Function``, ``Spatial_Filename`` ...).
+* 4FGL spectra: ``PL_Flux_Density``, ``PL_Index``; ``LP_Flux_Density``, ``LP_Index``,
+  ``LP_beta``; ``PLEC_Flux_Density``, ``PLEC_Exp_Index`` and, in DR1/DR2, ``PLEC_Index`` and
+  ``PLEC_Expfactor`` (model PLSuperExpCutoff2, dN/dE = K (E/E0)^-G exp(a (E0^b - E^b))), in
+  DR3/DR4 ``PLEC_IndexS`` and ``PLEC_ExpfactorS`` (model PLSuperExpCutoff4).
+* 3FGL spectra: ``Flux_Density``, ``Spectral_Index``, ``beta``, ``Cutoff``, ``Exp_Index``;
+  types PowerLaw, LogParabola, PLExpCutoff, PLSuperExpCutoff (both cut-off types become the
+  Science Tools' PLSuperExpCutoff, with Index2 = 1 for PLExpCutoff, as Fermipy does).
+
+Parameters follow Fermipy's ``spectral_pars_from_catalog``: the normalisation is rescaled to a
+power-of-ten scale (10**round(log10 K)), the pivot (``Scale``/``Eb``) is fixed with
+min = max = value, photon indices are written with scale -1 (so ``value`` is the catalog's
+positive index), and bounds are widened to contain the value.  Every parameter is fixed;
+the catalog's ``Unc_*`` columns become parameter errors.
+
+Extended sources: ``Spatial_Function`` RadialDisk / RadialGauss(ian) become the analytic
+RadialDisk (Radius = Model_SemiMajor) / RadialGaussian (Sigma = Model_SemiMajor / 1.50959,
+Model_SemiMajor being the 68% radius), as ``make4FGLxml`` does; every other extended source
+is a SpatialMap whose template ``Spatial_Filename`` is looked up in ``extdir`` (and its
+``Templates`` folder), then beside the catalog file and in the catalog's standard archive
+folder (``Extended_14years``, ``Extended_12years``, ``Extended_8years``,
+``Extended_archive_v15``) under the catalog's folder and ``$FERMIPY_DATA_DIR/catalogs``.
+``radial_as_template=True`` uses the templates for every extended source (what Fermipy does).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import glob
+import math
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import FileFormatError, InputFileError, RecipeError
+from .parameters import Parameter
+from .skymodel import SkyModel
+from .source import Source
+from .spatial import GAUSS_R68, SPATIAL_PARAMS
+from .xml import expand_path, spectral_defaults
+
+__all__ = ["FermiCatalog", "open_catalog", "read_catalog", "resolve_catalog",
+           "catalog_search_dirs", "sky_selection_mask", "angular_separation",
+           "CATALOG_NAMES"]
+
+MAIN_HDU = "LAT_Point_Source_Catalog"
+EXT_HDUS = ("ExtendedSources", "EXTENDED_SOURCES", "Extended Sources")
+
+# bare catalog names -> file name patterns (the highest version found wins)
+CATALOG_NAMES: dict[str, tuple[str, ...]] = {
+    "3FGL": ("gll_psc_v16.fit", "gll_psc_v1[0-6].fit"),
+    "4FGL": ("gll_psc_v2[0-2].fit", "gll_psc_v19.fit"),
+    "4FGL-DR1": ("gll_psc_v2[0-2].fit", "gll_psc_v19.fit"),
+    "4FGL-DR2": ("gll_psc_v2[3-7].fit",),
+    "4FGL-DR3": ("gll_psc_v2[89].fit", "gll_psc_v3[01].fit"),
+    "4FGL-DR4": ("gll_psc_v3[2-9].fit",),
+    "FERMIXR_EXAMPLE": ("fermixr_example.fits",),
+}
+# standard extended-source archive folder of each catalog family
+_EXT_ARCHIVES = {"3FGL": ("Extended_archive_v15",),
+                 "4FGL-DR1": ("Extended_8years", "LAT_extended_sources_8years"),
+                 "4FGL-DR2": ("Extended_8years", "LAT_extended_sources_8years"),
+                 "4FGL-DR3": ("Extended_12years",),
+                 "4FGL-DR4": ("Extended_14years", "Extended_12years")}
+
+_ASSOC_NAME_COLS = ("1FHL_Name", "2FGL_Name", "3FGL_Name", "2FHL_Name", "3FHL_Name",
+                    "Extended_Source_Name")
+
+# spectral columns by catalog family and spectrum kind
+_COLS_4FGL = {"PowerLaw": ("PL_Flux_Density", "PL_Index"),
+              "LogParabola": ("LP_Flux_Density", "LP_Index", "LP_beta"),
+              "PLEC4": ("PLEC_Flux_Density", "PLEC_IndexS", "PLEC_ExpfactorS", "PLEC_Exp_Index"),
+              "PLEC2": ("PLEC_Flux_Density", "PLEC_Index", "PLEC_Expfactor", "PLEC_Exp_Index")}
+_COLS_3FGL = {"PowerLaw": ("Flux_Density", "Spectral_Index"),
+              "LogParabola": ("Flux_Density", "Spectral_Index", "beta"),
+              "PLEC": ("Flux_Density", "Spectral_Index", "Cutoff")}
+_BASE_COLS = ("Source_Name", "RAJ2000", "DEJ2000", "SpectrumType", "Pivot_Energy")
+
+
+# --------------------------------------------------------------------------------------
+# geometry
+# --------------------------------------------------------------------------------------
+def angular_separation(lon0: float, lat0: float, lon, lat) -> np.ndarray:
+    """Great-circle distance (deg) between (lon0, lat0) and arrays (lon, lat), all deg."""
+    l0, b0 = math.radians(lon0), math.radians(lat0)
+    lon = np.radians(np.asarray(lon, dtype=np.float64))
+    lat = np.radians(np.asarray(lat, dtype=np.float64))
+    sdl = np.sin((lon - l0) / 2)
+    sdb = np.sin((lat - b0) / 2)
+    h = sdb ** 2 + math.cos(b0) * np.cos(lat) * sdl ** 2
+    return np.degrees(2 * np.arcsin(np.sqrt(np.clip(h, 0.0, 1.0))))
+
+
+def _ait_offsets(lon0: float, lat0: float, lon, lat, frame: str) -> tuple[np.ndarray, np.ndarray]:
+    """Offsets (deg) of (lon, lat) in a Hammer-Aitoff projection centred on (lon0, lat0)
+    with 1 deg pixels — the frame Fermipy's square source selection uses."""
+    from astropy.wcs import WCS
+
+    w = WCS(naxis=2)
+    w.wcs.ctype = ["RA---AIT", "DEC--AIT"] if frame == "CEL" else ["GLON-AIT", "GLAT-AIT"]
+    w.wcs.crval = [lon0, lat0]
+    w.wcs.crpix = [1.0, 1.0]
+    w.wcs.cdelt = [-1.0, 1.0]
+    lon = np.asarray(lon, dtype=np.float64)
+    if lon.size == 0:
+        return np.zeros(0), np.zeros(0)
+    x, y = w.wcs_world2pix(lon, np.asarray(lat, dtype=np.float64), 0)
+    return np.asarray(x), np.asarray(y)
+
+
+def _to_gal(ra, dec) -> tuple[np.ndarray, np.ndarray]:
+    from astropy.coordinates import SkyCoord
+    import astropy.units as u
+
+    c = SkyCoord(np.asarray(ra, dtype=np.float64) * u.deg,
+                 np.asarray(dec, dtype=np.float64) * u.deg, frame="icrs").galactic
+    return np.asarray(c.l.deg), np.asarray(c.b.deg)
+
+
+def sky_selection_mask(ra, dec, center: tuple[float, float], *,
+                       src_radius: float | None = None, src_radius_roi: float | None = None,
+                       coordsys: str = "CEL", glon=None, glat=None) -> np.ndarray:
+    """Fermipy's catalog-source selection: within ``src_radius`` (deg) of the ROI centre
+    AND, when ``src_radius_roi`` (half the ``src_roiwidth``) is given, within the square
+    |x|, |y| < src_radius_roi of an AIT projection centred on the ROI in ``coordsys``
+    (CEL or GAL).  None means no cut; both comparisons are strict, as in Fermipy."""
+    ra = np.asarray(ra, dtype=np.float64)
+    dec = np.asarray(dec, dtype=np.float64)
+    ra0, dec0 = float(center[0]), float(center[1])
+    mask = np.ones(ra.shape, dtype=bool)
+    if src_radius is not None:
+        mask &= angular_separation(ra0, dec0, ra, dec) < float(src_radius)
+    if src_radius_roi is not None:
+        cs = str(coordsys).upper()
+        if cs == "CEL":
+            x, y = _ait_offsets(ra0, dec0, ra, dec, "CEL")
+        elif cs == "GAL":
+            l0, b0 = _to_gal([ra0], [dec0])
+            if glon is None or glat is None:
+                glon, glat = _to_gal(ra, dec)
+            x, y = _ait_offsets(float(l0[0]), float(b0[0]), glon, glat, "GAL")
+        else:
+            raise RecipeError(f"coordsys {coordsys!r}: expected CEL or GAL")
+        with np.errstate(invalid="ignore"):
+            mask &= np.maximum(np.abs(x), np.abs(y)) < float(src_radius_roi)
+    return mask
+
+
+# --------------------------------------------------------------------------------------
+# finding catalog files
+# --------------------------------------------------------------------------------------
+def catalog_search_dirs(base: str | os.PathLike | None = None) -> list[Path]:
+    """Folders searched for a catalog given by a bare name, in order: ``base``,
+    ``$FERMIXR_CATALOG_DIR``, fermixr's own ``catalogs`` folder, ``$FERMIPY_DATA_DIR/catalogs``,
+    ``$FERMI_DIR/refdata/fermi/catalogs``."""
+    dirs: list[Path] = []
+    if base is not None:
+        dirs.append(Path(base))
+    for var, sub in (("FERMIXR_CATALOG_DIR", ""),):
+        if os.environ.get(var):
+            dirs.extend(Path(p) for p in os.environ[var].split(os.pathsep) if p)
+    here = Path(__file__).resolve().parent.parent
+    dirs += [here / "_data" / "catalogs", here.parent / "catalogs"]
+    for var, sub in (("FERMIPY_DATA_DIR", "catalogs"), ("FERMI_DIR", "refdata/fermi/catalogs")):
+        if os.environ.get(var):
+            dirs.append(Path(os.environ[var]) / sub)
+    out, seen = [], set()
+    for d in dirs:
+        k = str(d)
+        if k not in seen:
+            seen.add(k)
+            out.append(d)
+    return out
+
+
+def _version_key(p: Path):
+    m = re.search(r"v(\d+)", p.name)
+    return (int(m.group(1)) if m else -1, p.name)
+
+
+def resolve_catalog(name: str | os.PathLike, *, base: str | os.PathLike | None = None) -> Path:
+    """The file of catalog ``name``: a path (``$VARS`` and ``~`` expanded, relative to
+    ``base``) or a bare name (3FGL, 4FGL, 4FGL-DR1..DR4, fermixr_example) looked up in
+    :func:`catalog_search_dirs`.  InputFileError says where it looked."""
+    s = os.fspath(name)
+    key = s.strip().upper().replace("_", "-") if not os.sep in s else ""
+    key = {"FERMIXR-EXAMPLE": "FERMIXR_EXAMPLE"}.get(key, key)
+    p = Path(expand_path(s, base))
+    if p.is_file():
+        return p
+    if key in CATALOG_NAMES:
+        dirs = catalog_search_dirs(base)
+        found = []
+        for pattern in CATALOG_NAMES[key]:
+            for d in dirs:
+                found += [Path(f) for f in glob.glob(str(d / pattern))]
+        if found:
+            return max(found, key=_version_key)
+        raise InputFileError(
+            f"catalog {s!r}: no file matching {' or '.join(CATALOG_NAMES[key])} in "
+            f"{', '.join(str(d) for d in dirs)}; download it from the FSSC or give its path "
+            "(or set FERMIXR_CATALOG_DIR)")
+    if not os.path.isabs(s) and base is not None:
+        hint = f" (looked for {p})"
+    else:
+        hint = "" if str(p) == s else f" (expanded to {p})"
+    raise InputFileError(f"catalog file {s!r} not found{hint}; known catalog names: "
+                         f"{', '.join(sorted(CATALOG_NAMES))}")
+
+
+# --------------------------------------------------------------------------------------
+# the catalog table
+# --------------------------------------------------------------------------------------
+def _strip(v) -> str:
+    if isinstance(v, bytes):
+        v = v.decode("ascii", "replace")
+    return str(v).strip()
+
+
+def _pyval(v):
+    if isinstance(v, (bytes, np.bytes_)):
+        return v.decode("ascii", "replace").strip()
+    if isinstance(v, str):
+        return v.strip()
+    if isinstance(v, np.bool_):
+        return bool(v)
+    if isinstance(v, np.integer):
+        return int(v)
+    if isinstance(v, np.floating):
+        return float(v)
+    return v
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class FermiCatalog:
+    """A catalog FITS file held as plain columns.
+
+    ``family``: ``4FGL-DR1``/``4FGL-DR2`` (PLSuperExpCutoff2 columns), ``4FGL-DR3``
+    (PLSuperExpCutoff4 columns; DR4 has the same layout and is reported as DR4 when the
+    header says so) or ``3FGL``."""
+
+    path: Path
+    family: str
+    columns: dict            # name -> numpy array (main HDU)
+    extended: dict           # Extended name (stripped) -> {column: value}
+    header: dict
+
+    def __len__(self) -> int:
+        return len(self.columns["Source_Name"])
+
+    @property
+    def names(self) -> list[str]:
+        return [_strip(v) for v in self.columns["Source_Name"]]
+
+    @property
+    def ra(self) -> np.ndarray:
+        return np.asarray(self.columns["RAJ2000"], dtype=np.float64)
+
+    @property
+    def dec(self) -> np.ndarray:
+        return np.asarray(self.columns["DEJ2000"], dtype=np.float64)
+
+    def glonlat(self) -> tuple[np.ndarray, np.ndarray]:
+        """Galactic coordinates computed from RAJ2000/DEJ2000 (as Fermipy does; the
+        catalog's GLON/GLAT columns stay in ``meta``)."""
+        return _to_gal(self.ra, self.dec)
+
+    def select(self, center: tuple[float, float], *, src_radius: float | None = None,
+               src_roiwidth: float | None = None, src_radius_roi: float | None = None,
+               coordsys: str = "CEL") -> np.ndarray:
+        """Boolean mask of the rows Fermipy keeps for an ROI centred on ``center`` (ra, dec):
+        see :func:`sky_selection_mask`; ``src_roiwidth`` is the full width of the square."""
+        if src_roiwidth is not None:
+            src_radius_roi = 0.5 * float(src_roiwidth)
+        glon = glat = None
+        if src_radius_roi is not None and str(coordsys).upper() == "GAL":
+            glon, glat = self.glonlat()
+        return sky_selection_mask(self.ra, self.dec, center, src_radius=src_radius,
+                                  src_radius_roi=src_radius_roi, coordsys=coordsys,
+                                  glon=glon, glat=glat)
+
+    def to_sky_model(self, mask=None, *, extdir: str | os.PathLike | None = None,
+                     center: tuple[float, float] | None = None,
+                     radial_as_template: bool = False) -> SkyModel:
+        """Sources of the rows in ``mask`` (all when None), in catalog order; with
+        ``center`` each gets ``meta["offset"]`` (deg from the ROI centre)."""
+        idx = np.arange(len(self)) if mask is None else np.flatnonzero(np.asarray(mask))
+        glon, glat = self.glonlat()
+        sources = []
+        for i in idx:
+            sources.append(self._source(int(i), extdir, center, float(glon[i]),
+                                        float(glat[i]), radial_as_template))
+        return SkyModel(tuple(sources))
+
+    # -- one row ----------------------------------------------------------------------
+    def _row(self, i: int) -> dict:
+        row = {}
+        for k, col in self.columns.items():
+            v = col[i]
+            if isinstance(v, np.ndarray) and v.ndim > 0:
+                continue  # band fluxes, light curves: left in the file
+            row[k] = _pyval(v)
+        return row
+
+    def _where(self, i: int) -> str:
+        return f"{self.path}: source {_strip(self.columns['Source_Name'][i])!r} (row {i + 1})"
+
+    def _source(self, i: int, extdir, center, glon: float, glat: float,
+                radial_as_template: bool) -> Source:
+        row = self._row(i)
+        name = row["Source_Name"]
+        ra, dec = float(row["RAJ2000"]), float(row["DEJ2000"])
+        tag, spectral = self._spectrum(i, row)
+        ext_name = _strip(row.get("Extended_Source_Name", ""))
+        meta = dict(row)
+        meta.update(catalog=str(self.path), catalog_family=self.family, catalog_row=i,
+                    ra=ra, dec=dec, glon=glon, glat=glat)
+        if "Signif_Avg" in row and "TS" not in row and row["Signif_Avg"] is not None:
+            try:
+                meta["TS"] = float(row["Signif_Avg"]) ** 2
+            except (TypeError, ValueError):
+                pass
+        if self.family == "3FGL" and "TS" not in row:
+            # Fermipy: the sum of the squared band significances
+            ts = 0.0
+            for k, v in row.items():
+                if k.startswith("Sqrt_TS") and isinstance(v, float) and math.isfinite(v):
+                    ts += v * v
+            meta["TS"] = ts
+        if center is not None:
+            meta["offset"] = float(angular_separation(center[0], center[1], [ra], [dec])[0])
+        spatial_model, spatial, spatial_file = "PointSource", None, None
+        if ext_name:
+            ext = self.extended.get(ext_name.replace(" ", "").lower())
+            if ext is None:
+                raise FileFormatError(f"{self._where(i)}: Extended_Source_Name {ext_name!r} "
+                                      f"has no row in the ExtendedSources HDU")
+            for k, v in ext.items():
+                if k not in meta or k in ("Spatial_Filename",):
+                    meta[k] = v
+            spatial_model, spatial, spatial_file = self._extended_model(
+                i, ext, ra, dec, extdir, radial_as_template)
+        if spatial is None:
+            base = SPATIAL_PARAMS["PointSource"]
+            spatial = (base[0].replace(value=ra), base[1].replace(value=dec))
+        assoc = self._associations(row)
+        meta["assoc"] = assoc
+        names = []
+        for v in assoc.values():
+            if v and v.replace(" ", "").lower() != name.replace(" ", "").lower() \
+                    and v not in names:
+                names.append(v)
+        return Source(name=name, spectrum=tag, spectral=spectral, spatial_model=spatial_model,
+                      spatial=spatial, spatial_file=spatial_file,
+                      associations=tuple(names), meta=meta)
+
+    def _associations(self, row: dict) -> dict:
+        """Association columns with a value, ASSOC1 and ASSOC2 first, then the other
+        ASSOC* and *_Name columns in file order."""
+        out = {}
+        for k in ("ASSOC1", "ASSOC2"):
+            if isinstance(row.get(k), str) and row[k]:
+                out[k] = row[k]
+        for k, v in row.items():
+            if (k.upper().startswith("ASSOC") or k in _ASSOC_NAME_COLS) and isinstance(v, str):
+                if v:
+                    out[k] = v
+        # 4FGL keeps the 3FGL / 2FGL counterpart in ASSOC_FGL: expose it under Fermipy's
+        # cross-match column names too
+        fgl = out.get("ASSOC_FGL", "")
+        for prefix in ("3FGL", "2FGL", "1FGL"):
+            if fgl.upper().startswith(prefix) and f"{prefix}_Name" not in out:
+                out[f"{prefix}_Name"] = fgl
+        fhl = out.get("ASSOC_FHL", "")
+        for prefix in ("3FHL", "2FHL", "1FHL"):
+            if fhl.upper().startswith(prefix) and f"{prefix}_Name" not in out:
+                out[f"{prefix}_Name"] = fhl
+        return out
+
+    def _extended_model(self, i, ext: dict, ra, dec, extdir, radial_as_template):
+        func = _strip(ext.get("Spatial_Function", ""))
+        form = _strip(ext.get("Model_Form", ""))
+        major = ext.get("Model_SemiMajor")
+        minor = ext.get("Model_SemiMinor", major)
+        circular = major is not None and minor is not None and \
+            math.isfinite(float(major)) and abs(float(major) - float(minor)) <= 1e-6 * float(major)
+        kind = None
+        if not radial_as_template:
+            if func in ("RadialDisk",) or (not func and form == "Disk" and circular):
+                kind = "RadialDisk"
+            elif func in ("RadialGauss", "RadialGaussian") or \
+                    (not func and form == "2D Gaussian" and circular):
+                kind = "RadialGaussian"
+        if kind is not None:
+            if major is None or not math.isfinite(float(major)) or float(major) <= 0:
+                raise FileFormatError(f"{self._where(i)}: extended model {func or form!r} "
+                                      f"needs a positive Model_SemiMajor, got {major!r}")
+            size = float(major) if kind == "RadialDisk" else float(major) / GAUSS_R68
+            base = SPATIAL_PARAMS[kind]
+            pname = "Radius" if kind == "RadialDisk" else "Sigma"
+            pars = (base[0].replace(value=ra), base[1].replace(value=dec),
+                    base[2].replace(value=size, max=max(base[2].max or size, size)))
+            assert pars[2].name == pname
+            return kind, pars, None
+        fname = _strip(ext.get("Spatial_Filename", ""))
+        if not fname:
+            raise FileFormatError(f"{self._where(i)}: extended source without a "
+                                  "Spatial_Filename in the ExtendedSources HDU")
+        path = self.find_template(fname, extdir)
+        if path is None:
+            dirs = self.template_dirs(extdir)
+            raise InputFileError(
+                f"{self._where(i)}: extended-source template {fname!r} not found in "
+                f"{', '.join(str(d) for d in dirs)}; set model.extdir to the folder of the "
+                "catalog's extended-source archive")
+        return "SpatialMap", SPATIAL_PARAMS["SpatialMap"], str(path)
+
+    def template_dirs(self, extdir=None) -> list[Path]:
+        dirs: list[Path] = []
+        archives = _EXT_ARCHIVES.get(self.family, ())
+        if extdir is not None:
+            e = Path(expand_path(extdir))
+            if not e.is_dir() and os.environ.get("FERMIPY_DATA_DIR"):
+                e = Path(os.environ["FERMIPY_DATA_DIR"]) / "catalogs" / os.fspath(extdir)
+            dirs += [e, e / "Templates"]
+        roots = [self.path.parent]
+        if os.environ.get("FERMIPY_DATA_DIR"):
+            roots.append(Path(os.environ["FERMIPY_DATA_DIR"]) / "catalogs")
+        for r in roots:
+            dirs += [r, r / "Templates"]
+            for a in archives:
+                dirs += [r / a, r / a / "Templates"]
+        return dirs
+
+    def find_template(self, fname: str, extdir=None) -> Path | None:
+        p = Path(expand_path(fname))
+        if p.is_absolute() and p.is_file():
+            return p
+        for d in self.template_dirs(extdir):
+            q = d / fname
+            if q.is_file():
+                return q
+        return None
+
+    # -- spectra ----------------------------------------------------------------------
+    def _value(self, i, row, col) -> float:
+        v = row.get(col)
+        try:
+            v = float(v)
+        except (TypeError, ValueError):
+            v = float("nan")
+        if not math.isfinite(v):
+            raise FileFormatError(f"{self._where(i)}: column {col} is {row.get(col)!r}; "
+                                  f"the {row.get('SpectrumType')} spectrum needs a number")
+        return v
+
+    def _err(self, row, col):
+        v = row.get("Unc_" + col)
+        try:
+            v = float(v)
+        except (TypeError, ValueError):
+            return None
+        return v if math.isfinite(v) and v > 0 else None
+
+    def _spectrum(self, i: int, row: dict) -> tuple[str, tuple[Parameter, ...]]:
+        stype = _strip(row["SpectrumType"])
+        e0 = self._value(i, row, "Pivot_Energy")
+        val = lambda c: self._value(i, row, c)  # noqa: E731
+        if self.family.startswith("4FGL"):
+            if stype == "PowerLaw":
+                return _pl(val("PL_Flux_Density"), val("PL_Index"), e0,
+                           self._err(row, "PL_Flux_Density"), self._err(row, "PL_Index"))
+            if stype == "LogParabola":
+                return _lp(val("LP_Flux_Density"), val("LP_Index"), val("LP_beta"), e0,
+                           [self._err(row, c) for c in _COLS_4FGL["LogParabola"]])
+            if stype.startswith("PLSuperExpCutoff") or stype.startswith("PLExpCutoff"):
+                if "PLEC_IndexS" in self.columns:
+                    return _plec4(val("PLEC_Flux_Density"), val("PLEC_IndexS"),
+                                  val("PLEC_ExpfactorS"), val("PLEC_Exp_Index"), e0,
+                                  [self._err(row, c) for c in _COLS_4FGL["PLEC4"]])
+                return _plec2(val("PLEC_Flux_Density"), val("PLEC_Index"),
+                              val("PLEC_Expfactor"), val("PLEC_Exp_Index"), e0,
+                              [self._err(row, c) for c in _COLS_4FGL["PLEC2"]])
+        else:
+            if stype == "PowerLaw":
+                return _pl(val("Flux_Density"), val("Spectral_Index"), e0,
+                           self._err(row, "Flux_Density"), self._err(row, "Spectral_Index"))
+            if stype == "LogParabola":
+                return _lp(val("Flux_Density"), val("Spectral_Index"), val("beta"), e0,
+                           [self._err(row, c) for c in ("Flux_Density", "Spectral_Index",
+                                                        "beta")])
+            if stype in ("PLExpCutoff", "PLSuperExpCutoff"):
+                b = row.get("Exp_Index")
+                try:
+                    b = float(b)
+                except (TypeError, ValueError):
+                    b = float("nan")
+                if not math.isfinite(b):
+                    if stype == "PLSuperExpCutoff":
+                        val("Exp_Index")  # raises naming the column
+                    b = 1.0
+                return _plec(val("Flux_Density"), val("Spectral_Index"), val("Cutoff"), b, e0,
+                             [self._err(row, c) for c in ("Flux_Density", "Spectral_Index",
+                                                          "Cutoff")])
+        raise FileFormatError(f"{self._where(i)}: SpectrumType {stype!r} is not one this "
+                              f"reader knows for a {self.family} catalog (PowerLaw, "
+                              "LogParabola, PLSuperExpCutoff"
+                              + (", PLExpCutoff" if self.family == "3FGL" else "") + ")")
+
+
+# -- Fermipy's parameter conventions for catalog sources --------------------------------
+def _pow10(x: float) -> float:
+    """Fermipy's scale of a positive number: 10 ** round(log10 x)."""
+    if x > 0 and math.isfinite(x):
+        return 10.0 ** round(math.log10(x))
+    return 1.0
+
+
+def _set(p: Parameter, physical: float, *, scale: float | None = None, rescale: bool = False,
+         fixed: bool = False, bounds: tuple[float, float] | None = None,
+         error: float | None = None) -> Parameter:
+    old_scale = p.scale
+    if scale is None:
+        scale = _pow10(abs(physical)) * (1 if old_scale > 0 else -1) if rescale else old_scale
+    value = physical / scale
+    if bounds is not None:
+        lo, hi = bounds
+    elif (scale > 0) != (old_scale > 0):
+        # sign convention changed: carry the physical bounds over
+        pb = [b * old_scale for b in (p.min, p.max) if b is not None]
+        lo, hi = (min(x / scale for x in pb), max(x / scale for x in pb)) if len(pb) == 2 \
+            else (None, None)
+    else:
+        lo, hi = p.min, p.max
+    if fixed:
+        lo = hi = value
+    if lo is not None and lo > value:
+        lo = value
+    if hi is not None and hi < value:
+        hi = value
+    return p.replace(value=value, scale=scale, min=lo, max=hi, free=False,
+                     error=None if error is None else error / abs(scale))
+
+
+def _pars(tag: str, values: dict) -> tuple[str, tuple[Parameter, ...]]:
+    canon, defaults = spectral_defaults(tag)
+    out = []
+    for p in defaults:
+        if p.name in values:
+            phys, kw = values[p.name]
+            out.append(_set(p, phys, **kw))
+        else:
+            out.append(p.replace(free=False))
+    return canon, tuple(out)
+
+
+def _index_bounds(g: float) -> tuple[float, float]:
+    return (min(0.0, g - 1.0), max(5.0, g + 1.0))
+
+
+def _pl(k, g, e0, k_err=None, g_err=None):
+    return _pars("PowerLaw", {
+        "Prefactor": (k, dict(rescale=True, error=k_err)),
+        "Index": (-g, dict(scale=-1.0, bounds=_index_bounds(g), error=g_err)),
+        "Scale": (e0, dict(scale=1.0, fixed=True))})
+
+
+def _lp(k, alpha, beta, e0, errs):
+    return _pars("LogParabola", {
+        "norm": (k, dict(rescale=True, error=errs[0])),
+        "alpha": (alpha, dict(scale=1.0, error=errs[1])),
+        "beta": (beta, dict(scale=1.0, error=errs[2])),
+        "Eb": (e0, dict(scale=1.0, fixed=True))})
+
+
+def _plec(k, g, ec, b, e0, errs):
+    """3FGL PLExpCutoff / PLSuperExpCutoff -> Science Tools PLSuperExpCutoff
+    (dN/dE = N0 (E/E0)^Index1 exp(-(E/Ec)^Index2)), N0 = K exp((E0/Ec)^b)."""
+    n0 = k * math.exp((e0 / ec) ** b)
+    return _pars("PLSuperExpCutoff", {
+        "Prefactor": (n0, dict(rescale=True, error=None if errs[0] is None
+                               else errs[0] * n0 / k)),
+        "Index1": (-g, dict(scale=-1.0, bounds=_index_bounds(g), error=errs[1])),
+        "Scale": (e0, dict(scale=1.0, fixed=True)),
+        "Cutoff": (ec, dict(rescale=True, error=errs[2])),
+        "Index2": (b, dict(scale=1.0))})
+
+
+def _plec2(k, g, a, b, e0, errs):
+    """4FGL DR1/DR2: K (E/E0)^-G exp(a (E0^b - E^b)) = PLSuperExpCutoff2 with
+    Prefactor = K exp(a E0^b), Index1 = -G, Expfactor = a, Index2 = b."""
+    n0 = k * math.exp(a * e0 ** b)
+    return _pars("PLSuperExpCutoff2", {
+        "Prefactor": (n0, dict(rescale=True, error=None if errs[0] is None
+                               else errs[0] * n0 / k)),
+        "Index1": (-g, dict(scale=-1.0, bounds=_index_bounds(g), error=errs[1])),
+        "Scale": (e0, dict(scale=1.0, fixed=True)),
+        "Expfactor": (a, dict(rescale=True, error=errs[2])),
+        "Index2": (b, dict(scale=1.0, error=errs[3]))})
+
+
+def _plec4(k, gs, d, b, e0, errs):
+    """4FGL DR3/DR4: K (E/E0)^(d/b - Gs) exp(d/b^2 (1 - (E/E0)^b)) = PLSuperExpCutoff4 with
+    Prefactor = K, IndexS = -Gs, ExpfactorS = d, Index2 = b."""
+    return _pars("PLSuperExpCutoff4", {
+        "Prefactor": (k, dict(rescale=True, error=errs[0])),
+        "IndexS": (-gs, dict(scale=-1.0, bounds=_index_bounds(gs), error=errs[1])),
+        "Scale": (e0, dict(scale=1.0, fixed=True)),
+        "ExpfactorS": (d, dict(scale=1.0, error=errs[2])),
+        "Index2": (b, dict(scale=1.0, error=errs[3]))})
+
+
+# --------------------------------------------------------------------------------------
+# opening a file
+# --------------------------------------------------------------------------------------
+def _family(path: Path, cols: set, header: dict, types: set) -> str:
+    if {"PL_Flux_Density", "LP_Flux_Density", "PLEC_Flux_Density"} & cols:
+        if "PLEC_IndexS" in cols or "PLEC_ExpfactorS" in cols:
+            text = " ".join(str(header.get(k, "")) for k in ("CDS-NAME", "RELEASE", "VERSION"))
+            return "4FGL-DR4" if "DR4" in text.upper() else "4FGL-DR3"
+        text = " ".join(str(header.get(k, "")) for k in ("CDS-NAME", "RELEASE", "VERSION"))
+        return "4FGL-DR2" if "DR2" in text.upper() else "4FGL-DR1"
+    if "Flux_Density" in cols:
+        return "3FGL"
+    raise FileFormatError(f"{path}: HDU {MAIN_HDU} has none of the flux-density columns of "
+                          "a 4FGL (PL_Flux_Density, LP_Flux_Density, PLEC_Flux_Density) or "
+                          "3FGL (Flux_Density) catalog")
+
+
+def _required(family: str, cols: set, types: set) -> dict[str, list[str]]:
+    """Missing columns, keyed by what needs them."""
+    missing: dict[str, list[str]] = {}
+    base = [c for c in _BASE_COLS if c not in cols]
+    if base:
+        missing["every source"] = base
+    for t in sorted(types):
+        if family.startswith("4FGL"):
+            if t.startswith("PLSuperExpCutoff") or t.startswith("PLExpCutoff"):
+                need = _COLS_4FGL["PLEC4"] if family in ("4FGL-DR3", "4FGL-DR4") \
+                    else _COLS_4FGL["PLEC2"]
+            else:
+                need = _COLS_4FGL.get(t, ())
+        else:
+            need = _COLS_3FGL["PLEC"] if t in ("PLExpCutoff", "PLSuperExpCutoff") \
+                else _COLS_3FGL.get(t, ())
+        m = [c for c in need if c not in cols]
+        if m:
+            missing[f"SpectrumType {t}"] = m
+    return missing
+
+
+def open_catalog(path: str | os.PathLike) -> FermiCatalog:
+    """Open a 4FGL/3FGL-format FITS catalog.  FileFormatError names the file and the
+    missing HDU or columns."""
+    from astropy.io import fits
+
+    p = Path(expand_path(path))
+    if not p.is_file():
+        raise InputFileError(f"catalog file {os.fspath(path)!r} not found")
+    try:
+        hdul = fits.open(p, memmap=False)
+    except OSError as e:
+        raise FileFormatError(f"{p}: not a readable FITS file ({e})") from None
+    with hdul:
+        names = [h.name for h in hdul]
+        main = None
+        if MAIN_HDU.upper() in names:
+            main = hdul[MAIN_HDU]
+        else:
+            for h in hdul[1:]:
+                if isinstance(h, fits.BinTableHDU) and "Source_Name" in h.columns.names:
+                    main = h
+                    break
+        if main is None:
+            raise FileFormatError(f"{p}: no HDU {MAIN_HDU} (or any table with a Source_Name "
+                                  f"column); HDUs: {', '.join(names)}")
+        header = {k: main.header[k] for k in main.header if k and not k.startswith("T")}
+        header.update({k: hdul[0].header[k] for k in hdul[0].header if k})
+        cols = {c: np.array(main.data[c]) for c in main.columns.names}
+        ext = {}
+        has_ext = False
+        for en in EXT_HDUS:
+            if en.upper() in names:
+                eh = hdul[en]
+                has_ext = True
+                enames = eh.columns.names
+                if "Source_Name" not in enames:
+                    raise FileFormatError(f"{p}: HDU {en} has no Source_Name column")
+                data = eh.data
+                for r in range(len(data) if data is not None else 0):
+                    d = {c: _pyval(data[c][r]) for c in enames
+                         if not (isinstance(data[c][r], np.ndarray) and data[c][r].ndim > 0)}
+                    key = _strip(d["Source_Name"]).replace(" ", "").lower()
+                    ext[key] = d
+                break
+    colset = set(cols)
+    types = set(_strip(v) for v in cols["SpectrumType"]) if "SpectrumType" in cols else set()
+    family = _family(p, colset, header, types)
+    missing = _required(family, colset, types)
+    if missing:
+        parts = "; ".join(f"{', '.join(v)} (for {k})" for k, v in missing.items())
+        raise FileFormatError(f"{p}: HDU {main.name} of this {family}-format catalog lacks "
+                              f"columns {parts}")
+    if "Extended_Source_Name" in cols and not has_ext:
+        if any(_strip(v) for v in cols["Extended_Source_Name"]):
+            raise FileFormatError(f"{p}: sources name extended models (Extended_Source_Name) "
+                                  f"but there is no ExtendedSources HDU; HDUs: {', '.join(names)}")
+    return FermiCatalog(path=p, family=family, columns=cols, extended=ext, header=header)
+
+
+def read_catalog(path: str | os.PathLike, *, extdir: str | os.PathLike | None = None,
+                 center: tuple[float, float] | None = None, src_radius: float | None = None,
+                 src_roiwidth: float | None = None, coordsys: str = "CEL",
+                 radial_as_template: bool = False) -> SkyModel:
+    """The sources of a catalog file as a :class:`SkyModel` (all parameters fixed), those
+    within ``src_radius`` / the ``src_roiwidth`` square of ``center`` when given."""
+    cat = open_catalog(path)
+    mask = None
+    if center is not None and (src_radius is not None or src_roiwidth is not None):
+        mask = cat.select(center, src_radius=src_radius, src_roiwidth=src_roiwidth,
+                          coordsys=coordsys)
+    elif center is None and (src_radius is not None or src_roiwidth is not None):
+        raise RecipeError("read_catalog: src_radius/src_roiwidth need a center (ra, dec)")
+    return cat.to_sky_model(mask, extdir=extdir, center=center,
+                            radial_as_template=radial_as_template)
