@@ -4,6 +4,11 @@ Kernels live in ``_kernels.py`` modules and import only this module.  ``njit`` c
 with caching, ``nogil`` (so dask threads can run kernels side by side) and numpy's error
 model (division by zero gives inf/nan as numpy does, no exception from inside a kernel).
 ``pnjit`` is the same with ``parallel=True`` for kernels that use ``prange``.
+
+Trap: numba's on-disk cache is indexed by the Python function, so compiling ONE function
+object with both ``njit`` and ``pnjit`` makes the second load the first's machine code (the
+"parallel" variant silently runs on one thread).  Give a parallel variant a function object
+of its own (e.g. a thin wrapper defined separately), as ``fermixr.exposure._kernels`` does.
 """
 
 from __future__ import annotations
