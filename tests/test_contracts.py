@@ -10,7 +10,7 @@ import xarray as xr
 from fermixr.conventions import load_schema, product_names, validate_product
 from fermixr.errors import ProductError
 
-REQUIRED = {"events", "gti", "ltcube", "exposure", "counts", "psf", "srcmaps", "model_counts",
+REQUIRED = {"events", "gti", "ltcube", "exposure", "counts", "psf", "srcmaps", "drm", "model_counts",
             "fit", "likelihood_scan", "sed", "tsmap", "lightcurve", "roi"}
 
 

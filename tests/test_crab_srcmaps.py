@@ -21,7 +21,9 @@ def _recipe(crab_day, caldb_dir, **sections):
         "binning": {"coordsys": "GAL", "proj": "CAR", "npix": 100, "binsz": 0.2, "binsperdec": 10},
         "selection": {"emin": 200, "emax": 20000, "zmax": 90, "evclass": 128, "evtype": 3,
                       "ra": CRAB[0], "dec": CRAB[1]},
-        "gtlike": {"irfs": "P8R2_SOURCE_V6"},
+        # the reference source maps have the 21 planes of the counts bins' edges: no extra
+        # true-energy bins for energy dispersion
+        "gtlike": {"irfs": "P8R2_SOURCE_V6", "edisp_bins": 0},
         "ltcube": {"zmax": 180},
         "model": {"isodiff": [{"name": "Extragal_diffuse",
                                "file": str(crab_day / "iso_P8R2_SOURCE_V6_v06.txt")}]},

@@ -369,7 +369,7 @@ def test_step_options_merge_section_and_params():
 def test_unknown_step_lists_known_steps():
     with pytest.raises(RecipeError, match=r"steps\[1\]: unknown step 'sedd' \(did you mean "
                                           r"'sed'\?\); known steps: events, gti, counts, "
-                                          r"ltcube, exposure, psf, srcmaps, setup, optimize, fit, sed"):
+                                          r"ltcube, exposure, psf, drm, srcmaps, setup, optimize, fit, sed"):
         load_recipe({"steps": ["setup", "sedd"]})
 
 

@@ -655,6 +655,7 @@ STEPS: dict[str, StepSpec] = {
     "ltcube": StepSpec("ltcube", "Livetime cube (gtltcube).", section="ltcube"),
     "exposure": StepSpec("exposure", "Binned exposure cube (gtexpcube2)."),
     "psf": StepSpec("psf", "Exposure-weighted PSF at the ROI centre (gtpsf)."),
+    "drm": StepSpec("drm", "Energy-dispersion response matrix at the ROI centre (gtdrm)."),
     "srcmaps": StepSpec("srcmaps", "Source maps of every model component (gtsrcmaps)."),
     # analysis
     "setup": StepSpec("setup", "Prepare every product the likelihood needs (Fermipy's "
@@ -738,7 +739,7 @@ STEPS: dict[str, StepSpec] = {
 
 STEP_NAMES: tuple[str, ...] = tuple(STEPS)
 DATA_STEPS: tuple[str, ...] = ("events", "gti", "counts", "ltcube", "exposure", "psf",
-                                "srcmaps")
+                                "drm", "srcmaps")
 DEFAULT_STEPS: tuple[str, ...] = ("setup",)
 
 TEST_SOURCE_DEFAULTS = {"SpatialModel": "PointSource", "SpectrumType": "PowerLaw",

@@ -10,14 +10,17 @@ and recipes that share data and GTIs share one livetime cube.
 
 from __future__ import annotations
 
+import numpy as np
+
 from ..errors import RecipeError
 from .executor import Task
 
 # what each user-level step needs, in dependency order
-PREP_PRODUCTS = ("gti", "events", "counts", "ltcube", "exposure", "psf", "srcmaps")
+PREP_PRODUCTS = ("gti", "events", "counts", "ltcube", "exposure", "psf", "drm", "srcmaps")
 _EXPANSION = {
     "setup": PREP_PRODUCTS,
-    "srcmaps": ("gti", "ltcube", "srcmaps"),
+    "srcmaps": ("gti", "ltcube", "drm", "srcmaps"),
+    "drm": ("gti", "ltcube", "drm"),
     "gti": ("gti",),
     "events": ("gti", "events"),
     "counts": ("gti", "events", "counts"),
@@ -160,8 +163,23 @@ def _prep_tasks(cfg, wanted, sfx) -> list[Task]:
             {"ra": ra, "dec": dec, "energies": list(axis.edges), **irf["params"]},
             inputs={"ltcube": f"ltcube{sfx}"}, files={"irf": irf["files"]},
         ))
+    # energy dispersion: source maps at the true-energy nodes of the measured range
+    # extended by edisp_bins bins on each side, and the response matrix at the ROI centre
+    # that maps true-energy counts to measured bins (Science Tools' Drm)
+    nodes = np.asarray(axis.edges)
+    if gtl.get("edisp"):
+        from ..irf.drm import true_energy_axis
+
+        nodes = true_energy_axis(axis.edges, int(gtl.get("edisp_bins") or 0))
+        if "drm" in wanted:
+            out.append(Task(
+                f"drm{sfx}", "drm",
+                {"ra": ra, "dec": dec, "energies": list(axis.edges),
+                 "edisp_bins": int(gtl.get("edisp_bins") or 0), **irf["params"]},
+                inputs={"ltcube": f"ltcube{sfx}"}, files={"irf": irf["files"]},
+            ))
     if "srcmaps" in wanted:
-        out.extend(_srcmap_tasks(cfg, sfx, geom, axis, (ra, dec), irf))
+        out.extend(_srcmap_tasks(cfg, sfx, geom, nodes, (ra, dec), irf))
     return out
 
 
@@ -178,7 +196,7 @@ def product_name(source_name: str) -> str:
     return source_name.replace("/", "_").strip()
 
 
-def _srcmap_tasks(cfg, sfx, geom, axis, center, irf) -> list[Task]:
+def _srcmap_tasks(cfg, sfx, geom, nodes, center, irf) -> list[Task]:
     """One task per source (cached per source: moving one source recomputes one map) and
     one that joins them.  A source found in ``gtlike.srcmap`` (a gtsrcmaps file) takes its
     map from there."""
@@ -199,7 +217,7 @@ def _srcmap_tasks(cfg, sfx, geom, axis, center, irf) -> list[Task]:
         if hit:
             tasks.append(Task(name, "srcmap_file",
                               {"source": src.name, "hdu": hit[0], "geom": geom.to_dict(),
-                               "energies": list(axis.edges)},
+                               "energies": list(nodes)},
                               files={"srcmap": [hit[1]]}))
         else:
             spatial = src.spatial_key()
@@ -208,7 +226,7 @@ def _srcmap_tasks(cfg, sfx, geom, axis, center, irf) -> list[Task]:
                 files["template"] = [spatial["Spatial_Filename"]]
                 spatial = dict(spatial, Spatial_Filename=None)  # the content is in the key
             params = {"source": src.name, "spatial": spatial, "geom": geom.to_dict(),
-                      "energies": list(axis.edges), "rfactor": cfg["gtlike"].get("rfactor"),
+                      "energies": list(nodes), "rfactor": cfg["gtlike"].get("rfactor"),
                       **irf["params"]}
             if src.is_diffuse:
                 params["roi_center"] = list(center)  # the PSF is taken at the ROI centre

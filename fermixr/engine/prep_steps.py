@@ -162,6 +162,19 @@ def psf_step(inputs, params, ctx):
     return ds
 
 
+@register_step("drm", version="1", product="drm")
+def drm_step(inputs, params, ctx):
+    """Energy-dispersion response matrix at the ROI centre (gtdrm)."""
+    from ..irf.drm import drm_dataset
+    from ..irf.irfset import load_irfs
+
+    irfs = load_irfs(params["irfs"], params["evtype"], caldb=_caldb_from_files(ctx.files["irf"]))
+    ds = drm_dataset(irfs, inputs["ltcube"].load(), params["ra"], params["dec"],
+                     np.asarray(params["energies"]), edisp_bins=int(params["edisp_bins"]))
+    ds.attrs["fermixr_product"] = "drm"
+    return ds
+
+
 @register_step("srcmap", version="1", product="srcmaps")
 def srcmap_step(inputs, params, ctx):
     """One source's map: PSF-convolved exposure x spatial model at the energy nodes."""
