@@ -32,3 +32,41 @@ def model_counts(srcmap, energies, dnde) -> np.ndarray:
     lo, hi = node_weights(energies, dnde)
     shape = (-1,) + (1,) * (s.ndim - 1)
     return lo.reshape(shape) * s[:-1] + hi.reshape(shape) * s[1:]
+
+
+def measured_model_counts(srcmap, true_edges, dnde, drm=None, n_extra: int = 0):
+    """Counts per MEASURED bin (n_meas, ...) of one source.
+
+    ``srcmap`` (n_true + 1, ...) is the source map at the true-energy nodes ``true_edges``
+    (the measured edges extended by ``n_extra`` bins on each side when energy dispersion is
+    on), ``dnde`` the spectrum at those nodes.  With a response matrix ``drm``
+    (n_meas, n_true) the true-bin counts are dispersed into the measured bins; without one
+    (``gtlike.edisp`` off, or the source listed in ``edisp_disable``) the measured bins take
+    the true-bin counts of the same energies."""
+    true_counts = model_counts(srcmap, true_edges, dnde)
+    if drm is None:
+        n_true = true_counts.shape[0]
+        return true_counts[n_extra:n_true - n_extra]
+    m = np.asarray(drm, dtype=np.float64)
+    if m.shape[1] != true_counts.shape[0]:
+        raise ValueError(f"response matrix has {m.shape[1]} true-energy bins, the source map "
+                         f"{true_counts.shape[0]}")
+    return np.tensordot(m, true_counts, axes=(1, 0))
+
+
+def model_cube(srcmaps, true_edges, dnde_by_source, *, names=(), drm=None, edisp=True,
+               edisp_disable=(), n_extra: int = 0) -> np.ndarray:
+    """The model counts cube (n_meas, ...) of several sources: ``srcmaps``
+    (n_src, n_true + 1, ...), ``dnde_by_source`` (n_src, n_true + 1).  Energy dispersion
+    is applied with ``drm`` to every source except those named in ``edisp_disable``."""
+    from ..irf.drm import source_drm
+
+    out = None
+    for i, s in enumerate(np.asarray(srcmaps)):
+        name = names[i] if i < len(names) else str(i)
+        m = None
+        if drm is not None and edisp and name not in set(edisp_disable or ()):
+            m = source_drm(name, drm, edisp=True)
+        c = measured_model_counts(s, true_edges, dnde_by_source[i], m, n_extra)
+        out = c if out is None else out + c
+    return out
