@@ -168,9 +168,9 @@ def _prep_tasks(cfg, wanted, sfx) -> list[Task]:
     # that maps true-energy counts to measured bins (Science Tools' Drm)
     nodes = np.asarray(axis.edges)
     if gtl.get("edisp"):
-        from ..irf.drm import true_energy_axis
+        from ..geom.axes import extend_log_edges  # = irf.drm.true_energy_axis
 
-        nodes = true_energy_axis(axis.edges, int(gtl.get("edisp_bins") or 0))
+        nodes = extend_log_edges(axis.edges, int(gtl.get("edisp_bins") or 0))
         if "drm" in wanted:
             out.append(Task(
                 f"drm{sfx}", "drm",

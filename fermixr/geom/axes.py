@@ -242,3 +242,18 @@ def _clean(x: float) -> float:
         if np.float32(y) == f32:
             return y
     return float(f32)
+
+
+def extend_log_edges(edges, n: int) -> np.ndarray:
+    """``edges`` extended by ``n`` bins on each side, log-spaced with the log width of the
+    first bin (below) and of the last bin (above), as the Science Tools extend the
+    true-energy axis for energy dispersion (``edisp_bins``)."""
+    e = np.asarray(edges, dtype=np.float64)
+    n = abs(int(n))
+    if n == 0:
+        return e.copy()
+    lo = math.log(e[1] / e[0])
+    hi = math.log(e[-1] / e[-2])
+    below = e[0] * np.exp(-lo * np.arange(n, 0, -1))
+    above = e[-1] * np.exp(hi * np.arange(1, n + 1))
+    return np.concatenate((below, e, above))

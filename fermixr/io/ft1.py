@@ -31,7 +31,7 @@ from ..conventions import (
 )
 from ..errors import FileFormatError, InputFileError
 from .filelist import resolve_files
-from .gti import gti_dataset, mjdref_from_header, normalize_intervals, read_gti_hdu
+from .gti import gti_dataset, mjdref_from_header, read_gti_hdu
 
 #: Columns read by default (PULSE_PHASE too when the file has it).
 DEFAULT_COLUMNS = (

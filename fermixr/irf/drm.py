@@ -109,14 +109,9 @@ def true_energy_axis(measured_edges, edisp_bins: int) -> np.ndarray:
     e = _edges(measured_edges)
     if int(edisp_bins) != edisp_bins:
         raise GeometryError(f"edisp_bins must be an integer, got {edisp_bins!r}")
-    n = abs(int(edisp_bins))
-    if n == 0:
-        return e.copy()
-    lo = math.log(e[1] / e[0])
-    hi = math.log(e[-1] / e[-2])
-    below = e[0] * np.exp(-lo * np.arange(n, 0, -1))
-    above = e[-1] * np.exp(hi * np.arange(1, n + 1))
-    return np.concatenate((below, e, above))
+    from ..geom.axes import extend_log_edges
+
+    return extend_log_edges(e, edisp_bins)
 
 
 def _n_extra(n_meas: int, n_true: int) -> int:

@@ -36,7 +36,6 @@ from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
-from scipy import special
 
 from ..errors import FileFormatError, GeometryError, InputFileError, RecipeError
 from . import _kernels as K
@@ -53,6 +52,14 @@ __all__ = [
     "ExpCutoff", "PLSuperExpCutoff", "PLSuperExpCutoff2", "PLSuperExpCutoff3",
     "PLSuperExpCutoff4", "BandFunction", "ConstantValue", "FileFunction",
 ]
+
+
+def _special():
+    """scipy.special, imported on first use (a quarter of a second that planning a cached
+    run should not pay)."""
+    from scipy import special
+
+    return special
 
 
 def _P(name, value, scale=1.0, lo=None, hi=None, free=False) -> Parameter:
@@ -139,8 +146,8 @@ def _gamma_diff(a: float, x1: float, x2: float) -> float:
             return _gamma_diff_numeric(a, x1, x2)
         g = math.gamma(a)
         if x1 >= a:
-            return g * (special.gammaincc(a, x1) - special.gammaincc(a, x2))
-        return g * (special.gammainc(a, x2) - special.gammainc(a, x1))
+            return g * (_special().gammaincc(a, x1) - _special().gammaincc(a, x2))
+        return g * (_special().gammainc(a, x2) - _special().gammainc(a, x1))
     # a <= 0: upward from a0 = a + n in [0, 1) with Gamma(b, x) = (Gamma(b+1, x) - x^b e^-x)/b
     n = int(math.ceil(-a))
     a0 = a + n
@@ -151,7 +158,7 @@ def _gamma_diff(a: float, x1: float, x2: float) -> float:
         # the recurrence would divide by b ~ 0 or cancel: integrate instead
         return _gamma_diff_numeric(a, x1, x2)
     if abs(a0) < 1e-12:
-        d = special.exp1(x1) - special.exp1(x2)
+        d = _special().exp1(x1) - _special().exp1(x2)
         a0 = 0.0
     else:
         d = _gamma_diff(a0, x1, x2)
@@ -470,21 +477,21 @@ class LogParabola(SpectralModel):
             up = z1 >= 0.0
             dn = z2 <= 0.0
             mid = ~(up | dn)
-            res[up] = (np.exp(q1[up]) * special.erfcx(z1[up])
-                       - np.exp(q2[up]) * special.erfcx(z2[up]))
-            res[dn] = (np.exp(q2[dn]) * special.erfcx(-z2[dn])
-                       - np.exp(q1[dn]) * special.erfcx(-z1[dn]))
+            res[up] = (np.exp(q1[up]) * _special().erfcx(z1[up])
+                       - np.exp(q2[up]) * _special().erfcx(z2[up]))
+            res[dn] = (np.exp(q2[dn]) * _special().erfcx(-z2[dn])
+                       - np.exp(q1[dn]) * _special().erfcx(-z1[dn]))
             if mid.any():
                 res[mid] = (2.0 * np.exp(c * c / (4.0 * be))
-                            - np.exp(q1[mid]) * special.erfcx(-z1[mid])
-                            - np.exp(q2[mid]) * special.erfcx(z2[mid]))
+                            - np.exp(q1[mid]) * _special().erfcx(-z1[mid])
+                            - np.exp(q2[mid]) * _special().erfcx(z2[mid]))
             res = res * k
         else:
             bb = -be
             sb = math.sqrt(bb)
             w1 = sb * (u1 + c / (2.0 * bb))
             w2 = sb * (u2 + c / (2.0 * bb))
-            res = (np.exp(q2) * special.dawsn(w2) - np.exp(q1) * special.dawsn(w1)) / sb
+            res = (np.exp(q2) * _special().dawsn(w2) - np.exp(q1) * _special().dawsn(w1)) / sb
         return n0 * eb ** (moment + 1.0) * res
 
 
