@@ -94,13 +94,10 @@ _BASE_COLS = ("Source_Name", "RAJ2000", "DEJ2000", "SpectrumType", "Pivot_Energy
 # --------------------------------------------------------------------------------------
 def angular_separation(lon0: float, lat0: float, lon, lat) -> np.ndarray:
     """Great-circle distance (deg) between (lon0, lat0) and arrays (lon, lat), all deg."""
-    l0, b0 = math.radians(lon0), math.radians(lat0)
-    lon = np.radians(np.asarray(lon, dtype=np.float64))
-    lat = np.radians(np.asarray(lat, dtype=np.float64))
-    sdl = np.sin((lon - l0) / 2)
-    sdb = np.sin((lat - b0) / 2)
-    h = sdb ** 2 + math.cos(b0) * np.cos(lat) * sdl ** 2
-    return np.degrees(2 * np.arcsin(np.sqrt(np.clip(h, 0.0, 1.0))))
+    from ..geom.frames import angular_separation as sep
+
+    return np.asarray(sep(np.asarray(lon, dtype=np.float64), np.asarray(lat, dtype=np.float64),
+                          float(lon0), float(lat0)))
 
 
 def _ait_offsets(lon0: float, lat0: float, lon, lat, frame: str) -> tuple[np.ndarray, np.ndarray]:

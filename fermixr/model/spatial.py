@@ -15,9 +15,6 @@ width w has Sigma = w / 1.50959, a RadialDisk Radius = w / 0.82462.
 
 from __future__ import annotations
 
-import math
-
-import numpy as np
 
 from ..errors import RecipeError
 from .parameters import Parameter
@@ -75,27 +72,3 @@ def param_to_width(kind: str, value_deg: float) -> float:
     if kind == "RadialDisk":
         return value_deg * DISK_R68
     return 0.0
-
-
-def radial_intensity(kind: str, theta_deg, size_deg: float) -> np.ndarray:
-    """Intensity (sr^-1) of a radial model at angular distance ``theta_deg`` (deg) for
-    Sigma/Radius ``size_deg``, normalised to 1 over the sphere (small-angle forms are
-    normalised exactly on the sphere)."""
-    kind = spatial_type(kind)
-    th = np.radians(np.asarray(theta_deg, dtype=np.float64))
-    s = math.radians(size_deg)
-    if kind == "RadialGaussian":
-        # exp(-theta^2 / 2 s^2) normalised with the integral of 2 pi sin(theta) over the sphere
-        prof = np.exp(-0.5 * (th / s) ** 2)
-        norm = _sphere_integral(lambda t: np.exp(-0.5 * (t / s) ** 2), min(math.pi, 12 * s))
-        return prof / norm
-    if kind == "RadialDisk":
-        # uniform cap of angular radius s: solid angle 2 pi (1 - cos s)
-        return np.where(th <= s, 1.0 / (2 * math.pi * (1 - math.cos(s))), 0.0)
-    raise RecipeError(f"{kind} is not a radial spatial model")
-
-
-def _sphere_integral(f, tmax: float, n: int = 20001) -> float:
-    t = np.linspace(0.0, tmax, n)
-    y = 2 * math.pi * np.sin(t) * f(t)
-    return float(np.sum((y[1:] + y[:-1]) * np.diff(t)) / 2)
