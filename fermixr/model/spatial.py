@@ -10,11 +10,11 @@
 | ConstantValue     | ConstantValue     | Value                 | isotropic: Value (1 sr^-1)            |
 
 ``SpatialWidth`` is the 68% containment radius, as Fermipy defines it: a RadialGaussian of
-width w has Sigma = w / 1.50959, a RadialDisk Radius = w / 0.82462.
+width w has Sigma = w / 1.50959, a RadialDisk Radius = w / 0.82462.  The profiles
+themselves are evaluated (and PSF-convolved) in :mod:`fermixr.srcmap.extended`.
 """
 
 from __future__ import annotations
-
 
 from ..errors import RecipeError
 from .parameters import Parameter
