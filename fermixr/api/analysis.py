@@ -1,0 +1,350 @@
+"""``Analysis``: Fermipy's ``GTAnalysis`` method names over fermixr's engine and stateless
+functions.
+
+The object holds only what a session of work changes: the resolved recipe, the sky model
+(an immutable :class:`~fermixr.model.SkyModel`, replaced on every change) and, after
+``setup()``, the data products of each component opened from the run directory.  Every
+number comes from the engine's products and the likelihood functions; a failed fit leaves
+the model as it was.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import RecipeError
+from ..model.skymodel import SkyModel
+from ..model.source import Source
+
+class _Component:
+    """The arrays one likelihood term needs, read from the run's products."""
+
+    def __init__(self, counts_ds, srcmaps_ds, edges):
+        self.counts_ds = counts_ds
+        self.geom_attrs = dict(counts_ds.attrs)
+        self.sky_shape = counts_ds["counts"].shape[1:]
+        self.counts = np.asarray(counts_ds["counts"].values, dtype=np.float64).reshape(
+            counts_ds["counts"].shape[0], -1)
+        self.edges = np.asarray(edges, dtype=np.float64)
+        nodes = np.asarray(srcmaps_ds["energy_true"].values, dtype=np.float64)
+        maps = np.asarray(srcmaps_ds["srcmap"].values, dtype=np.float64)
+        if nodes.size != self.edges.size:
+            # source maps on the true-energy axis extended for energy dispersion: the fit
+            # uses the nodes of the measured range (dispersion is not yet in the cost)
+            k = (nodes.size - self.edges.size) // 2
+            maps = maps[:, k:nodes.size - k]
+            nodes = nodes[k:nodes.size - k]
+        if not np.allclose(nodes, self.edges, rtol=1e-6):
+            raise RecipeError("source-map energies do not match the counts cube's bin edges")
+        self.names = [str(n) for n in srcmaps_ds["source"].values]
+        self.maps = {n: maps[i].reshape(maps.shape[1], -1) for i, n in enumerate(self.names)}
+
+
+class Analysis:
+    """A Fermi-LAT binned likelihood analysis configured by a recipe or Fermipy config.
+
+    ``Analysis('config.yaml', selection={'emax': 10000})`` overrides sections as Fermipy
+    does.  Call :meth:`setup` first."""
+
+    def __init__(self, config, **overrides):
+        from ..engine.recipe import load_recipe
+        from ..engine.run import resolve_outdir
+
+        self.recipe = load_recipe(config, **overrides)
+        self.config = self.recipe.config
+        self.outdir = resolve_outdir(self.recipe)
+        self.model: SkyModel | None = None
+        self._components: list[_Component] = []
+        self._zeroed: dict[str, float] = {}
+        self._results: dict[str, dict] = {}
+        self._models_cache: dict[str, object] = {}
+
+    # ------------------------------------------------------------------ setup -----------
+    def setup(self, scheduler=None, verbose: bool = False) -> "Analysis":
+        """Make every data product (selection, livetime, exposure, counts, source maps)
+        through the engine, reusing cached ones, and build the sky model."""
+        from ..engine.plan import sky_model
+        from ..engine.run import open_run, run_recipe
+
+        doc = self.recipe.to_dict()
+        doc["steps"] = ["setup"]
+        run_recipe(doc, outdir=self.outdir, scheduler=scheduler, verbose=verbose)
+        run = open_run(self.outdir)
+        comps = self.recipe.components
+        self._components = []
+        for i in range(len(comps)):
+            sfx = f"/{i:02d}" if len(comps) > 1 else ""
+            counts = run[f"counts{sfx}"].load()
+            edges = np.append(counts["energy_min"].values, counts["energy_max"].values[-1])
+            if f"srcmaps{sfx}" not in run:
+                raise RecipeError("setup made no source maps: the recipe's model section "
+                                  "holds no source")
+            self._components.append(_Component(counts, run[f"srcmaps{sfx}"].load(), edges))
+        if comps[0]["gtlike"].get("edisp"):
+            warnings.warn("energy dispersion is computed (drm product) but not yet applied in "
+                          "the likelihood fit; the fit uses the measured-range source maps",
+                          stacklevel=2)
+        self.model = sky_model(comps[0])
+        return self
+
+    def _require_setup(self):
+        if self.model is None or not self._components:
+            raise RecipeError("call setup() first")
+
+    # ------------------------------------------------------------- the model ----------
+    def _spectral(self, src: Source):
+        from ..model.spectral import get_spectral_model
+
+        cls = get_spectral_model(src.spectrum)
+        if src.spectrum == "FileFunction":
+            key = str(src.spectrum_file)
+            if key not in self._models_cache:
+                self._models_cache[key] = cls.from_file(src.spectrum_file)
+            return self._models_cache[key]
+        return cls()
+
+    def roi_source(self, name: str) -> Source:
+        self._require_setup()
+        return self.model.find(name)
+
+    def _replace(self, src: Source) -> None:
+        self.model = self.model.replace_source(src)
+
+    def _set_free(self, name: str, pars, free: bool) -> None:
+        src = self.roi_source(name)
+        for p in pars:
+            src = src.with_param(p, free=bool(free))
+        self._replace(src)
+
+    def free_parameter(self, name, par, free=True):
+        self._set_free(name, [par], free)
+
+    def free_norm(self, name, free=True):
+        src = self.roi_source(name)
+        self._set_free(name, [self._spectral(src).norm_param], free)
+
+    def free_index(self, name, free=True):
+        src = self.roi_source(name)
+        idx = self._spectral(src).index_params[:1]
+        if not idx:
+            raise RecipeError(f"source {src.name!r} ({src.spectrum}) has no index parameter")
+        self._set_free(name, idx, free)
+
+    def free_shape(self, name, free=True):
+        src = self.roi_source(name)
+        self._set_free(name, self._spectral(src).shape_params, free)
+
+    def free_source(self, name, free=True, pars=None):
+        """Free (or fix) a source's spectral parameters: all but the reference energies and
+        limits (``pars=None``), ``'norm'``, ``'shape'``, or a list of names."""
+        src = self.roi_source(name)
+        sm = self._spectral(src)
+        if pars is None:
+            names = [n for n in sm.par_names if n not in sm.scale_params]
+        elif pars == "norm":
+            names = [sm.norm_param]
+        elif pars == "shape":
+            names = list(sm.shape_params)
+        else:
+            names = [pars] if isinstance(pars, str) else list(pars)
+        self._set_free(name, names, free)
+
+    def free_sources(self, free=True, pars=None, distance=None, skydir=None, minmax_ts=None,
+                     minmax_npred=None, exclude=None, square=False, cuts=None):
+        """Free or fix every source passing the selection (Fermipy's options)."""
+        from ..geom.frames import angular_separation
+
+        self._require_setup()
+        center = np.array(skydir if skydir is not None else
+                          (self.config["selection"]["ra"], self.config["selection"]["dec"]))
+        exclude = set(exclude or [])
+        for src in list(self.model):
+            if src.name in exclude:
+                continue
+            if distance is not None and src.skydir is not None:
+                d = float(angular_separation(np.array([src.skydir[0]]),
+                                             np.array([src.skydir[1]]), *center)[0])
+                if d > distance:
+                    continue
+            elif distance is not None and src.skydir is None:
+                pass  # diffuse sources are at distance 0
+            res = self._results.get(src.name, {})
+            if minmax_ts is not None and not _in_range(res.get("ts"), minmax_ts):
+                continue
+            if minmax_npred is not None and not _in_range(res.get("npred"), minmax_npred):
+                continue
+            self.free_source(src.name, free=free, pars=pars)
+
+    def set_parameter(self, name, par, value, true_value=True, scale=None, bounds=None,
+                      error=None):
+        """Set a parameter; ``true_value`` (default) means ``value`` is the physical
+        value."""
+        src = self.roi_source(name)
+        p = src.param(par)
+        changes = {}
+        if scale is not None:
+            changes["scale"] = float(scale)
+        sc = changes.get("scale", p.scale)
+        changes["value"] = float(value) / sc if true_value else float(value)
+        if bounds is not None:
+            changes["min"], changes["max"] = (None if b is None else float(b) for b in bounds)
+        if error is not None:
+            changes["error"] = float(error)
+        new = p.replace(**changes).check(where=src.name)
+        self._replace(src.with_param(par, **{k: getattr(new, k) for k in changes}))
+
+    def set_parameter_bounds(self, name, par, bounds):
+        src = self.roi_source(name)
+        lo, hi = bounds
+        src.param(par).replace(min=lo, max=hi).check(where=src.name)
+        self._replace(src.with_param(par, min=lo, max=hi))
+
+    def set_norm(self, name, value):
+        src = self.roi_source(name)
+        self.set_parameter(name, self._spectral(src).norm_param, value, true_value=False)
+
+    def zero_source(self, name):
+        src = self.roi_source(name)
+        norm = self._spectral(src).norm_param
+        self._zeroed[src.name] = src.param(norm).value
+        p = src.param(norm)
+        self._replace(src.with_param(norm, value=0.0, min=min(0.0, p.min or 0.0)))
+
+    def unzero_source(self, name):
+        src = self.roi_source(name)
+        if src.name in self._zeroed:
+            self._replace(src.with_param(self._spectral(src).norm_param,
+                                         value=self._zeroed.pop(src.name)))
+
+    def delete_source(self, name):
+        src = self.roi_source(name)
+        self.model = self.model.remove(src.name)
+        return src
+
+    def delete_sources(self, names):
+        return [self.delete_source(n) for n in names]
+
+    def get_sources(self, distance=None, exclude=None):
+        self._require_setup()
+        exclude = set(exclude or [])
+        return [s for s in self.model if s.name not in exclude]
+
+    def get_params(self, freeonly=False) -> list[dict]:
+        """One dict per spectral parameter (Fermipy's ``get_params``)."""
+        self._require_setup()
+        out = []
+        for s in self.model:
+            for p in s.spectral:
+                if freeonly and not p.free:
+                    continue
+                out.append({"src_name": s.name, "par_name": p.name, "value": p.value,
+                            "scale": p.scale, "min": p.min, "max": p.max, "free": p.free,
+                            "error": p.error, "idx": len(out)})
+        return out
+
+    # ---------------------------------------------------------- likelihood ------------
+    def _cost(self):
+        from ..likelihood.cost import BinnedPoissonCost, SourceTerm
+
+        self._require_setup()
+        total = None
+        for comp in self._components:
+            terms, maps = [], []
+            for src in self.model:
+                if src.name not in comp.maps:
+                    raise RecipeError(f"source {src.name!r} has no source map: re-run setup() "
+                                      "after changing the model's sources")
+                terms.append(SourceTerm.from_source(src, model=self._spectral(src)))
+                maps.append(comp.maps[src.name])
+            cost = BinnedPoissonCost(comp.counts, np.stack(maps), comp.edges, terms)
+            total = cost if total is None else total + cost
+        return total
+
+    def loglike(self) -> float:
+        """log L of the current model (gtlike's value, without log n!)."""
+        c = self._cost()
+        return -float(c(c.x0)) if c.npar else -float(c(np.zeros(0)))
+
+    def fit(self, optimizer=None, **kwargs) -> dict:
+        """Maximise the likelihood over the free parameters; on success the model takes
+        the best-fit values and errors, on failure it is left as it was.  Returns
+        Fermipy's fit() dict."""
+        from ..fit.fitter import fit as run_fit
+
+        cost = self._cost()
+        if cost.npar == 0:
+            raise RecipeError("fit: no free parameter; free some with free_source()/"
+                              "free_norm()")
+        opt = dict(self.config.get("optimizer") or {})
+        opt.update(kwargs)
+        res = run_fit(cost, optimizer=optimizer or opt.get("optimizer", "MINUIT"),
+                      tol=opt.get("tol", 1e-3), max_iter=opt.get("max_iter", 100),
+                      retries=opt.get("retries", 3),
+                      min_fit_quality=opt.get("min_fit_quality", 2))
+        if res.fit_success:
+            for name, v, e in zip(res.par_names, res.values, res.errors):
+                src, par = name.rsplit(":", 1)
+                s = self.model.find(src)
+                self._replace(s.with_param(par, value=float(v), error=float(e)))
+        out = res.to_dict()
+        out["loglike0"] = float(res.loglike0)
+        return out
+
+    # ---------------------------------------------------------------- maps ------------
+    def model_counts_map(self, name=None):
+        """Model counts (energy, y, x) or (energy, pix) of the whole model or of one
+        source, summed over components; an xarray DataArray on the counts geometry."""
+        import xarray as xr
+
+        cost = self._cost()
+        total = None
+        costs = getattr(cost, "costs", [cost])
+        for comp, c in zip(self._components, costs):
+            m = c.model_cube(c.x0) if name is None else c.source_cube(
+                self.model.find(name).name, c.x0)
+            m = np.asarray(m).reshape((-1,) + tuple(comp.sky_shape))
+            total = m if total is None else total + m
+        ref = self._components[0].counts_ds["counts"]
+        return xr.DataArray(total, dims=ref.dims, coords=ref.coords, name="model_counts",
+                            attrs={"units": "count"})
+
+    def counts_map(self):
+        import xarray as xr
+
+        tot = sum(c.counts_ds["counts"].values.astype(np.int64) for c in self._components)
+        ref = self._components[0].counts_ds["counts"]
+        return xr.DataArray(tot, dims=ref.dims, coords=ref.coords, name="counts")
+
+    def npred(self, name) -> float:
+        return float(self.model_counts_map(name).sum())
+
+    def write_xml(self, xmlfile):
+        """The model as a Science Tools XML file."""
+        from ..model.xml import write_xml
+
+        path = Path(xmlfile)
+        if not path.is_absolute():
+            path = self.outdir / path
+        if path.suffix != ".xml":
+            path = path.with_suffix(".xml")
+        return write_xml(self.model, path)
+
+    def print_params(self, freeonly=False) -> str:
+        lines = [f"{'source':<24}{'parameter':<14}{'value':>12}{'error':>12}{'scale':>10} free"]
+        for p in self.get_params(freeonly):
+            err = "" if p["error"] is None else f"{p['error']:12.4g}"
+            lines.append(f"{p['src_name']:<24}{p['par_name']:<14}{p['value']:12.5g}{err:>12}"
+                         f"{p['scale']:10.3g} {'*' if p['free'] else ''}")
+        text = "\n".join(lines)
+        print(text)
+        return text
+
+
+def _in_range(v, minmax):
+    if v is None:
+        return False
+    lo, hi = minmax
+    return (lo is None or v >= lo) and (hi is None or v <= hi)
