@@ -61,6 +61,7 @@ class Analysis:
         self._zeroed: dict[str, float] = {}
         self._results: dict[str, dict] = {}
         self._models_cache: dict[str, object] = {}
+        self._fit_cov: tuple[list, np.ndarray] | None = None   # last fit's (names, cov)
 
     # ------------------------------------------------------------------ setup -----------
     def setup(self, scheduler=None, verbose: bool = False) -> "Analysis":
@@ -289,6 +290,7 @@ class Analysis:
                 src, par = name.rsplit(":", 1)
                 s = self.model.find(src)
                 self._replace(s.with_param(par, value=float(v), error=float(e)))
+            self._fit_cov = (list(res.par_names), np.array(res.covariance))
         out = res.to_dict()
         out["loglike0"] = float(res.loglike0)
         return out
@@ -332,6 +334,135 @@ class Analysis:
             path = path.with_suffix(".xml")
         return write_xml(self.model, path)
 
+    # ----------------------------------------------------------- source dicts -----------
+    def _emin_emax(self):
+        e = self._components[0].edges
+        return float(e[0]), float(e[-1])
+
+    def get_src_model(self, name, covariance=None) -> dict:
+        """Fermipy's source dictionary of one source: position, spectral parameters and
+        errors, TS, npred, the flux/eflux family with errors."""
+        from ..geom.frames import fermipy_cel_to_gal
+
+        src = self.roi_source(name)
+        sm = self._spectral(src)
+        p = src.spectral_values()
+        d = {"name": src.name, "Source_Name": src.name, "SpectrumType": src.spectrum,
+             "SpatialModel": src.spatial_model, "SourceType": "DiffuseSource"
+             if src.is_diffuse else "PointSource",
+             "Spatial_Filename": src.spatial_file, "Spectrum_Filename": src.spectrum_file,
+             "param_names": np.array([q.name for q in src.spectral]),
+             "param_values": p,
+             "param_errors": np.array([np.nan if q.error is None else q.error * abs(q.scale)
+                                       for q in src.spectral])}
+        if src.skydir is not None:
+            ra, dec = src.skydir
+            d["ra"], d["dec"] = ra, dec
+            d["glon"], d["glat"] = fermipy_cel_to_gal(ra, dec)
+        else:
+            d["ra"] = d["dec"] = d["glon"] = d["glat"] = float("nan")
+        d["npred"] = self.npred(src.name)
+        d["ts"] = self._ts(src)
+        free = np.array([q.free for q in src.spectral])
+        idx = np.flatnonzero(free)
+        cov = covariance if covariance is not None else self._physical_covariance(src, idx)
+        d.update(_flux_family(sm, p, cov, idx, *self._emin_emax()))
+        d["loglike"] = self.loglike()
+        return d
+
+    def _physical_covariance(self, src, idx) -> np.ndarray:
+        """Covariance (physical units) of the source's free parameters ``idx`` from the
+        last fit, else the diagonal of their errors."""
+        scales = np.array([src.spectral[i].scale for i in idx])
+        if self._fit_cov is not None:
+            names, cov = self._fit_cov
+            keys = [f"{src.name}:{src.spectral[i].name}" for i in idx]
+            if all(k in names for k in keys):
+                j = [names.index(k) for k in keys]
+                return cov[np.ix_(j, j)] * np.outer(scales, scales)
+        errs = np.array([src.spectral[i].error or 0.0 for i in idx]) * np.abs(scales)
+        return np.diag(errs ** 2)
+
+    def _ts(self, src) -> float:
+        """TS = 2 (log L with the source - log L without it), other parameters held."""
+        if src.is_diffuse:
+            return float("nan")
+        ll1 = self.loglike()
+        saved = self.model
+        try:
+            self.model = self.model.remove(src.name)
+            ll0 = self.loglike()
+        finally:
+            self.model = saved
+        return float(max(2.0 * (ll1 - ll0), 0.0))
+
+    def roi_results(self) -> dict:
+        return {s.name: self.get_src_model(s.name) for s in self.model}
+
+    # ------------------------------------------------------------- write/load -----------
+    def write_roi(self, outfile="fit_roi") -> dict:
+        """Write the ROI: ``<prefix>.npy`` (roi, sources, config, version), ``<prefix>.fits``
+        (one row per source), ``<prefix>_NN.xml`` (one model per component),
+        ``<prefix>.yaml`` (the configuration) and ``<prefix>.zarr`` (xarray, one row per
+        source). Returns the paths written."""
+        import json
+
+        import yaml
+
+        from .._version import __version__
+        from ..engine.store import write_dataset_atomic
+
+        self._require_setup()
+        prefix = Path(outfile)
+        if not prefix.is_absolute():
+            prefix = self.outdir / prefix
+        prefix = prefix.with_suffix("") if prefix.suffix in (".npy", ".fits") else prefix
+        prefix.parent.mkdir(parents=True, exist_ok=True)
+        sources = self.roi_results()
+        model_dicts = [s.to_dict() for s in self.model]
+        cfg = self.recipe.to_dict()
+        roi = {"loglike": self.loglike(), "model": {"sources": model_dicts},
+               "npred": float(sum(v["npred"] for v in sources.values()))}
+        paths = {}
+        paths["npy"] = prefix.with_name(prefix.name + ".npy")
+        np.save(paths["npy"], {"roi": roi, "sources": sources, "config": cfg,
+                               "version": __version__}, allow_pickle=True)
+        table = _sources_table(sources)
+        paths["fits"] = prefix.with_name(prefix.name + ".fits")
+        table.meta["CONFIG"] = json.dumps(cfg, sort_keys=True, default=str)
+        table.write(paths["fits"], overwrite=True)
+        for i in range(len(self._components)):
+            paths[f"xml_{i:02d}"] = self.write_xml(prefix.with_name(f"{prefix.name}_{i:02d}.xml"))
+        paths["yaml"] = prefix.with_name(prefix.name + ".yaml")
+        paths["yaml"].write_text(yaml.safe_dump(cfg, sort_keys=False))
+        paths["zarr"] = write_dataset_atomic(_sources_dataset(sources),
+                                             prefix.with_name(prefix.name + ".zarr"))
+        return paths
+
+    def load_roi(self, infile) -> "Analysis":
+        """Restore the model (every parameter bit for bit) from a ``write_roi`` file."""
+        self._require_setup()
+        p = Path(infile)
+        if not p.is_absolute() and not p.exists():
+            p = self.outdir / p
+        if p.suffix != ".npy":
+            p = p.with_suffix(".npy")
+        doc = np.load(p, allow_pickle=True).item()
+        self.model = SkyModel.from_dict(doc["roi"]["model"])
+        return self
+
+    @classmethod
+    def create(cls, infile, **overrides) -> "Analysis":
+        """An Analysis rebuilt from a ``write_roi`` results file: its configuration, the
+        same products (from the cache) and the saved model."""
+        p = Path(infile)
+        if p.suffix != ".npy":
+            p = p.with_suffix(".npy")
+        doc = np.load(p, allow_pickle=True).item()
+        gta = cls(doc["config"], **overrides)
+        gta.setup()
+        return gta.load_roi(p)
+
     def print_params(self, freeonly=False) -> str:
         lines = [f"{'source':<24}{'parameter':<14}{'value':>12}{'error':>12}{'scale':>10} free"]
         for p in self.get_params(freeonly):
@@ -348,3 +479,75 @@ def _in_range(v, minmax):
         return False
     lo, hi = minmax
     return (lo is None or v >= lo) and (hi is None or v <= hi)
+
+
+# ============================================================== results and files =========
+_BANDS = {"": None, "100": (100.0, 316227.76), "1000": (1000.0, 316227.76),
+          "10000": (10000.0, 316227.76)}
+
+
+def _flux_family(sm, p, cov_phys, free_idx, emin, emax) -> dict:
+    """flux/eflux (with errors from the covariance of the free parameters) over the analysis
+    range and Fermipy's bands, and dN/dE at 1 GeV-ish pivot (the geometric mean)."""
+    out = {}
+    for band, rng in _BANDS.items():
+        lo, hi = rng if rng else (emin, emax)
+        f = float(sm.flux(lo, hi, p))
+        ef = float(sm.eflux(lo, hi, p))
+        err_f = err_e = float("nan")
+        if free_idx.size:
+            gf = np.asarray(sm.flux_gradient(lo, hi, p), dtype=float)[free_idx]
+            ge = np.asarray(sm.eflux_gradient(lo, hi, p), dtype=float)[free_idx]
+            err_f = float(np.sqrt(max(gf @ cov_phys @ gf, 0.0)))
+            err_e = float(np.sqrt(max(ge @ cov_phys @ ge, 0.0)))
+        out[f"flux{band}"], out[f"flux{band}_err"] = f, err_f
+        out[f"eflux{band}"], out[f"eflux{band}_err"] = ef, err_e
+    return out
+
+
+_TABLE_SCALARS = ("ra", "dec", "glon", "glat", "ts", "npred", "loglike", "flux", "flux_err",
+                  "eflux", "eflux_err", "flux100", "flux100_err", "flux1000", "flux1000_err",
+                  "flux10000", "flux10000_err", "eflux100", "eflux100_err", "eflux1000",
+                  "eflux1000_err", "eflux10000", "eflux10000_err")
+
+
+def _sources_table(sources: dict):
+    """astropy Table, one row per source, with the columns Fermipy writes (scalar ones and
+    the parameter arrays padded to a common length)."""
+    from astropy.table import Table
+
+    names = list(sources)
+    t = Table()
+    t["name"] = names
+    t["Source_Name"] = names
+    for k in ("SpatialModel", "SpectrumType", "SourceType"):
+        t[k] = [str(sources[n][k]) for n in names]
+    for k in _TABLE_SCALARS:
+        t[k] = np.array([sources[n][k] for n in names], dtype=float)
+    npar = max(len(sources[n]["param_values"]) for n in names)
+
+    def pad(key, fill, dtype):
+        arr = np.full((len(names), npar), fill, dtype=dtype)
+        for i, n in enumerate(names):
+            v = sources[n][key]
+            arr[i, :len(v)] = v
+        return arr
+
+    t["param_names"] = pad("param_names", "", "U24")
+    t["param_values"] = pad("param_values", np.nan, float)
+    t["param_errors"] = pad("param_errors", np.nan, float)
+    return t
+
+
+def _sources_dataset(sources: dict):
+    import xarray as xr
+
+    names = np.array(list(sources), dtype=object)
+    data = {k: ("source", np.array([sources[n][k] for n in sources], dtype=float))
+            for k in _TABLE_SCALARS}
+    ds = xr.Dataset(data, coords={"source": names})
+    for k in ("ra", "dec", "glon", "glat"):
+        ds[k].attrs["units"] = "deg"
+    ds["npred"].attrs["units"] = "count"
+    ds.attrs["fermixr_product"] = "roi"
+    return ds

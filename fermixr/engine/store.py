@@ -31,7 +31,7 @@ from pathlib import Path
 from ..errors import StoreError
 
 MARKER = "fermixr_complete"  # key in the root zarr.json attributes
-ZARR_CONSOLIDATED = False  # decided once: zarr 3 warns on consolidated metadata
+ZARR_CONSOLIDATED = True  # decided once: plain xr.open_zarr(path) then opens without a warning
 
 
 class ProductStore:
@@ -240,3 +240,21 @@ class NameIndex:
             if p.is_symlink() and not p.name.startswith("."):
                 out.append(p.relative_to(self.dir).as_posix())
         return out
+
+
+def write_dataset_atomic(ds, path) -> Path:
+    """Write ``ds`` as a zarr directory at ``path`` (outside the keyed store, e.g. a
+    ``write_roi`` result): into a temporary sibling first, then renamed into place, so a
+    reader never sees a half-written store and an existing one is replaced whole."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(3)}.tmp")
+    try:
+        _to_zarr(ds, tmp)
+        if path.exists():
+            _remove_tree(path)
+        os.rename(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return path

@@ -1,0 +1,132 @@
+"""The binned likelihood fit of the real LAT day against the Science Tools (issue: binned
+likelihood, fitting and the Analysis API)."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+from fermixr.api import Analysis
+
+pytestmark = pytest.mark.shared_data
+
+
+def _config(crab_day, caldb_dir, outdir, **sections):
+    cfg = {
+        "data": {"evfile": str(crab_day / "ft1.fits.gz"), "scfile": str(crab_day / "ft2.fits.gz"),
+                 "caldb": str(caldb_dir), "ltcube": str(crab_day / "ltcube.fits.gz")},
+        "binning": {"coordsys": "GAL", "proj": "CAR", "npix": 100, "binsz": 0.2, "binsperdec": 10},
+        "selection": {"emin": 200, "emax": 20000, "zmax": 90, "evclass": 128, "evtype": 3,
+                      "ra": 83.6331, "dec": 22.0145},
+        # the Science Tools' products were made without energy dispersion
+        "gtlike": {"irfs": "P8R2_SOURCE_V6", "edisp": False,
+                   "srcmap": str(crab_day / "srcmap.fits.gz")},
+        "ltcube": {"zmax": 180},
+        "model": {"catalogs": [str(crab_day / "source_model.xml")]},
+        "fileio": {"outdir": str(outdir)},
+    }
+    for k, v in sections.items():
+        cfg[k] = {**cfg.get(k, {}), **v} if isinstance(v, dict) else v
+    return cfg
+
+
+def _free(gta):
+    gta.free_source("Crab", pars=["Integral", "Index"])
+    gta.free_norm("Extragal_diffuse")
+    gta.free_norm("Galactic_diffuse")
+
+
+@pytest.fixture(scope="module")
+def fitted(crab_day, caldb_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("crabfit")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        gta = Analysis(_config(crab_day, caldb_dir, out)).setup()
+    _free(gta)
+    start = gta.model
+    fast = gta.fit(optimizer="NEWTON")
+    fast_model = gta.model
+    gta.model = start
+    mn = gta.fit(optimizer="MINUIT")
+    gta.model = fast_model
+    return gta, fast, mn
+
+
+def test_fit_converges_and_errors_agree_with_hesse(fitted):
+    gta, fast, mn = fitted
+    assert fast["fit_quality"] == 3 and mn["fit_quality"] == 3
+    assert fast["loglike"] == pytest.approx(mn["loglike"], abs=1e-2)
+    ts = gta.get_src_model("Crab")["ts"]
+    print("\nparameter           value        error(NEWTON)  error(HESSE)")
+    for n, v, e1, e2 in zip(fast["par_names"], fast["values"], fast["errors"], mn["errors"]):
+        print(f"{n:<18}{v:12.5g}{e1:14.5g}{e2:14.5g}")
+    print(f"-log L = {-fast['loglike']:.3f}; TS(Crab) = {ts:.1f}")
+    np.testing.assert_allclose(fast["errors"], mn["errors"], rtol=0.05)
+    np.testing.assert_allclose(fast["values"], mn["values"], rtol=0.05)
+    assert ts > 100
+
+
+def test_model_counts_match_gtmodel(fitted, crab_day):
+    from astropy.io import fits
+
+    gta, *_ = fitted
+    model = gta.model_counts_map().sum("energy").values
+    ref = fits.getdata(crab_day / "modmap.fits.gz").astype(float)
+    total = abs(model.sum() / ref.sum() - 1)
+    sel = ref > 1
+    rel = np.abs(model[sel] / ref[sel] - 1)
+    print(f"\nmodel counts {model.sum():.2f} vs gtmodel {ref.sum():.2f} (total {total:.2e}); "
+          f"pixels with > 1 count: median {np.median(rel):.2e}, worst {rel.max():.2e}")
+    assert total < 0.03 and rel.max() < 0.05
+
+
+def test_write_load_roi_restores_every_parameter(fitted, tmp_path):
+    import xarray as xr
+    from astropy.table import Table
+
+    gta, *_ = fitted
+    paths = gta.write_roi(tmp_path / "fit_roi")
+    assert {"npy", "fits", "xml_00", "yaml", "zarr"} <= set(paths)
+    doc = np.load(paths["npy"], allow_pickle=True).item()
+    assert set(doc) == {"roi", "sources", "config", "version"}
+    t = Table.read(paths["fits"])
+    for col in ("Source_Name", "ts", "npred", "flux", "flux_err", "eflux", "flux1000",
+                "param_names", "param_values", "param_errors", "ra", "dec", "glon", "glat"):
+        assert col in t.colnames
+    assert "CONFIG" in t.meta
+    df = xr.open_zarr(paths["zarr"]).to_dataframe()
+    assert list(df.index) == gta.model.names
+    fresh = Analysis.create(paths["npy"])
+    assert fresh.model == gta.model          # every parameter, bit for bit
+    assert fresh.loglike() == gta.loglike()
+    other = Analysis.create(paths["npy"])
+    other.set_norm("Crab", 1.0)
+    assert other.model != gta.model
+    other.load_roi(paths["npy"])
+    assert other.model == gta.model
+
+
+def test_front_back_joint_likelihood_is_the_sum(crab_day, caldb_dir, tmp_path):
+    model = {"sources": [{"name": "Crab", "ra": 83.6331, "dec": 22.0145,
+                          "SpectrumType": "PowerLaw", "Index": 2.3, "Prefactor": 3e-10}],
+             "isodiff": [{"name": "iso", "file": str(crab_day / "iso_P8R2_SOURCE_V6_v06.txt")}],
+             "catalogs": []}
+    common = dict(model=model, gtlike={"srcmap": None}, binning={"npix": 50, "binsz": 0.4})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        joint = Analysis(_config(crab_day, caldb_dir, tmp_path / "joint",
+                                 components=[{"selection": {"evtype": 1}},
+                                             {"selection": {"evtype": 2}}], **common)).setup()
+        front = Analysis(_config(crab_day, caldb_dir, tmp_path / "front",
+                                 selection={"evtype": 1}, **common)).setup()
+        back = Analysis(_config(crab_day, caldb_dir, tmp_path / "back",
+                                selection={"evtype": 2}, **common)).setup()
+    assert joint.loglike() == pytest.approx(front.loglike() + back.loglike(), rel=1e-12)
+    joint.free_source("Crab", pars="norm")
+    joint.free_norm("iso")
+    res = joint.fit(optimizer="NEWTON")
+    assert res["fit_quality"] == 3
+    front.model = back.model = joint.model
+    assert res["loglike"] == pytest.approx(front.loglike() + back.loglike(), rel=1e-12)
