@@ -295,6 +295,74 @@ class Analysis:
         out["loglike0"] = float(res.loglike0)
         return out
 
+    def optimize(self, npred_frac=None, npred_threshold=None, shape_ts_threshold=None,
+                 max_free_sources=None, skip=None, **kwargs) -> dict:
+        """Fermipy's three passes to bring every source near its optimum: (1) the norms of
+        the brightest sources holding ``npred_frac`` of the predicted counts, jointly;
+        (2) the norm of each other source with npred above ``npred_threshold``, one at a
+        time; (3) the shape of each source with TS above ``shape_ts_threshold`` (at most
+        ``max_free_sources`` at a time, brightest first).  Every parameter's free flag is
+        restored afterwards.  Returns loglike0, loglike1, dloglike, config."""
+        ro = dict(self.config.get("roiopt") or {})
+        npred_frac = ro.get("npred_frac", 0.95) if npred_frac is None else npred_frac
+        npred_threshold = (ro.get("npred_threshold", 1.0) if npred_threshold is None
+                           else npred_threshold)
+        shape_ts_threshold = (ro.get("shape_ts_threshold", 25.0) if shape_ts_threshold is None
+                              else shape_ts_threshold)
+        max_free_sources = (ro.get("max_free_sources", 5) if max_free_sources is None
+                            else max_free_sources)
+        skip = set(skip or [])
+        self._require_setup()
+        flags = {(s.name, p.name): p.free for s in self.model for p in s.spectral}
+        loglike0 = self.loglike()
+
+        def fix_all():
+            for s in self.model:
+                for p in s.spectral:
+                    if p.free:
+                        self._replace(self.model.find(s.name).with_param(p.name, free=False))
+
+        def quiet_fit():
+            try:
+                return self.fit(optimizer="NEWTON", **kwargs)
+            except RecipeError:
+                return None
+
+        npred = {s.name: self.npred(s.name) for s in self.model if s.name not in skip}
+        order = sorted(npred, key=lambda n: -npred[n])
+        total = sum(max(v, 0.0) for v in npred.values()) or 1.0
+        fix_all()
+        bright, acc = [], 0.0
+        for n in order:
+            if acc / total >= npred_frac:
+                break
+            bright.append(n)
+            acc += max(npred[n], 0.0)
+        for n in bright:
+            self.free_norm(n)
+        quiet_fit()
+        fix_all()
+        for n in order:
+            if n in bright or npred[n] < npred_threshold:
+                continue
+            self.free_norm(n)
+            quiet_fit()
+            fix_all()
+        shaped = [n for n in order if self._ts(self.model.find(n)) > shape_ts_threshold]
+        for i in range(0, len(shaped), max(int(max_free_sources), 1)):
+            for n in shaped[i:i + max(int(max_free_sources), 1)]:
+                self.free_source(n, pars="shape")
+            quiet_fit()
+            fix_all()
+        for (sname, pname), free in flags.items():
+            if free and sname in self.model:
+                self._replace(self.model.find(sname).with_param(pname, free=True))
+        loglike1 = self.loglike()
+        return {"loglike0": loglike0, "loglike1": loglike1, "dloglike": loglike1 - loglike0,
+                "config": {"npred_frac": npred_frac, "npred_threshold": npred_threshold,
+                           "shape_ts_threshold": shape_ts_threshold,
+                           "max_free_sources": max_free_sources}}
+
     # ---------------------------------------------------------------- maps ------------
     def model_counts_map(self, name=None):
         """Model counts (energy, y, x) or (energy, pix) of the whole model or of one

@@ -727,6 +727,23 @@ STEPS: dict[str, StepSpec] = {
                                                               "step.")},
                            positional="name", required=("name",),
                            sub_sections=("optimizer",)),
+    "free_sources": StepSpec(
+        "free_sources", "Free (or fix) the parameters of the sources passing a selection.",
+        extras={"free": flag(True, "Free (true) or fix (false)."),
+                "pars": Option(("string", "array"), None, "Parameters: null (all but the "
+                               "reference energies), 'norm', 'shape' or a list of names.",
+                               items=_STR_ITEMS),
+                "distance": num(None, "Only sources within this distance of the ROI centre.",
+                                unit="deg", minimum=0),
+                "minmax_ts": numbers(None, "Only sources with TS in [min, max]."),
+                "minmax_npred": numbers(None, "Only sources with npred in [min, max]."),
+                "exclude": strings(None, "Sources left alone.")}),
+    "free_source": StepSpec(
+        "free_source", "Free (or fix) the parameters of one source.",
+        extras={"name": _name_opt("to free or fix"), "free": flag(True, "Free or fix."),
+                "pars": Option(("string", "array"), None, "Parameters: null, 'norm', 'shape' "
+                               "or a list of names.", items=_STR_ITEMS)},
+        positional="name", required=("name",)),
     "write_roi": StepSpec("write_roi", "Write the ROI model and results (.npy, .fits, XML "
                                        "per component).",
                           extras={"outfile": text(None, "Base name of the files written; "

@@ -28,14 +28,18 @@ _EXPANSION = {
     "exposure": ("gti", "ltcube", "exposure"),
     "psf": ("gti", "ltcube", "psf"),
 }
-NOT_YET = ("optimize", "fit", "sed", "tsmap", "tscube", "residmap", "find_sources",
-           "localize", "extension", "lightcurve", "write_roi")
+NOT_YET = ("sed", "tsmap", "tscube", "residmap", "find_sources", "localize", "extension",
+           "lightcurve")
 
 
 def plan_tasks(recipe) -> list[Task]:
     wanted: list[str] = []
     requested = {name for name, _ in recipe.steps}
+    from .analysis_steps import ANALYSIS_STEPS
+
     for name, _params in recipe.steps:
+        if name in ANALYSIS_STEPS:
+            name = "setup"  # they act on the data products setup makes
         if name in NOT_YET:
             raise RecipeError(
                 f"steps: {name!r} is not available in this version of fermixr yet; "

@@ -117,6 +117,14 @@ def run_recipe(recipe, *, outdir=None, scheduler=None, force=(), verbose=True, s
         ex = Executor(out, store_root(rec, out), client=client, force=force, verbose=verbose,
                       stream=stream)
         states = ex.run(tasks)
+    from .analysis_steps import ANALYSIS_STEPS, run_analysis_steps
+
+    analysis = [(n, p) for n, p in rec.steps if n in ANALYSIS_STEPS]
+    if analysis:
+        keys = {name: st.key for name, st in states.items()
+                if name.split("/")[0] in ("counts", "srcmaps")}
+        run_analysis_steps(rec, analysis, out, store_root(rec, out), keys, verbose=verbose,
+                           stream=stream)
     secs = time.monotonic() - t0
     if verbose if summary is None else summary:
         n_cached = sum(s.status in ("cached", "shared") for s in states.values())

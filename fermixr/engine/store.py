@@ -185,7 +185,11 @@ def _to_zarr(ds, path: Path) -> None:
 def open_product_dir(path: str | os.PathLike):
     import xarray as xr
 
-    return xr.open_zarr(os.fspath(path), consolidated=ZARR_CONSOLIDATED)
+    try:
+        return xr.open_zarr(os.fspath(path), consolidated=ZARR_CONSOLIDATED)
+    except (ValueError, KeyError):
+        # a product written before metadata was consolidated
+        return xr.open_zarr(os.fspath(path), consolidated=False)
 
 
 def _json_safe(obj):
