@@ -67,12 +67,18 @@ class Analysis:
     def setup(self, scheduler=None, verbose: bool = False) -> "Analysis":
         """Make every data product (selection, livetime, exposure, counts, source maps)
         through the engine, reusing cached ones, and build the sky model."""
-        from ..engine.plan import sky_model
-        from ..engine.run import open_run, run_recipe
+        from ..engine.run import run_recipe
 
         doc = self.recipe.to_dict()
         doc["steps"] = ["setup"]
         run_recipe(doc, outdir=self.outdir, scheduler=scheduler, verbose=verbose)
+        return self._load_products()
+
+    def _load_products(self) -> "Analysis":
+        """Open the data products of the run directory and build the sky model."""
+        from ..engine.plan import sky_model
+        from ..engine.run import open_run
+
         run = open_run(self.outdir)
         comps = self.recipe.components
         self._components = []

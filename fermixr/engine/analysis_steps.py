@@ -67,7 +67,7 @@ def run_analysis_steps(recipe, steps, outdir, store_root, prep_keys, *, verbose=
     store = ProductStore(store_root)
     names = NameIndex(outdir)
     gta = Analysis(recipe)
-    gta.setup(verbose=False)
+    gta._load_products()  # the engine has just made (or found) every data product
     chain = digest({"data": prep_keys, "model": gta.model.to_dict()})
     done = []
     for i, (name, params) in enumerate(steps):

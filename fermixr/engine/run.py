@@ -123,8 +123,12 @@ def run_recipe(recipe, *, outdir=None, scheduler=None, force=(), verbose=True, s
     if analysis:
         keys = {name: st.key for name, st in states.items()
                 if name.split("/")[0] in ("counts", "srcmaps")}
-        run_analysis_steps(rec, analysis, out, store_root(rec, out), keys, verbose=verbose,
-                           stream=stream)
+        done = run_analysis_steps(rec, analysis, out, store_root(rec, out), keys,
+                                  verbose=verbose, stream=stream)
+        manifest = out / "run.json"
+        doc = json.loads(manifest.read_text())
+        doc["analysis_steps"] = done
+        _write_text_atomic(manifest, json.dumps(doc, indent=1))
     secs = time.monotonic() - t0
     if verbose if summary is None else summary:
         n_cached = sum(s.status in ("cached", "shared") for s in states.values())
@@ -200,10 +204,12 @@ def list_run(run_dir, recipe=None) -> list[dict]:
         recipe = copy
     rec = _load(recipe, {"fileio": {"outdir": str(run_dir.resolve())}})
     tasks = plan_tasks(rec)
-    last = {}
+    last, analysis = {}, []
     mf = run_dir / "run.json"
     if mf.is_file():
-        last = {t["name"]: t for t in json.loads(mf.read_text()).get("tasks", [])}
+        doc = json.loads(mf.read_text())
+        last = {t["name"]: t for t in doc.get("tasks", [])}
+        analysis = doc.get("analysis_steps", [])
     ex = Executor(run_dir, store_root(rec, run_dir), verbose=False)
     states = {t.name: TaskState(t) for t in tasks}
     rows = []
@@ -234,4 +240,9 @@ def list_run(run_dir, recipe=None) -> list[dict]:
             "last_run": lt.get("status", "-"),
             "seconds": lt.get("seconds", 0.0),
         })
+    # analysis steps (optimize, fit, write_roi ...) as the last run recorded them: their
+    # keys chain on the model, known only by running them
+    for a in analysis:
+        rows.append({"name": a["name"], "step": a["step"], "state": "(analysis step)",
+                     "key": a["key"][:12], "last_run": a["status"], "seconds": a["seconds"]})
     return rows
