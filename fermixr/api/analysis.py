@@ -62,6 +62,7 @@ class Analysis:
         self._results: dict[str, dict] = {}
         self._models_cache: dict[str, object] = {}
         self._fit_cov: tuple[list, np.ndarray] | None = None   # last fit's (names, cov)
+        self._priors: dict[str, tuple[float, float]] = {}       # "src:par" -> (mean, sigma)
 
     # ------------------------------------------------------------------ setup -----------
     def setup(self, scheduler=None, verbose: bool = False) -> "Analysis":
@@ -268,7 +269,41 @@ class Analysis:
                 maps.append(comp.maps[src.name])
             cost = BinnedPoissonCost(comp.counts, np.stack(maps), comp.edges, terms)
             total = cost if total is None else total + cost
+        if self._priors:
+            from ..likelihood.priors import GaussianPrior
+
+            free = set(total.parameters)
+            for name, (mean, sigma) in self._priors.items():
+                if name in free:
+                    total = total + GaussianPrior(name, mean, sigma)
         return total
+
+    # ------------------------------------------------------------------ priors ----------
+    def add_gauss_prior(self, name, parName, mean, sigma):
+        """A Gaussian prior (scaled units, as the Science Tools apply it) on a parameter;
+        it takes part in fits while the parameter is free."""
+        src = self.roi_source(name)
+        src.param(parName)
+        if not (float(sigma) > 0):
+            raise RecipeError(f"prior on {src.name}:{parName}: sigma must be > 0, got {sigma}")
+        self._priors[f"{src.name}:{parName}"] = (float(mean), float(sigma))
+
+    def remove_prior(self, name, parName):
+        self._priors.pop(f"{self.roi_source(name).name}:{parName}", None)
+
+    def remove_priors(self):
+        self._priors.clear()
+
+    def constrain_norms(self, srcNames, cov_scale=1.0):
+        """Gaussian priors on the norms of ``srcNames`` at their current values, with
+        sigma = cov_scale x their errors (Fermipy's constrain_norms)."""
+        for n in srcNames:
+            src = self.roi_source(n)
+            norm = src.param(self._spectral(src).norm_param)
+            if norm.error is None or not norm.error > 0:
+                raise RecipeError(f"constrain_norms: {src.name} has no error on its norm; "
+                                  "fit first")
+            self.add_gauss_prior(src.name, norm.name, norm.value, cov_scale * norm.error)
 
     def loglike(self) -> float:
         """log L of the current model (gtlike's value, without log n!)."""
@@ -390,9 +425,60 @@ class Analysis:
     def counts_map(self):
         import xarray as xr
 
-        tot = sum(c.counts_ds["counts"].values.astype(np.int64) for c in self._components)
         ref = self._components[0].counts_ds["counts"]
+        tot = sum(c.counts.reshape(ref.shape) for c in self._components)
         return xr.DataArray(tot, dims=ref.dims, coords=ref.coords, name="counts")
+
+    def profile_norm(self, name, xvals=None, npts=None, reoptimize=False) -> dict:
+        """Likelihood profile of a source's normalisation (scaled units): ``xvals`` or
+        ``npts`` points (gtlike.llscan_npts) from 0 to well past the best value; other
+        parameters held, or refitted at each point with ``reoptimize``.  Returns xvals,
+        loglike, dloglike and the flux / eflux at each point."""
+        src = self.roi_source(name)
+        sm = self._spectral(src)
+        norm = src.param(sm.norm_param)
+        npts = int(npts or (self.config.get("gtlike") or {}).get("llscan_npts", 20))
+        if xvals is None:
+            hi = norm.value + 5 * (norm.error or 0.5 * abs(norm.value) or 1.0)
+            xvals = np.linspace(0.0, max(hi, 2 * norm.value), npts)
+        saved = self.model
+        emin, emax = self._emin_emax()
+        ll, fl, efl = [], [], []
+        try:
+            for x in np.asarray(xvals, dtype=float):
+                s = self.model.find(src.name).with_param(norm.name, value=float(x), free=False,
+                                                         min=min(norm.min or 0.0, 0.0))
+                self._replace(s)
+                if reoptimize:
+                    try:
+                        self.fit(optimizer="NEWTON")
+                    except RecipeError:
+                        pass
+                ll.append(self.loglike())
+                p = self.model.find(src.name).spectral_values()
+                fl.append(float(sm.flux(emin, emax, p)))
+                efl.append(float(sm.eflux(emin, emax, p)))
+                self.model = saved
+        finally:
+            self.model = saved
+        ll = np.array(ll)
+        return {"xvals": np.asarray(xvals, float), "loglike": ll, "dloglike": ll - ll.max(),
+                "flux": np.array(fl), "eflux": np.array(efl)}
+
+    def generate_model(self, model_name=None, rng=None, seed=None):
+        """Replace the counts of every component by a Poisson realisation of the current
+        model (of one source with ``model_name``); ``rng`` (a numpy Generator) or ``seed``
+        makes it reproducible.  Returns the seed used."""
+        if rng is None:
+            seed = int(np.random.SeedSequence().entropy % (2 ** 32)) if seed is None else seed
+            rng = np.random.default_rng(seed)
+        cost = self._cost()
+        costs = getattr(cost, "costs", [cost])
+        for comp, c in zip(self._components, costs):
+            mu = c.model_cube(c.x0) if model_name is None else c.source_cube(
+                self.model.find(model_name).name, c.x0)
+            comp.counts = rng.poisson(np.asarray(mu).reshape(comp.counts.shape)).astype(float)
+        return seed
 
     def npred(self, name) -> float:
         return float(self.model_counts_map(name).sum())
@@ -536,6 +622,16 @@ class Analysis:
         gta = cls(doc["config"], **overrides)
         gta.setup()
         return gta.load_roi(p)
+
+    def print_roi(self) -> str:
+        lines = [f"{'name':<24}{'SpatialModel':<16}{'SpectrumType':<18}{'npred':>10}  free"]
+        for s in self.model:
+            nfree = sum(p.free for p in s.spectral)
+            lines.append(f"{s.name:<24}{s.spatial_model:<16}{s.spectrum:<18}"
+                         f"{self.npred(s.name):10.2f}  {nfree or ''}")
+        text = "\n".join(lines)
+        print(text)
+        return text
 
     def print_params(self, freeonly=False) -> str:
         lines = [f"{'source':<24}{'parameter':<14}{'value':>12}{'error':>12}{'scale':>10} free"]
