@@ -176,6 +176,7 @@ class Executor:
         for st in sts:
             step = get_step(st.task.step)
             inputs = {role: os.fspath(self._input_path(dep)) for role, dep in st.task.inputs.items()}
+            files = {role: [os.fspath(p) for p in ps] for role, ps in st.task.files.items()}
             prov = {
                 "step": step.name,
                 "step_version": step.version,
@@ -183,12 +184,11 @@ class Executor:
                 "params": st.task.params,
                 "inputs": {role: self._ids.get(dep) or self._state_key(dep)
                            for role, dep in st.task.inputs.items()},
-                "files": {role: [os.fspath(p) for p in ps] for role, ps in st.task.files.items()},
+                "files": files,
                 "host": platform.node(),
                 "name": st.task.name,
             }
             overwrite = st.task.step in self.force or st.task.name in self.force
-            files = {role: [os.fspath(p) for p in ps] for role, ps in st.task.files.items()}
             jobs.append((st, (step.name, st.task.params, inputs, files, os.fspath(self.store.root),
                               step.product, st.key, prov, overwrite)))
         if self.client is not None and len(jobs) > 1:
