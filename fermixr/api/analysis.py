@@ -57,7 +57,7 @@ class Analysis:
         self.config = self.recipe.config
         self.outdir = resolve_outdir(self.recipe)
         self.model: SkyModel | None = None
-        self._components: list[_Component] = []
+        self._comps: list[_Component] | None = None   # read from the run on first use
         self._zeroed: dict[str, float] = {}
         self._results: dict[str, dict] = {}
         self._models_cache: dict[str, object] = {}
@@ -76,21 +76,12 @@ class Analysis:
         return self._load_products()
 
     def _load_products(self) -> "Analysis":
-        """Open the data products of the run directory and build the sky model."""
+        """Build the sky model; the data products of the run directory are opened when a
+        method first needs them."""
         from ..engine.plan import sky_model
-        from ..engine.run import open_run
 
-        run = open_run(self.outdir)
         comps = self.recipe.components
-        self._components = []
-        for i in range(len(comps)):
-            sfx = f"/{i:02d}" if len(comps) > 1 else ""
-            counts = run[f"counts{sfx}"].load()
-            edges = np.append(counts["energy_min"].values, counts["energy_max"].values[-1])
-            if f"srcmaps{sfx}" not in run:
-                raise RecipeError("setup made no source maps: the recipe's model section "
-                                  "holds no source")
-            self._components.append(_Component(counts, run[f"srcmaps{sfx}"].load(), edges))
+        self._comps = None
         if comps[0]["gtlike"].get("edisp"):
             warnings.warn("energy dispersion is computed (drm product) but not yet applied in "
                           "the likelihood fit; the fit uses the measured-range source maps",
@@ -98,8 +89,37 @@ class Analysis:
         self.model = sky_model(comps[0])
         return self
 
+    @property
+    def _components(self) -> list[_Component]:
+        if self._comps is None:
+            self._comps = self._read_components()
+        return self._comps
+
+    @_components.setter
+    def _components(self, value):
+        self._comps = list(value)
+
+    def _read_components(self) -> list[_Component]:
+        from ..engine.run import open_run
+
+        run = open_run(self.outdir, dask=False)
+        n = len(self.recipe.components)
+        out = []
+        for i in range(n):
+            sfx = f"/{i:02d}" if n > 1 else ""
+            if f"counts{sfx}" not in run:
+                raise RecipeError(f"the run {str(self.outdir)!r} has no counts{sfx}: call "
+                                  "setup() first")
+            counts = run[f"counts{sfx}"].load()
+            edges = np.append(counts["energy_min"].values, counts["energy_max"].values[-1])
+            if f"srcmaps{sfx}" not in run:
+                raise RecipeError("setup made no source maps: the recipe's model section "
+                                  "holds no source")
+            out.append(_Component(counts, run[f"srcmaps{sfx}"].load(), edges))
+        return out
+
     def _require_setup(self):
-        if self.model is None or not self._components:
+        if self.model is None:
             raise RecipeError("call setup() first")
 
     # ------------------------------------------------------------- the model ----------

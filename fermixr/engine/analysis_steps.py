@@ -16,7 +16,7 @@ import time
 
 from .._version import __version__
 from .hashing import digest
-from .store import NameIndex, ProductStore
+from .store import NameIndex, ProductStore, read_attrs
 
 STATE_STEPS = ("free_source", "free_sources")
 RESULT_STEPS = {"optimize": "fit", "fit": "fit", "write_roi": "roi"}
@@ -67,7 +67,7 @@ def run_analysis_steps(recipe, steps, outdir, store_root, prep_keys, *, verbose=
     store = ProductStore(store_root)
     names = NameIndex(outdir)
     gta = Analysis(recipe)
-    gta._load_products()  # the engine has just made (or found) every data product
+    gta._load_products()  # the model now; the data products when a step needs them
     chain = digest({"data": prep_keys, "model": gta.model.to_dict()})
     done = []
     for i, (name, params) in enumerate(steps):
@@ -81,8 +81,8 @@ def run_analysis_steps(recipe, steps, outdir, store_root, prep_keys, *, verbose=
         else:
             kind = RESULT_STEPS[name]
             if store.exists(kind, key):
-                ds = store.open(kind, key)
-                gta.model = SkyModel.from_dict(json.loads(ds.attrs["model"]))
+                attrs = read_attrs(store.path(kind, key))
+                gta.model = SkyModel.from_dict(json.loads(attrs["model"]))
                 status = "cached"
             else:
                 if name == "fit":

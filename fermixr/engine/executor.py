@@ -247,7 +247,7 @@ def execute_task(step_name, params, input_paths, files, store_root, product, key
     step = get_step(step_name)
     store = ProductStore(store_root)
     t0 = time.monotonic()
-    inputs = {role: open_product_dir(p) for role, p in input_paths.items()}
+    inputs = {role: open_product_dir(p, dask=False) for role, p in input_paths.items()}
     ctx = StepContext(prov.get("name", step_name), files=files, client=client, verbose=verbose)
     try:
         ds = step.func(inputs, params, ctx)

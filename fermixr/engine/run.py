@@ -149,8 +149,9 @@ def _write_text_atomic(path: Path, text: str) -> None:
 class RunProducts(Mapping):
     """Read-only mapping product name -> lazily opened ``xarray.Dataset``."""
 
-    def __init__(self, run_dir):
+    def __init__(self, run_dir, dask: bool = True):
         self.run_dir = Path(run_dir)
+        self._dask = dask
         if not self.run_dir.is_dir():
             raise StoreError(f"run directory {str(self.run_dir)!r} does not exist")
         self._index = NameIndex(self.run_dir)
@@ -162,7 +163,7 @@ class RunProducts(Mapping):
             if path is None:
                 raise KeyError(f"{name!r} is not a product of run {str(self.run_dir)!r}; "
                                f"it has: {', '.join(self)}")
-            self._cache[name] = open_product_dir(path)
+            self._cache[name] = open_product_dir(path, dask=self._dask)
         return self._cache[name]
 
     def __iter__(self):
@@ -184,8 +185,8 @@ class RunProducts(Mapping):
         return f"<fermixr run {str(self.run_dir)!r}: {', '.join(self)}>"
 
 
-def open_run(run_dir) -> RunProducts:
-    return RunProducts(run_dir)
+def open_run(run_dir, dask: bool = True) -> RunProducts:
+    return RunProducts(run_dir, dask=dask)
 
 
 def list_run(run_dir, recipe=None) -> list[dict]:

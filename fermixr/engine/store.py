@@ -58,7 +58,7 @@ class ProductStore:
         p = self.path(kind, key)
         if read_marker(p) is None:
             raise StoreError(f"product {kind!r} with key {key[:12]} is not in the store {self.root}")
-        return open_product_dir(p)
+        return open_product_dir(p, dask=False)
 
     # -- writing ----------------------------------------------------------------------
     def write(self, ds, kind: str, key: str, provenance: dict) -> Path:
@@ -133,6 +133,13 @@ def read_marker(path: str | os.PathLike) -> dict | None:
     return (meta.get("attributes") or {}).get(MARKER)
 
 
+def read_attrs(path: str | os.PathLike) -> dict:
+    """The root attributes of a committed product, read from its metadata alone (no zarr
+    or xarray needed)."""
+    with open(Path(path) / "zarr.json") as f:
+        return json.load(f).get("attributes") or {}
+
+
 def _add_marker(path: Path, prov: dict) -> None:
     meta_file = path / "zarr.json"
     meta = json.loads(meta_file.read_text())
@@ -182,14 +189,18 @@ def _to_zarr(ds, path: Path) -> None:
         ds.to_zarr(path, mode="w-", consolidated=ZARR_CONSOLIDATED)
 
 
-def open_product_dir(path: str | os.PathLike):
+def open_product_dir(path: str | os.PathLike, dask: bool = True):
+    """Open a product lazily: with dask arrays (``dask=True``, for users and large
+    products) or with xarray's own lazy arrays (``dask=False``: no dask import, for the
+    engine's small reads)."""
     import xarray as xr
 
+    kw = {} if dask else {"chunks": None}
     try:
-        return xr.open_zarr(os.fspath(path), consolidated=ZARR_CONSOLIDATED)
+        return xr.open_zarr(os.fspath(path), consolidated=ZARR_CONSOLIDATED, **kw)
     except (ValueError, KeyError):
         # a product written before metadata was consolidated
-        return xr.open_zarr(os.fspath(path), consolidated=False)
+        return xr.open_zarr(os.fspath(path), consolidated=False, **kw)
 
 
 def _json_safe(obj):

@@ -140,14 +140,26 @@ def fermipy_gal_to_cel(glon: float, glat: float) -> tuple[float, float]:
     return _rotate_point(glon, glat, ICRS_TO_GALACTIC.T)
 
 
+_KERNEL_MIN_SIZE = 100_000
+
+
 def angular_separation(lon1, lat1, lon2: float, lat2: float):
     """Angular distance [deg] of points (lon1, lat1) from the point (lon2, lat2) (same
     frame), with CFITSIO's haversine formula (the one gtselect's ``angsep`` cut uses)."""
     lo, shape = _as_f64_1d(lon1)
     la, _ = _as_f64_1d(lat1)
-    from ._kernels import angsep_deg
+    if lo.size < _KERNEL_MIN_SIZE:
+        # few points (catalog selections, planning): numpy, without loading numba's cache
+        d2r = math.pi / 180.0
+        sra = np.sin((float(lon2) - lo) * d2r / 2.0)
+        sdec = np.sin((float(lat2) - la) * d2r / 2.0)
+        a = np.clip(sdec * sdec + np.cos(la * d2r) * math.cos(float(lat2) * d2r) * sra * sra,
+                    0.0, 1.0)
+        out = 2.0 * np.arctan2(np.sqrt(a), np.sqrt(1.0 - a)) / d2r
+    else:
+        from ._kernels import angsep_deg
 
-    out = angsep_deg(lo, la, float(lon2), float(lat2))
+        out = angsep_deg(lo, la, float(lon2), float(lat2))
     if shape == ():
         return float(out[0])
     return out.reshape(shape)
