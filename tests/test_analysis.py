@@ -98,3 +98,31 @@ def test_generate_model_is_reproducible(gta, tmp_path):
     a.generate_model(seed=5)
     np.testing.assert_array_equal(c1, a.counts_map().values)
     assert abs(c1.sum() - gta.model_counts_map().sum().values) < 5 * np.sqrt(c1.sum())
+
+
+def test_add_move_and_respectrum_a_source(gta):
+    import copy
+
+    a = Analysis.__new__(Analysis)
+    a.__dict__.update(gta.__dict__)
+    a._components = [copy.copy(c) for c in gta._components]
+    for c in a._components:
+        c.maps = dict(c.maps)
+    ll0 = a.loglike()
+    a.add_source("test_src", {"ra": 85.0, "dec": 20.0, "SpectrumType": "PowerLaw",
+                              "Index": 2.0, "Prefactor": 1e-13, "Scale": 1000.0}, free=True)
+    assert "test_src" in a.model and a.roi_source("test_src").param("Prefactor").free
+    m = a.model_counts_map("test_src").sum().values
+    assert 0 < m < 5                                  # a faint source
+    a.set_source_morphology("test_src", spatial_pars={"RA": 86.5, "DEC": 23.3})
+    moved = a.model_counts_map("test_src").sum().values
+    assert moved == pytest.approx(m, rel=0.2)         # same flux, other place
+    res = a.fit(optimizer="NEWTON")
+    assert res["fit_quality"] >= 2 and res["loglike"] > ll0   # sits on SYN_HARD now
+    a.set_source_spectrum("test_src", "LogParabola", {"norm": 1e-12, "alpha": 2.0, "beta": 0.1})
+    assert a.roi_source("test_src").spectrum == "LogParabola"
+    a.delete_source("test_src")
+    assert "test_src" not in a.model
+    assert a.model.names == gta.model.names
+    with pytest.raises(RecipeError, match="already in the sky model"):
+        a.add_source("SYN_CRAB", {"ra": 1.0, "dec": 2.0})

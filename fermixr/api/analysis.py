@@ -247,6 +247,83 @@ class Analysis:
             self._replace(src.with_param(self._spectral(src).norm_param,
                                          value=self._zeroed.pop(src.name)))
 
+    def _compute_map(self, src: Source, comp_index: int) -> np.ndarray:
+        """Source map of ``src`` for one component, computed now from the run's livetime
+        cube (the engine caches the maps of the recipe's own sources; an added or changed
+        source gets its map here)."""
+        from ..engine.plan import roi_center
+        from ..engine.run import open_run
+        from ..geom.coords import geom_from_attrs
+        from ..irf.irfset import load_irfs
+        from ..srcmap.build import source_map_array
+
+        cfg = self.recipe.components[comp_index]
+        n = len(self.recipe.components)
+        sfx = f"/{comp_index:02d}" if n > 1 else ""
+        run = open_run(self.outdir, dask=False)
+        comp = self._components[comp_index]
+        irfs = load_irfs(cfg["gtlike"]["irfs"], cfg["selection"]["evtype"],
+                         caldb=cfg["data"].get("caldb"))
+        spatial = src.spatial_key()
+        m = source_map_array(spatial, geom_from_attrs(comp.geom_attrs), comp.edges,
+                             run[f"ltcube{sfx}"].load(), irfs, roi_center(cfg),
+                             rfactor=cfg["gtlike"].get("rfactor") or 2, name=src.name)
+        return m.reshape(m.shape[0], -1)
+
+    def add_source(self, name, src_dict, free=None) -> Source:
+        """Add a source from a Fermipy source dictionary (``ra``/``dec`` or ``glon``/
+        ``glat``, ``SpectrumType``, ``SpatialModel``, parameters ...) and compute its maps."""
+        from ..engine.plan import roi_center
+        from ..model.build import source_from_dict
+
+        self._require_setup()
+        d = dict(src_dict, name=name)
+        src = source_from_dict(d, roi_center(self.recipe.components[0]), where=f"add_source({name!r})")
+        if free is not None:
+            sm = self._spectral(src)
+            for p in sm.par_names:
+                if p not in sm.scale_params:
+                    src = src.with_param(p, free=bool(free))
+        model = self.model.add(src)            # raises if the name exists
+        for i, comp in enumerate(self._components):
+            comp.maps[src.name] = self._compute_map(src, i)
+        self.model = model
+        return src
+
+    def set_source_spectrum(self, name, spectrum_type="PowerLaw", spectrum_pars=None):
+        """Give a source another spectral model (parameters from ``spectrum_pars``, else
+        the model's defaults); its map does not change."""
+        from ..model.parameters import Parameter
+        from ..model.spectral import get_spectral_model
+
+        src = self.roi_source(name)
+        cls = get_spectral_model(spectrum_type)
+        given = dict(spectrum_pars or {})
+        pars = tuple(Parameter.from_any(q.name, given[q.name], q, where=src.name)
+                     if q.name in given else q for q in cls.params)
+        self._replace(src.replace(spectrum=spectrum_type, spectral=pars))
+
+    def set_source_morphology(self, name, spatial_model=None, spatial_pars=None):
+        """Change a source's spatial model or parameters (``RA``, ``DEC``, ``Sigma``,
+        ``Radius`` ..., physical values) and recompute its maps."""
+        from ..model.parameters import Parameter
+        from ..model.spatial import default_params, spatial_type
+
+        src = self.roi_source(name)
+        kind = spatial_type(spatial_model or src.spatial_model)
+        old = {p.name: p for p in src.spatial}
+        given = dict(spatial_pars or {})
+        pars = []
+        for q in default_params(kind):
+            base = old.get(q.name, q)
+            pars.append(Parameter.from_any(q.name, given[q.name], base, where=src.name)
+                        if q.name in given else base)
+        new = src.replace(spatial_model=kind, spatial=tuple(pars))
+        maps = [self._compute_map(new, i) for i in range(len(self._components))]
+        for comp, m in zip(self._components, maps):
+            comp.maps[new.name] = m
+        self._replace(new)
+
     def delete_source(self, name):
         src = self.roi_source(name)
         self.model = self.model.remove(src.name)
