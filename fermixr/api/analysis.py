@@ -10,7 +10,6 @@ the model as it was.
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -20,27 +19,31 @@ from ..model.skymodel import SkyModel
 from ..model.source import Source
 
 class _Component:
-    """The arrays one likelihood term needs, read from the run's products."""
+    """The arrays one likelihood term needs, read from the run's products: counts
+    (n_bins, n_pix), source maps at the true-energy nodes (n_bins + 1 + 2 n_extra of them
+    with energy dispersion) and, with dispersion on, the response matrix."""
 
-    def __init__(self, counts_ds, srcmaps_ds, edges):
+    def __init__(self, counts_ds, srcmaps_ds, edges, drm=None):
         self.counts_ds = counts_ds
         self.geom_attrs = dict(counts_ds.attrs)
         self.sky_shape = counts_ds["counts"].shape[1:]
         self.counts = np.asarray(counts_ds["counts"].values, dtype=np.float64).reshape(
             counts_ds["counts"].shape[0], -1)
         self.edges = np.asarray(edges, dtype=np.float64)
-        nodes = np.asarray(srcmaps_ds["energy_true"].values, dtype=np.float64)
-        maps = np.asarray(srcmaps_ds["srcmap"].values, dtype=np.float64)
-        if nodes.size != self.edges.size:
-            # source maps on the true-energy axis extended for energy dispersion: the fit
-            # uses the nodes of the measured range (dispersion is not yet in the cost)
-            k = (nodes.size - self.edges.size) // 2
-            maps = maps[:, k:nodes.size - k]
-            nodes = nodes[k:nodes.size - k]
-        if not np.allclose(nodes, self.edges, rtol=1e-6):
+        self.nodes = np.asarray(srcmaps_ds["energy_true"].values, dtype=np.float64)
+        self.n_extra = (self.nodes.size - self.edges.size) // 2
+        k = self.n_extra
+        if not np.allclose(self.nodes[k:self.nodes.size - k], self.edges, rtol=1e-6):
             raise RecipeError("source-map energies do not match the counts cube's bin edges")
+        maps = np.asarray(srcmaps_ds["srcmap"].values, dtype=np.float64)
         self.names = [str(n) for n in srcmaps_ds["source"].values]
         self.maps = {n: maps[i].reshape(maps.shape[1], -1) for i, n in enumerate(self.names)}
+        self.drm = drm
+
+    def measured_maps(self, name):
+        """A source's maps at the measured bins' edges (no dispersion)."""
+        m = self.maps[name]
+        return m[self.n_extra:m.shape[0] - self.n_extra]
 
 
 class Analysis:
@@ -82,10 +85,6 @@ class Analysis:
 
         comps = self.recipe.components
         self._comps = None
-        if comps[0]["gtlike"].get("edisp"):
-            warnings.warn("energy dispersion is computed (drm product) but not yet applied in "
-                          "the likelihood fit; the fit uses the measured-range source maps",
-                          stacklevel=2)
         self.model = sky_model(comps[0])
         return self
 
@@ -115,7 +114,11 @@ class Analysis:
             if f"srcmaps{sfx}" not in run:
                 raise RecipeError("setup made no source maps: the recipe's model section "
                                   "holds no source")
-            out.append(_Component(counts, run[f"srcmaps{sfx}"].load(), edges))
+            cfg = self.recipe.components[i]
+            drm = None
+            if cfg["gtlike"].get("edisp") and f"drm{sfx}" in run:
+                drm = np.asarray(run[f"drm{sfx}"]["drm"].values, dtype=np.float64)
+            out.append(_Component(counts, run[f"srcmaps{sfx}"].load(), edges, drm))
         return out
 
     def _require_setup(self):
@@ -265,7 +268,7 @@ class Analysis:
         irfs = load_irfs(cfg["gtlike"]["irfs"], cfg["selection"]["evtype"],
                          caldb=cfg["data"].get("caldb"))
         spatial = src.spatial_key()
-        m = source_map_array(spatial, geom_from_attrs(comp.geom_attrs), comp.edges,
+        m = source_map_array(spatial, geom_from_attrs(comp.geom_attrs), comp.nodes,
                              run[f"ltcube{sfx}"].load(), irfs, roi_center(cfg),
                              rfactor=cfg["gtlike"].get("rfactor") or 2, name=src.name)
         return m.reshape(m.shape[0], -1)
@@ -354,17 +357,30 @@ class Analysis:
     def _cost(self):
         from ..likelihood.cost import BinnedPoissonCost, SourceTerm
 
+        from ..irf.drm import source_drm
+        from ..likelihood.dispersed import DispersedPoissonCost
+
         self._require_setup()
         total = None
-        for comp in self._components:
-            terms, maps = [], []
+        for i, comp in enumerate(self._components):
+            gl = self.recipe.components[i]["gtlike"]
+            terms = []
             for src in self.model:
                 if src.name not in comp.maps:
                     raise RecipeError(f"source {src.name!r} has no source map: re-run setup() "
                                       "after changing the model's sources")
                 terms.append(SourceTerm.from_source(src, model=self._spectral(src)))
-                maps.append(comp.maps[src.name])
-            cost = BinnedPoissonCost(comp.counts, np.stack(maps), comp.edges, terms)
+            if comp.drm is not None:
+                # energy dispersion: every source through the response matrix, except
+                # those gtlike.edisp_disable names (identity on the measured bins)
+                drms = [source_drm(src.name, comp.drm, edisp=True,
+                                   edisp_disable=gl.get("edisp_disable") or ())
+                        for src in self.model]
+                maps = np.stack([comp.maps[src.name] for src in self.model])
+                cost = DispersedPoissonCost(comp.counts, maps, comp.nodes, terms, drms)
+            else:
+                maps = np.stack([comp.measured_maps(src.name) for src in self.model])
+                cost = BinnedPoissonCost(comp.counts, maps, comp.edges, terms)
             total = cost if total is None else total + cost
         if self._priors:
             from ..likelihood.priors import GaussianPrior
@@ -509,7 +525,7 @@ class Analysis:
 
         cost = self._cost()
         total = None
-        costs = getattr(cost, "costs", [cost])
+        costs = getattr(cost, "components", [cost])
         for comp, c in zip(self._components, costs):
             m = c.model_cube(c.x0) if name is None else c.source_cube(
                 self.model.find(name).name, c.x0)
@@ -570,7 +586,7 @@ class Analysis:
             seed = int(np.random.SeedSequence().entropy % (2 ** 32)) if seed is None else seed
             rng = np.random.default_rng(seed)
         cost = self._cost()
-        costs = getattr(cost, "costs", [cost])
+        costs = getattr(cost, "components", [cost])
         for comp, c in zip(self._components, costs):
             mu = c.model_cube(c.x0) if model_name is None else c.source_cube(
                 self.model.find(model_name).name, c.x0)

@@ -21,7 +21,7 @@ from .store import NameIndex, ProductStore, read_attrs
 STATE_STEPS = ("free_source", "free_sources")
 RESULT_STEPS = {"optimize": "fit", "fit": "fit", "write_roi": "roi"}
 ANALYSIS_STEPS = STATE_STEPS + tuple(RESULT_STEPS)
-STEP_VERSION = "1"
+STEP_VERSION = "2"  # 2: energy dispersion applied in the fit
 
 
 def _product(name, gta, result):

@@ -122,7 +122,7 @@ def run_recipe(recipe, *, outdir=None, scheduler=None, force=(), verbose=True, s
     analysis = [(n, p) for n, p in rec.steps if n in ANALYSIS_STEPS]
     if analysis:
         keys = {name: st.key for name, st in states.items()
-                if name.split("/")[0] in ("counts", "srcmaps")}
+                if name.split("/")[0] in ("counts", "srcmaps", "drm")}
         done = run_analysis_steps(rec, analysis, out, store_root(rec, out), keys,
                                   verbose=verbose, stream=stream)
         manifest = out / "run.json"
