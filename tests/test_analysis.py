@@ -126,3 +126,19 @@ def test_add_move_and_respectrum_a_source(gta):
     assert a.model.names == gta.model.names
     with pytest.raises(RecipeError, match="already in the sky model"):
         a.add_source("SYN_CRAB", {"ra": 1.0, "dec": 2.0})
+
+
+def test_source_dictionary_keys_and_upper_limit(gta):
+    d = gta.get_src_model("SYN_CRAB")
+    for key in ("dnde", "dnde_err", "dnde_index", "dnde1000", "pivot_energy", "norm_scan",
+                "dloglike_scan", "flux_scan", "eflux_scan", "flux_ul95", "eflux1000_ul95"):
+        assert key in d, key
+    # a power law: the local index is the photon index everywhere
+    assert d["dnde1000_index"] == pytest.approx(-gta.roi_source("SYN_CRAB").param("Index").physical,
+                                                rel=1e-3)
+    assert 100 < d["pivot_energy"] < 1e5
+    # the pivot is where dN/dE is best known
+    assert d["dnde_err"] / d["dnde"] <= d["dnde10000_err"] / d["dnde10000"]
+    # the 95% upper limit lies above the best flux, about 1.6-2 sigma away
+    assert d["flux"] + 1.2 * d["flux_err"] < d["flux_ul95"] < d["flux"] + 2.6 * d["flux_err"]
+    assert np.max(d["dloglike_scan"]) == 0.0

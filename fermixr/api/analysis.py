@@ -612,7 +612,7 @@ class Analysis:
         e = self._components[0].edges
         return float(e[0]), float(e[-1])
 
-    def get_src_model(self, name, covariance=None) -> dict:
+    def get_src_model(self, name, covariance=None, scan=True) -> dict:
         """Fermipy's source dictionary of one source: position, spectral parameters and
         errors, TS, npred, the flux/eflux family with errors."""
         from ..geom.frames import fermipy_cel_to_gal
@@ -639,9 +639,43 @@ class Analysis:
         free = np.array([q.free for q in src.spectral])
         idx = np.flatnonzero(free)
         cov = covariance if covariance is not None else self._physical_covariance(src, idx)
-        d.update(_flux_family(sm, p, cov, idx, *self._emin_emax()))
+        emin, emax = self._emin_emax()
+        d.update(_flux_family(sm, p, cov, idx, emin, emax))
+        d.update(_dnde_family(sm, p, cov, idx, emin, emax))
         d["loglike"] = self.loglike()
+        if scan and not src.is_diffuse:
+            d.update(self._norm_scan(src, d))
         return d
+
+    def _norm_scan(self, src, d) -> dict:
+        """Fermipy's likelihood scan of the normalisation (others held) and the 95% upper
+        limits of the flux family read from it (2 dlogL = 2.71, on a spline of the
+        scan)."""
+        from scipy.interpolate import PchipInterpolator
+
+        norm = src.param(self._spectral(src).norm_param)
+        npts = int((self.config.get("gtlike") or {}).get("llscan_npts", 20))
+        err = norm.error if norm.error else abs(norm.value) or 1.0
+        hi = max(norm.value + 10 * err, 3 * abs(norm.value), 1e-30)
+        xs = np.linspace(0.0, hi, npts)
+        prof = self.profile_norm(src.name, xvals=xs)
+        out = {"norm_scan": xs, "loglike_scan": prof["loglike"],
+               "dloglike_scan": prof["dloglike"], "flux_scan": prof["flux"],
+               "eflux_scan": prof["eflux"]}
+        dll = prof["dloglike"]
+        imax = int(np.argmax(dll))
+        ul_x = float("nan")
+        if dll[-1] < -1.353 and imax < len(xs) - 1:
+            f = PchipInterpolator(xs[imax:], dll[imax:] + 1.353)
+            fine = np.linspace(xs[imax], xs[-1], 2001)
+            cross = np.flatnonzero(f(fine) < 0)
+            if cross.size:
+                ul_x = float(fine[cross[0]])
+        ratio = ul_x / norm.value if norm.value else float("nan")
+        for key in ("flux", "flux100", "flux1000", "flux10000", "eflux", "eflux100",
+                    "eflux1000", "eflux10000"):
+            out[f"{key}_ul95"] = d[key] * ratio
+        return out
 
     def _physical_covariance(self, src, idx) -> np.ndarray:
         """Covariance (physical units) of the source's free parameters ``idx`` from the
@@ -769,6 +803,31 @@ _BANDS = {"": None, "100": (100.0, 316227.76), "1000": (1000.0, 316227.76),
           "10000": (10000.0, 316227.76)}
 
 
+def _dnde_family(sm, p, cov_phys, free_idx, emin, emax) -> dict:
+    """dN/dE with its error and local index at the pivot (decorrelation) energy and at
+    100 MeV, 1 GeV and 10 GeV; the pivot is where dN/dE's relative error is smallest."""
+    grid = np.geomspace(emin, emax, 101)
+    f = np.asarray(sm.evaluate(grid, p), dtype=float)
+    rel = np.full(grid.size, np.nan)
+    if free_idx.size:
+        g = np.asarray(sm.gradient(grid, p), dtype=float)[free_idx]
+        var = np.einsum("ai,ab,bi->i", g, cov_phys, g)
+        rel = np.sqrt(np.clip(var, 0, None)) / np.abs(f)
+    pivot = float(grid[np.nanargmin(rel)]) if np.isfinite(rel).any() else float(np.sqrt(emin * emax))
+    out = {"pivot_energy": pivot}
+    for key, e in (("", pivot), ("100", 100.0), ("1000", 1000.0), ("10000", 10000.0)):
+        es = np.array([e / 1.01, e, e * 1.01])
+        v = np.asarray(sm.evaluate(es, p), dtype=float)
+        err = float("nan")
+        if free_idx.size:
+            g = np.asarray(sm.gradient(es[1:2], p), dtype=float)[free_idx, 0]
+            err = float(np.sqrt(max(g @ cov_phys @ g, 0.0)))
+        out[f"dnde{key}"] = float(v[1])
+        out[f"dnde{key}_err"] = err
+        out[f"dnde{key}_index"] = float(-np.log(v[2] / v[0]) / np.log(es[2] / es[0]))
+    return out
+
+
 def _flux_family(sm, p, cov_phys, free_idx, emin, emax) -> dict:
     """flux/eflux (with errors from the covariance of the free parameters) over the analysis
     range and Fermipy's bands, and dN/dE at 1 GeV-ish pivot (the geometric mean)."""
@@ -791,7 +850,11 @@ def _flux_family(sm, p, cov_phys, free_idx, emin, emax) -> dict:
 _TABLE_SCALARS = ("ra", "dec", "glon", "glat", "ts", "npred", "loglike", "flux", "flux_err",
                   "eflux", "eflux_err", "flux100", "flux100_err", "flux1000", "flux1000_err",
                   "flux10000", "flux10000_err", "eflux100", "eflux100_err", "eflux1000",
-                  "eflux1000_err", "eflux10000", "eflux10000_err")
+                  "eflux1000_err", "eflux10000", "eflux10000_err", "pivot_energy", "dnde",
+                  "dnde_err", "dnde_index", "dnde100", "dnde100_err", "dnde1000",
+                  "dnde1000_err", "dnde10000", "dnde10000_err", "flux_ul95", "flux100_ul95",
+                  "flux1000_ul95", "flux10000_ul95", "eflux_ul95", "eflux100_ul95",
+                  "eflux1000_ul95", "eflux10000_ul95")
 
 
 def _sources_table(sources: dict):
@@ -806,7 +869,7 @@ def _sources_table(sources: dict):
     for k in ("SpatialModel", "SpectrumType", "SourceType"):
         t[k] = [str(sources[n][k]) for n in names]
     for k in _TABLE_SCALARS:
-        t[k] = np.array([sources[n][k] for n in names], dtype=float)
+        t[k] = np.array([sources[n].get(k, np.nan) for n in names], dtype=float)
     npar = max(len(sources[n]["param_values"]) for n in names)
 
     def pad(key, fill, dtype):
@@ -826,7 +889,7 @@ def _sources_dataset(sources: dict):
     import xarray as xr
 
     names = np.array(list(sources), dtype=object)
-    data = {k: ("source", np.array([sources[n][k] for n in sources], dtype=float))
+    data = {k: ("source", np.array([sources[n].get(k, np.nan) for n in sources], dtype=float))
             for k in _TABLE_SCALARS}
     ds = xr.Dataset(data, coords={"source": names})
     for k in ("ra", "dec", "glon", "glat"):
