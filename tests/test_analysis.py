@@ -142,3 +142,40 @@ def test_source_dictionary_keys_and_upper_limit(gta):
     # the 95% upper limit lies above the best flux, about 1.6-2 sigma away
     assert d["flux"] + 1.2 * d["flux_err"] < d["flux_ul95"] < d["flux"] + 2.6 * d["flux_err"]
     assert np.max(d["dloglike_scan"]) == 0.0
+
+
+def test_weights_and_exposure_scales(gta, tmp_path):
+    from astropy.io import fits
+
+    doc = gta.recipe.to_dict()
+    ones = np.ones(gta._components[0].counts_ds["counts"].shape, dtype=np.float32)
+    fits.writeto(tmp_path / "wmap.fits", ones)
+    base = Analysis(doc)._load_products()
+    base.model = gta.model
+    weighted = Analysis(doc, gtlike={"wmap": str(tmp_path / "wmap.fits")})._load_products()
+    weighted.model = gta.model
+    assert weighted.loglike() == pytest.approx(base.loglike(), rel=1e-12)   # weights of 1
+    fits.writeto(tmp_path / "half.fits", 0.5 * ones)
+    half = Analysis(doc, gtlike={"wmap": str(tmp_path / "half.fits")})._load_products()
+    half.model = gta.model
+    assert half.loglike() == pytest.approx(0.5 * base.loglike(), rel=1e-12)
+    scaled = Analysis(doc, gtlike={"expscale": 0.5,
+                                   "src_expscale": {"SYN_CRAB": 0.0}})._load_products()
+    scaled.model = gta.model
+    total = base.model_counts_map().sum().values
+    crab = base.model_counts_map("SYN_CRAB").sum().values
+    assert scaled.model_counts_map().sum().values == pytest.approx(0.5 * (total - crab),
+                                                                   rel=1e-9)
+
+
+def test_profile_of_the_index_and_bowtie(gta):
+    idx = gta.roi_source("SYN_CRAB").param("Index")
+    prof = gta.profile("SYN_CRAB", "Index", idx.value + idx.error * np.array([-1.0, 0.0, 1.0]),
+                       reoptimize=True)
+    d = prof["loglike"] - prof["loglike"][1]
+    np.testing.assert_allclose(d[[0, 2]], [-0.5, -0.5], atol=0.15)
+    bt = gta.bowtie("SYN_CRAB")
+    i = int(np.argmin(bt["dnde_ferr"]))
+    assert bt["energies"][i] == pytest.approx(gta.get_src_model("SYN_CRAB", scan=False)
+                                              ["pivot_energy"], rel=0.1)
+    assert np.all(bt["dnde_lo"] < bt["dnde"]) and np.all(bt["dnde"] < bt["dnde_hi"])

@@ -39,6 +39,7 @@ class _Component:
         self.names = [str(n) for n in srcmaps_ds["source"].values]
         self.maps = {n: maps[i].reshape(maps.shape[1], -1) for i, n in enumerate(self.names)}
         self.drm = drm
+        self.wmap = None       # likelihood weights (n_bins, n_pix), gtlike.wmap
 
     def measured_maps(self, name):
         """A source's maps at the measured bins' edges (no dispersion)."""
@@ -118,7 +119,10 @@ class Analysis:
             drm = None
             if cfg["gtlike"].get("edisp") and f"drm{sfx}" in run:
                 drm = np.asarray(run[f"drm{sfx}"]["drm"].values, dtype=np.float64)
-            out.append(_Component(counts, run[f"srcmaps{sfx}"].load(), edges, drm))
+            comp = _Component(counts, run[f"srcmaps{sfx}"].load(), edges, drm)
+            if cfg["gtlike"].get("wmap"):
+                comp.wmap = _read_wmap(cfg["gtlike"]["wmap"], comp.counts.shape)
+            out.append(comp)
         return out
 
     def _require_setup(self):
@@ -364,6 +368,11 @@ class Analysis:
         total = None
         for i, comp in enumerate(self._components):
             gl = self.recipe.components[i]["gtlike"]
+            # phased analyses: an exposure scale for the component, or per source
+            esc = 1.0 if gl.get("expscale") is None else float(gl["expscale"])
+            src_esc = dict(gl.get("src_expscale") or {})
+            scales = [float(src_esc.get(src.name, esc)) for src in self.model]
+            wmap = comp.wmap
             terms = []
             for src in self.model:
                 if src.name not in comp.maps:
@@ -377,10 +386,12 @@ class Analysis:
                                    edisp_disable=gl.get("edisp_disable") or ())
                         for src in self.model]
                 maps = np.stack([comp.maps[src.name] for src in self.model])
-                cost = DispersedPoissonCost(comp.counts, maps, comp.nodes, terms, drms)
+                cost = DispersedPoissonCost(comp.counts, maps, comp.nodes, terms, drms,
+                                            wmap=wmap, scales=scales)
             else:
                 maps = np.stack([comp.measured_maps(src.name) for src in self.model])
-                cost = BinnedPoissonCost(comp.counts, maps, comp.edges, terms)
+                cost = BinnedPoissonCost(comp.counts, maps, comp.edges, terms, wmap=wmap,
+                                         src_expscale=scales)
             total = cost if total is None else total + cost
         if self._priors:
             from ..likelihood.priors import GaussianPrior
@@ -577,6 +588,52 @@ class Analysis:
         ll = np.array(ll)
         return {"xvals": np.asarray(xvals, float), "loglike": ll, "dloglike": ll - ll.max(),
                 "flux": np.array(fl), "eflux": np.array(efl)}
+
+    def profile(self, name, parName, xvals, reoptimize=False) -> dict:
+        """Likelihood profile of any spectral parameter over ``xvals`` (scaled units);
+        others held, or refitted with ``reoptimize``."""
+        src = self.roi_source(name)
+        p = src.param(parName)
+        saved = self.model
+        ll = []
+        try:
+            for x in np.asarray(xvals, dtype=float):
+                lo = None if p.min is None else min(p.min, x)
+                hi = None if p.max is None else max(p.max, x)
+                self._replace(self.model.find(src.name).with_param(
+                    parName, value=float(x), free=False, min=lo, max=hi))
+                if reoptimize:
+                    try:
+                        self.fit(optimizer="NEWTON")
+                    except RecipeError:
+                        pass
+                ll.append(self.loglike())
+                self.model = saved
+        finally:
+            self.model = saved
+        ll = np.array(ll)
+        return {"xvals": np.asarray(xvals, float), "loglike": ll, "dloglike": ll - ll.max()}
+
+    def bowtie(self, name, loge=None, npts=50) -> dict:
+        """The spectrum of a source with its 1-sigma band from the fit covariance:
+        energies (MeV), dnde, dnde_err, dnde_lo, dnde_hi, dnde_ferr (fractional)."""
+        src = self.roi_source(name)
+        sm = self._spectral(src)
+        p = src.spectral_values()
+        idx = np.flatnonzero([q.free for q in src.spectral])
+        cov = self._physical_covariance(src, idx)
+        if loge is None:
+            emin, emax = self._emin_emax()
+            e = np.geomspace(emin, emax, int(npts))
+        else:
+            e = 10 ** np.asarray(loge, dtype=float)
+        f = np.asarray(sm.evaluate(e, p), dtype=float)
+        err = np.zeros_like(f)
+        if idx.size:
+            g = np.asarray(sm.gradient(e, p), dtype=float)[idx]
+            err = np.sqrt(np.clip(np.einsum("ai,ab,bi->i", g, cov, g), 0, None))
+        return {"energies": e, "dnde": f, "dnde_err": err, "dnde_lo": f - err,
+                "dnde_hi": f + err, "dnde_ferr": err / f}
 
     def generate_model(self, model_name=None, rng=None, seed=None):
         """Replace the counts of every component by a Poisson realisation of the current
@@ -801,6 +858,22 @@ def _in_range(v, minmax):
 # ============================================================== results and files =========
 _BANDS = {"": None, "100": (100.0, 316227.76), "1000": (1000.0, 316227.76),
           "10000": (10000.0, 316227.76)}
+
+
+def _read_wmap(path, shape):
+    """A likelihood weights map (gtlike.wmap: a FITS cube on the counts geometry, as
+    gtwtsmap / Fermipy's weights maps) flattened to ``shape``."""
+    from astropy.io import fits
+
+    from ..errors import FileFormatError, InputFileError
+
+    if not Path(path).is_file():
+        raise InputFileError(f"gtlike.wmap: file {str(path)!r} does not exist")
+    data = np.asarray(fits.getdata(path), dtype=np.float64)
+    if data.size != int(np.prod(shape)) or data.shape[0] != shape[0]:
+        raise FileFormatError(f"gtlike.wmap {str(path)!r}: shape {data.shape} does not match "
+                              f"the counts cube ({shape[0]} energy bins, {shape[1]} pixels)")
+    return data.reshape(shape)
 
 
 def _dnde_family(sm, p, cov_phys, free_idx, emin, emax) -> dict:

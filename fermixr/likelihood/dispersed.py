@@ -20,7 +20,8 @@ from .cost import Cost, SourceTerm
 
 
 class DispersedPoissonCost(Cost):
-    def __init__(self, counts, srcmaps, true_edges, sources, drms):
+    def __init__(self, counts, srcmaps, true_edges, sources, drms, *, wmap=None,
+                 scales=None):
         counts = np.asarray(counts, dtype=np.float64)
         nm = counts.shape[0]
         self.counts = counts.reshape(nm, -1)
@@ -30,6 +31,13 @@ class DispersedPoissonCost(Cost):
             raise GeometryError(f"source maps have {maps.shape[1]} energy nodes, the true-energy "
                                 f"axis {e.size}")
         self.maps = maps.reshape(maps.shape[0], e.size, -1)
+        if scales is not None:   # expscale / src_expscale: one factor per source
+            self.maps = self.maps * np.asarray(scales, dtype=np.float64)[:, None, None]
+        self.w = (np.ones(self.counts.size) if wmap is None
+                  else np.asarray(wmap, dtype=np.float64).reshape(-1))
+        if self.w.size != self.counts.size:
+            raise GeometryError(f"weights map of {self.w.size} values for a counts cube of "
+                                f"{self.counts.size}")
         self.e = e
         self._half = 0.5 * np.log(e[1:] / e[:-1])
         self.terms = [SourceTerm.coerce(s) for s in sources]
@@ -90,25 +98,27 @@ class DispersedPoissonCost(Cost):
         return out
 
     # -- the cost ---------------------------------------------------------------------
+    def _value(self, m) -> float:
+        n, w = self.counts.ravel(), self.w
+        pos = n > 0
+        return float(-(np.sum(w[pos] * n[pos] * np.log(m[pos])) - np.sum(w * m)))
+
     def __call__(self, x) -> float:
-        m = self._model(self._params(x)).ravel()
-        n = self.counts.ravel()
-        return float(-(np.sum(n[n > 0] * np.log(m[n > 0])) - m.sum()))
+        return self._value(self._model(self._params(x)).ravel())
 
     def value_and_grad(self, x):
         ps = self._params(x)
         m = self._model(ps).ravel()
         n = self.counts.ravel()
-        val = -(np.sum(n[n > 0] * np.log(m[n > 0])) - m.sum())
-        r = np.where(n > 0, n / np.where(m > 0, m, 1.0), 0.0) - 1.0
-        return float(val), -(self._jacobian(ps) @ r)
+        r = self.w * (np.where(n > 0, n / np.where(m > 0, m, 1.0), 0.0) - 1.0)
+        return self._value(m), -(self._jacobian(ps) @ r)
 
     def fisher(self, x):
         ps = self._params(x)
         m = self._model(ps).ravel()
         jac = self._jacobian(ps)
-        w = np.where(m > 0, 1.0 / np.where(m > 0, m, 1.0), 0.0)
-        return (jac * w) @ jac.T
+        inv = self.w * np.where(m > 0, 1.0 / np.where(m > 0, m, 1.0), 0.0)
+        return (jac * inv) @ jac.T
 
     def hessian(self, x):
         """Observed information, by central differences of the analytic gradient."""
