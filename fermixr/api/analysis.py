@@ -193,6 +193,9 @@ class Analysis:
         from ..geom.frames import angular_separation
 
         self._require_setup()
+        if square or cuts:
+            raise RecipeError("free_sources: 'square' and 'cuts' selections are not "
+                              "available yet; use distance, minmax_ts, minmax_npred, exclude")
         center = np.array(skydir if skydir is not None else
                           (self.config["selection"]["ra"], self.config["selection"]["dec"]))
         exclude = set(exclude or [])
