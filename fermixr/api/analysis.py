@@ -562,43 +562,23 @@ class Analysis:
         parameters held, or refitted at each point with ``reoptimize``.  Returns xvals,
         loglike, dloglike and the flux / eflux at each point."""
         src = self.roi_source(name)
-        sm = self._spectral(src)
-        norm = src.param(sm.norm_param)
+        norm = src.param(self._spectral(src).norm_param)
         npts = int(npts or (self.config.get("gtlike") or {}).get("llscan_npts", 20))
         if xvals is None:
             hi = norm.value + 5 * (norm.error or 0.5 * abs(norm.value) or 1.0)
             xvals = np.linspace(0.0, max(hi, 2 * norm.value), npts)
-        saved = self.model
-        emin, emax = self._emin_emax()
-        ll, fl, efl = [], [], []
-        try:
-            for x in np.asarray(xvals, dtype=float):
-                s = self.model.find(src.name).with_param(norm.name, value=float(x), free=False,
-                                                         min=min(norm.min or 0.0, 0.0))
-                self._replace(s)
-                if reoptimize:
-                    try:
-                        self.fit(optimizer="NEWTON")
-                    except RecipeError:
-                        pass
-                ll.append(self.loglike())
-                p = self.model.find(src.name).spectral_values()
-                fl.append(float(sm.flux(emin, emax, p)))
-                efl.append(float(sm.eflux(emin, emax, p)))
-                self.model = saved
-        finally:
-            self.model = saved
-        ll = np.array(ll)
-        return {"xvals": np.asarray(xvals, float), "loglike": ll, "dloglike": ll - ll.max(),
-                "flux": np.array(fl), "eflux": np.array(efl)}
+        return self.profile(src.name, norm.name, xvals, reoptimize=reoptimize)
 
     def profile(self, name, parName, xvals, reoptimize=False) -> dict:
         """Likelihood profile of any spectral parameter over ``xvals`` (scaled units);
-        others held, or refitted with ``reoptimize``."""
+        others held, or refitted with ``reoptimize``.  Returns xvals, loglike, dloglike
+        and the source's flux / eflux (analysis energy range) at each point."""
         src = self.roi_source(name)
+        sm = self._spectral(src)
         p = src.param(parName)
+        emin, emax = self._emin_emax()
         saved = self.model
-        ll = []
+        ll, fl, efl = [], [], []
         try:
             for x in np.asarray(xvals, dtype=float):
                 lo = None if p.min is None else min(p.min, x)
@@ -611,11 +591,15 @@ class Analysis:
                     except RecipeError:
                         pass
                 ll.append(self.loglike())
+                pv = self.model.find(src.name).spectral_values()
+                fl.append(float(sm.flux(emin, emax, pv)))
+                efl.append(float(sm.eflux(emin, emax, pv)))
                 self.model = saved
         finally:
             self.model = saved
         ll = np.array(ll)
-        return {"xvals": np.asarray(xvals, float), "loglike": ll, "dloglike": ll - ll.max()}
+        return {"xvals": np.asarray(xvals, float), "loglike": ll, "dloglike": ll - ll.max(),
+                "flux": np.array(fl), "eflux": np.array(efl)}
 
     def bowtie(self, name, loge=None, npts=50) -> dict:
         """The spectrum of a source with its 1-sigma band from the fit covariance:
