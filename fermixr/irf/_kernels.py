@@ -244,21 +244,17 @@ def _edisp_node(version, x, pars, sf, p1, p2, t0):
 
 
 @pnjit
-def edisp_values(version, corner_scale, xrel, loge, costh, xs, ys, pars, sp, ctmax,
-                 p1, p2, t0):
+def edisp_values(version, xrel, loge, costh, xs, ys, pars, sp, ctmax, p1, p2, t0):
     """Energy dispersion x E_true at paired points (a density in
     x = (E_rec - E_true)/E_true), interpolating the distributions of the four corner
     nodes bilinearly in the scaled deviation (``EdispInterpolator``).  ``version`` 3
     (Pass 8) or 2 (Pass 7).
 
-    Science Tools rule (``corner_scale`` False): with S the scale function,
+    The Science Tools' rule: with S the scale function,
     s = S(log10 E, cos theta) at the requested point (cos theta NOT capped) and, per
     corner node (L_i, c_i), r_i = S(L_i, c_i) / S(L_i, min(c_i, ctmax)) (1 except on the
     padding row cos theta = 1, where the node's own evaluation caps cos theta at the
-    top bin centre ``ctmax``), each corner contributes f_i(r_i x / s) r_i / s.
-
-    ``corner_scale`` True: each corner contributes f_i(x / s_i) / s_i with
-    s_i = S(L_i, min(c_i, ctmax)) (an alternative reading; not the Science Tools)."""
+    top bin centre ``ctmax``), each corner contributes f_i(r_i x / s) r_i / s."""
     n = loge.shape[0]
     out = np.empty(n)
     for k in prange(n):
@@ -283,11 +279,7 @@ def edisp_values(version, corner_scale, xrel, loge, costh, xs, ys, pars, sp, ctm
                 jj, ii, w = j, i - 1, (1.0 - tt) * uu
             if w == 0.0:
                 continue
-            sc = edisp_scale(xs[ii], min(ys[jj], ctmax), sp)
-            if corner_scale:
-                v += w * _edisp_node(version, x, pars[jj, ii], sc, p1, p2, t0)
-            else:
-                r = edisp_scale(xs[ii], ys[jj], sp) / sc
-                v += w * r * _edisp_node(version, r * x, pars[jj, ii], s0, p1, p2, t0)
+            r = edisp_scale(xs[ii], ys[jj], sp) / edisp_scale(xs[ii], min(ys[jj], ctmax), sp)
+            v += w * r * _edisp_node(version, r * x, pars[jj, ii], s0, p1, p2, t0)
         out[k] = v
     return out

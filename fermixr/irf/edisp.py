@@ -15,12 +15,11 @@ evaluated by the node's own ``evaluate``, which caps cos theta at the highest bi
 before scaling; the interpolator undoes that node scale with the uncapped one, so the
 corner contributes g_i(r_i u) r_i / (s E) with r_i = S(L_i, c_i) / S(L_i, min(c_i,
 c_max)).  r_i = 1 except on the padding row cos theta = 1, i.e. for inclinations above
-the top bin centre.  This (``scale_at="point"``, the default) reproduces the Science
-Tools numbers published with Fermipy's tests to 2e-9.  Capping cos theta at the top bin
-centre in s as well (the same as dropping r_i) misses the far tail at cos theta > 0.95 by
-4e-3; evaluating every corner at its own node scale with the unscaled x
-(``scale_at="corner"``, an alternative reading kept for comparison) misses the
-published numbers by up to 40% in the tails.
+the top bin centre.  This reproduces the Science Tools numbers published with Fermipy's
+tests to 2e-9.  Capping cos theta at the top bin centre in s as well (the same as
+dropping r_i) misses the far tail at cos theta > 0.95 by 4e-3; evaluating every corner at
+its own node scale with the unscaled x misses the published numbers by up to 40% in the
+tails.
 
 Pass 7 (EDISPVER 2): the older piecewise function with exponents p1, p2 and break t0 from
 the scaling HDU, each node renormalised to 1 over E_rec in [E/10, 10 E] (the Science
@@ -45,10 +44,7 @@ class EnergyDispersion:
     """Energy dispersion (MeV^-1) of one event type."""
 
     def __init__(self, table: dict, scaling, *, version: int = 3, event_type: str = "",
-                 source: str = "", scale_at: str = "point"):
-        if scale_at not in ("point", "corner"):
-            raise IRFError(f"scale_at must be 'point' or 'corner', got {scale_at!r}")
-        self.scale_at = scale_at
+                 source: str = ""):
         self.event_type = event_type
         self.source = source
         self.version = int(version)
@@ -95,7 +91,7 @@ class EnergyDispersion:
         return val
 
     @classmethod
-    def from_files(cls, files, *, scale_at: str = "point") -> "EnergyDispersion":
+    def from_files(cls, files) -> "EnergyDispersion":
         from ..io.caldb import read_edisp
 
         t = read_edisp(files)
@@ -105,7 +101,7 @@ class EnergyDispersion:
                 f"supported: 2 (Pass 7), 3 (Pass 8)"
             )
         return cls(t, t["scaling"], version=t["edispver"], event_type=files.event_type,
-                   source=f"{files.edisp[0]}[{files.edisp[1]}]", scale_at=scale_at)
+                   source=f"{files.edisp[0]}[{files.edisp[1]}]")
 
     def value(self, erec, etrue, costheta) -> np.ndarray:
         """D(E_rec; E_true, theta) in MeV^-1; the three arguments broadcast together."""
@@ -117,7 +113,7 @@ class EnergyDispersion:
         if np.any(loge > self.loge_nodes[-1]):
             raise IRFError(f"energy dispersion {self.source}: true energy above 1e10 MeV")
         x = np.ascontiguousarray((er.ravel() - et1) / et1)
-        out = K.edisp_values(self.version, self.scale_at == "corner", x, loge, np.ascontiguousarray(c.ravel()),
+        out = K.edisp_values(self.version, x, loge, np.ascontiguousarray(c.ravel()),
                              self.loge_nodes, self.costh_nodes, self.node_pars,
                              self.scale_pars, self.max_center, self.p1, self.p2, self.t0)
         return (out / et1).reshape(shape)
@@ -156,11 +152,8 @@ def edisp3_reference(erec, etrue, costheta, ed: EnergyDispersion) -> float:
         F, S1, K1, B1, B2, S2, K2, P1, P2 = ed.node_pars[jj, ii]
         L, c = ed.loge_nodes[ii], ed.costh_nodes[jj]
         s_node = scale(L, min(c, ed.max_center))  # the node caps cos theta
-        if ed.scale_at == "corner":
-            z, jac = x / s_node, 1 / s_node
-        else:
-            r = scale(L, c) / s_node
-            z, jac = r * x / s_point, r / s_point
+        r = scale(L, c) / s_node
+        z, jac = r * x / s_point, r / s_point
         return (F * g(z, S1, K1, B1, P1) + (1 - F) * g(z, S2, K2, B2, P2)) * jac
 
     v = ((1 - t) * (1 - u) * node(j - 1, i - 1) + t * (1 - u) * node(j - 1, i)
