@@ -179,3 +179,120 @@ def test_profile_of_the_index_and_bowtie(gta):
     assert bt["energies"][i] == pytest.approx(gta.get_src_model("SYN_CRAB", scan=False)
                                               ["pivot_energy"], rel=0.1)
     assert np.all(bt["dnde_lo"] < bt["dnde"]) and np.all(bt["dnde"] < bt["dnde_hi"])
+
+
+def _copy(gta):
+    import copy
+
+    a = Analysis.__new__(Analysis)
+    a.__dict__.update(gta.__dict__)
+    a._components = [copy.copy(c) for c in gta._components]
+    for c in a._components:
+        c.maps, c.map_keys = dict(c.maps), dict(c.map_keys)
+    return a
+
+
+def test_full_source_dictionary(gta):
+    from fermixr.model.catalog import R68_SIGMA
+
+    d = gta.get_src_model("SYN_CRAB")
+    keys = ("name Source_Name SpatialModel SpatialWidth SpatialType SourceType SpectrumType "
+            "Spatial_Filename Spectrum_Filename ra dec glon glat ra_err dec_err glon_err "
+            "glat_err pos_err pos_r68 pos_r95 pos_r99 pos_err_semimajor pos_err_semiminor "
+            "pos_angle pos_gal_cov pos_gal_corr pos_cel_cov pos_cel_corr offset offset_ra "
+            "offset_dec offset_glon offset_glat offset_roi_edge ts loglike npred "
+            "pivot_energy param_names param_values param_errors correlation model_counts "
+            "norm_scan dloglike_scan loglike_scan flux_scan eflux_scan").split()
+    for band in ("", "100", "1000", "10000"):
+        keys += [f"flux{band}", f"flux{band}_err", f"flux{band}_ul95", f"eflux{band}",
+                 f"eflux{band}_err", f"eflux{band}_ul95", f"dnde{band}", f"dnde{band}_err",
+                 f"dnde{band}_index"]
+    assert [k for k in keys if k not in d] == []
+    assert d["SpatialType"] == "SkyDirFunction" and d["SourceType"] == "PointSource"
+    assert d["model_counts"].shape == (gta._components[0].counts.shape[0],)
+    assert d["model_counts"].sum() == pytest.approx(d["npred"], rel=1e-12)
+    assert d["offset"] < 1e-3 and d["offset_roi_edge"] == pytest.approx(-6.0, abs=0.01)
+    # the last fit freed the Crab's norm and the isotropic norm: one correlation, negative
+    assert set(d["correlation"]) == {"isodiff"} and -1 < d["correlation"]["isodiff"] < 0
+    soft = gta.get_src_model("SYN_SOFT", scan=False)
+    assert soft["correlation"] == {} and 5.5 < soft["offset"] < 6.5
+    # a catalog position error carried to the dictionary
+    a = _copy(gta)
+    src = a.roi_source("SYN_HARD")
+    a.model = a.model.replace_source(src.replace(meta={**src.meta,
+                                                       "pos_ellipse": (0.05, 0.03, 20.0)}))
+    h = a.get_src_model("SYN_HARD", scan=False)
+    assert h["pos_r68"] == pytest.approx(R68_SIGMA * np.sqrt(0.05 * 0.03))
+    assert h["pos_angle"] == 20.0
+
+
+def test_get_sources_and_free_sources_selections(gta):
+    a = _copy(gta)
+    names = [s.name for s in a.get_sources()]
+    assert names[0] == "SYN_CRAB" and names[-1] == "isodiff"        # by offset, diffuse last
+    assert [s.name for s in a.get_sources(distance=3.5)] == ["SYN_CRAB", "SYN_HARD", "isodiff"]
+    # SYN_SOFT: 5.2 deg off, inside the 6 x 6 deg square half-width but outside 5.1 deg
+    circ = {s.name for s in a.get_sources(distance=5.1)}
+    sq = {s.name for s in a.get_sources(distance=5.1, square=True)}
+    assert "SYN_SOFT" not in circ and "SYN_SOFT" in sq
+    bright = [s.name for s in a.get_sources(minmax_ts=[100, None])]
+    assert "SYN_CRAB" in bright and "isodiff" not in bright
+    assert [s.name for s in a.get_sources(cuts={"offset": [None, 1.0]})] == ["SYN_CRAB"]
+    assert [s.name for s in a.get_sources(cuts=("offset", None, 1.0))] == ["SYN_CRAB"]
+    assert [s.name for s in a.get_sources(cuts=[("offset", None, 1.0), ("ts", 1e9, None)])] == []
+    with pytest.raises(RecipeError, match="no source has a property 'Signif_Avgg'"):
+        a.get_sources(cuts={"Signif_Avgg": [5, None]})
+    with pytest.raises(RecipeError, match=r"expected \(key, min, max\)"):
+        a.get_sources(cuts=["offset"])
+    for s in a.model:
+        for p in s.spectral:
+            if p.free:
+                a._replace(a.model.find(s.name).with_param(p.name, free=False))
+    changed = a.free_sources(distance=5.1, square=True, pars="norm", exclude=["isodiff"])
+    assert {s.name for s in changed} == sq - {"isodiff"}
+    free = {p["src_name"] for p in a.get_params(freeonly=True)}
+    assert free == sq - {"isodiff"}
+    assert gta.model != a.model
+
+
+def test_maps_follow_the_model(gta):
+    a = _copy(gta)
+    before = a.model_counts_map("SYN_SOFT").sum().values
+    a.set_source_morphology("SYN_SOFT", spatial_pars={"RA": 81.0})
+    moved = a.model_counts_map("SYN_SOFT").sum().values
+    assert moved != before
+    a.model = gta.model           # e.g. load_roi of the earlier model: its map again
+    assert a.model_counts_map("SYN_SOFT").sum().values == pytest.approx(before, rel=1e-12)
+
+
+def test_prior_on_a_fixed_parameter_is_refused(gta):
+    before = gta.model
+    with pytest.raises(RecipeError, match="prior on SYN_SOFT:Index: the parameter is fixed"):
+        gta.add_gauss_prior("SYN_SOFT", "Index", 2.0, 0.1)
+    assert gta._priors == {} and gta.model == before
+
+
+def test_write_roi_model_map_and_plots_warning(gta, tmp_path):
+    from astropy.io import fits
+
+    with pytest.warns(UserWarning, match="make_plots is not supported"):
+        paths = gta.write_roi(tmp_path / "r", save_model_map=True, make_plots=True)
+    cube = fits.getdata(paths["mcube_00"])
+    ref = gta.model_counts_map().values
+    assert cube.shape == ref.shape
+    np.testing.assert_allclose(cube, ref, rtol=1e-6)          # float32 on disk
+
+
+def test_component_geometry_must_match(gta):
+    from fermixr.api.analysis import _Component
+    from fermixr.errors import GeometryError
+    from fermixr.engine.run import open_run
+
+    run = open_run(gta.outdir, dask=False)
+    counts, srcmaps = run["counts"].load(), run["srcmaps"].load()
+    edges = np.append(counts["energy_min"].values, counts["energy_max"].values[-1])
+    with pytest.raises(GeometryError, match=r"source maps of sky shape \(60, 59\) for a counts "
+                                            r"cube of sky shape \(60, 60\)"):
+        _Component(counts, srcmaps.isel(x=slice(0, 59)), edges)
+    with pytest.raises(RecipeError, match="energies do not match"):
+        _Component(counts, srcmaps, edges * 1.1)

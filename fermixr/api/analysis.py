@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import RecipeError
+from ..errors import GeometryError, RecipeError
 from ..model.skymodel import SkyModel
 from ..model.source import Source
 
@@ -35,9 +35,14 @@ class _Component:
         k = self.n_extra
         if not np.allclose(self.nodes[k:self.nodes.size - k], self.edges, rtol=1e-6):
             raise RecipeError("source-map energies do not match the counts cube's bin edges")
+        if tuple(srcmaps_ds["srcmap"].shape[2:]) != tuple(self.sky_shape):
+            raise GeometryError(f"source maps of sky shape {tuple(srcmaps_ds['srcmap'].shape[2:])}"
+                                f" for a counts cube of sky shape {tuple(self.sky_shape)}")
         maps = np.asarray(srcmaps_ds["srcmap"].values, dtype=np.float64)
         self.names = [str(n) for n in srcmaps_ds["source"].values]
         self.maps = {n: maps[i].reshape(maps.shape[1], -1) for i, n in enumerate(self.names)}
+        self.map_keys: dict[str, str] = {}   # name -> digest of the spatial model mapped
+        self.model = None      # the component's own model as configured (isodiff per component)
         self.drm = drm
         self.wmap = None       # likelihood weights (n_bins, n_pix), gtlike.wmap
 
@@ -86,7 +91,8 @@ class Analysis:
 
         comps = self.recipe.components
         self._comps = None
-        self.model = sky_model(comps[0])
+        self._recipe_model = sky_model(comps[0])
+        self.model = self._recipe_model
         return self
 
     @property
@@ -100,6 +106,7 @@ class Analysis:
         self._comps = list(value)
 
     def _read_components(self) -> list[_Component]:
+        from ..engine.plan import sky_model
         from ..engine.run import open_run
 
         run = open_run(self.outdir, dask=False)
@@ -119,7 +126,12 @@ class Analysis:
             drm = None
             if cfg["gtlike"].get("edisp") and f"drm{sfx}" in run:
                 drm = np.asarray(run[f"drm{sfx}"]["drm"].values, dtype=np.float64)
-            comp = _Component(counts, run[f"srcmaps{sfx}"].load(), edges, drm)
+            try:
+                comp = _Component(counts, run[f"srcmaps{sfx}"].load(), edges, drm)
+            except (GeometryError, RecipeError) as exc:
+                raise GeometryError(f"component {i}: {exc}") from None
+            comp.model = sky_model(cfg) if i else self._recipe_model
+            comp.map_keys = {s.name: _map_key(s) for s in comp.model if s.name in comp.maps}
             if cfg["gtlike"].get("wmap"):
                 comp.wmap = _read_wmap(cfg["gtlike"]["wmap"], comp.counts.shape)
             out.append(comp)
@@ -130,11 +142,18 @@ class Analysis:
             raise RecipeError("call setup() first")
 
     # ------------------------------------------------------------- the model ----------
-    def _spectral(self, src: Source):
+    def _spectral(self, src: Source, comp: "_Component | None" = None):
+        """The spectral model of ``src``; a FileFunction reads its table (cached), the
+        component's own when its configuration names another file (isodiff per
+        component)."""
         from ..model.spectral import get_spectral_model
 
         cls = get_spectral_model(src.spectrum)
         if src.spectrum == "FileFunction":
+            if comp is not None and comp.model is not None and src.name in comp.model:
+                own = comp.model.find(src.name)
+                if own.spectrum == "FileFunction":
+                    src = own
             key = str(src.spectrum_file)
             if key not in self._models_cache:
                 self._models_cache[key] = cls.from_file(src.spectrum_file)
@@ -187,34 +206,16 @@ class Analysis:
             names = [pars] if isinstance(pars, str) else list(pars)
         self._set_free(name, names, free)
 
-    def free_sources(self, free=True, pars=None, distance=None, skydir=None, minmax_ts=None,
-                     minmax_npred=None, exclude=None, square=False, cuts=None):
-        """Free or fix every source passing the selection (Fermipy's options)."""
-        from ..geom.frames import angular_separation
-
-        self._require_setup()
-        if square or cuts:
-            raise RecipeError("free_sources: 'square' and 'cuts' selections are not "
-                              "available yet; use distance, minmax_ts, minmax_npred, exclude")
-        center = np.array(skydir if skydir is not None else
-                          (self.config["selection"]["ra"], self.config["selection"]["dec"]))
-        exclude = set(exclude or [])
-        for src in list(self.model):
-            if src.name in exclude:
-                continue
-            if distance is not None and src.skydir is not None:
-                d = float(angular_separation(np.array([src.skydir[0]]),
-                                             np.array([src.skydir[1]]), *center)[0])
-                if d > distance:
-                    continue
-            elif distance is not None and src.skydir is None:
-                pass  # diffuse sources are at distance 0
-            res = self._results.get(src.name, {})
-            if minmax_ts is not None and not _in_range(res.get("ts"), minmax_ts):
-                continue
-            if minmax_npred is not None and not _in_range(res.get("npred"), minmax_npred):
-                continue
+    def free_sources(self, free=True, pars=None, cuts=None, distance=None, skydir=None,
+                     minmax_ts=None, minmax_npred=None, exclude=None, square=False):
+        """Free (or fix) the parameters ``pars`` of every source :meth:`get_sources`
+        selects with the same options; returns the sources changed."""
+        srcs = self.get_sources(cuts=cuts, distance=distance, skydir=skydir,
+                                minmax_ts=minmax_ts, minmax_npred=minmax_npred,
+                                exclude=exclude, square=square)
+        for src in srcs:
             self.free_source(src.name, free=free, pars=pars)
+        return [self.model.find(s.name) for s in srcs]
 
     def set_parameter(self, name, par, value, true_value=True, scale=None, bounds=None,
                       error=None):
@@ -280,6 +281,16 @@ class Analysis:
                              rfactor=cfg["gtlike"].get("rfactor") or 2, name=src.name)
         return m.reshape(m.shape[0], -1)
 
+    def _ensure_maps(self, src: Source) -> None:
+        """Give every component a map of ``src``'s current spatial model (the engine's
+        maps serve the recipe's sources as configured; an added, moved or reshaped source
+        gets its map computed here, once)."""
+        key = _map_key(src)
+        for i, comp in enumerate(self._components):
+            if comp.map_keys.get(src.name) != key:
+                comp.maps[src.name] = self._compute_map(src, i)
+                comp.map_keys[src.name] = key
+
     def add_source(self, name, src_dict, free=None) -> Source:
         """Add a source from a Fermipy source dictionary (``ra``/``dec`` or ``glon``/
         ``glat``, ``SpectrumType``, ``SpatialModel``, parameters ...) and compute its maps."""
@@ -295,8 +306,7 @@ class Analysis:
                 if p not in sm.scale_params:
                     src = src.with_param(p, free=bool(free))
         model = self.model.add(src)            # raises if the name exists
-        for i, comp in enumerate(self._components):
-            comp.maps[src.name] = self._compute_map(src, i)
+        self._ensure_maps(src)
         self.model = model
         return src
 
@@ -328,10 +338,11 @@ class Analysis:
             base = old.get(q.name, q)
             pars.append(Parameter.from_any(q.name, given[q.name], base, where=src.name)
                         if q.name in given else base)
-        new = src.replace(spatial_model=kind, spatial=tuple(pars))
-        maps = [self._compute_map(new, i) for i in range(len(self._components))]
-        for comp, m in zip(self._components, maps):
-            comp.maps[new.name] = m
+        meta = dict(src.meta)
+        if src.skydir != _radec(pars):
+            meta.pop("pos_ellipse", None)      # the old position's uncertainty
+        new = src.replace(spatial_model=kind, spatial=tuple(pars), meta=meta)
+        self._ensure_maps(new)
         self._replace(new)
 
     def delete_source(self, name):
@@ -339,13 +350,98 @@ class Analysis:
         self.model = self.model.remove(src.name)
         return src
 
-    def delete_sources(self, names):
-        return [self.delete_source(n) for n in names]
+    def delete_sources(self, cuts=None, distance=None, skydir=None, minmax_ts=None,
+                       minmax_npred=None, exclude=None, square=False, names=None):
+        """Delete every source :meth:`get_sources` selects with these options (with none
+        given, every source, as Fermipy does); returns the deleted sources."""
+        srcs = self.get_sources(cuts=cuts, distance=distance, skydir=skydir,
+                                minmax_ts=minmax_ts, minmax_npred=minmax_npred,
+                                exclude=exclude, square=square, names=names)
+        return [self.delete_source(s.name) for s in srcs]
 
-    def get_sources(self, distance=None, exclude=None):
+    def get_sources(self, cuts=None, distance=None, skydir=None, minmax_ts=None,
+                    minmax_npred=None, exclude=None, square=False, coordsys=None,
+                    names=None) -> list[Source]:
+        """The sources passing Fermipy's selection, point-like ones by distance from
+        ``skydir`` (default the ROI centre), then the diffuse ones (which have no position
+        and pass the distance cut):
+
+        * ``distance`` (deg): on the sky, or with ``square`` within |x|, |y| <= distance
+          of the AIT projection centred on ``skydir`` in ``coordsys`` (default the
+          binning frame);
+        * ``cuts``: ``{key: [min, max]}`` (either may be null), a ``(key, min, max)``
+          tuple or a list of them, on entries of the source dictionary (``ts``,
+          ``npred``, ``offset``, ``flux`` ...) or columns of the source's catalog row
+          (``Signif_Avg``, ``Variability_Index`` ...); a source without the key fails;
+        * ``minmax_ts``, ``minmax_npred``: [min, max] of TS and npred (computed now, with
+          the current parameters);
+        * ``exclude``, ``names``: names left out / the only names considered."""
+        from ..engine.plan import roi_center
+        from ..geom.frames import ait_offsets, angular_separation, fermipy_cel_to_gal
+
         self._require_setup()
-        exclude = set(exclude or [])
-        return [s for s in self.model if s.name not in exclude]
+        cuts = _parse_cuts(cuts)
+        for what, mm in (("minmax_ts", minmax_ts), ("minmax_npred", minmax_npred)):
+            if mm is not None:
+                cuts[what[7:]] = _minmax(mm, what)
+        center = (tuple(float(v) for v in skydir) if skydir is not None
+                  else roi_center(self.recipe.components[0]))
+        frame = str(coordsys or self.config["binning"].get("coordsys") or "CEL").upper()
+        exclude = {str(n) for n in (exclude or [])}
+        wanted = None if names is None else [self.roi_source(n).name for n in names]
+        point, diffuse = [], []
+        for src in self.model:
+            if src.name in exclude or any(src.matches(n) for n in exclude):
+                continue
+            if wanted is not None and src.name not in wanted:
+                continue
+            if src.skydir is None:
+                diffuse.append(src)
+                continue
+            ra, dec = src.skydir
+            d = float(angular_separation(np.array([ra]), np.array([dec]), *center)[0])
+            if distance is not None:
+                if square:
+                    if frame == "GAL":
+                        x, y = ait_offsets(*fermipy_cel_to_gal(*center),
+                                           *fermipy_cel_to_gal(ra, dec), "GAL")
+                    else:
+                        x, y = ait_offsets(*center, ra, dec, "CEL")
+                    if max(abs(float(x[0])), abs(float(y[0]))) > distance:
+                        continue
+                elif d > distance:
+                    continue
+            point.append((d, src))
+        point.sort(key=lambda t: t[0])
+        candidates = [s for _, s in point] + diffuse
+        for key in cuts:
+            if candidates and key not in ("ts", "npred") and not any(
+                    self._source_property(s, key) is not None for s in candidates):
+                raise RecipeError(f"cuts: no source has a property {key!r} (keys of the "
+                                  "source dictionary or of the catalog row)")
+        return [s for s in candidates
+                if all(_in_range(self._source_property(s, k), mm) for k, mm in cuts.items())]
+
+    def _source_property(self, src: Source, key: str):
+        """A value of the source dictionary or the source's catalog row, or None."""
+        from ..engine.plan import roi_center
+        from ..geom.coords import geom_from_attrs
+        from .sourcedict import CATALOG_COLUMNS, SCALARS, position_dict
+
+        if key == "ts":
+            return self._ts(src)
+        if key == "npred":
+            return self.npred(src.name)
+        if key in src.meta and isinstance(src.meta[key], (int, float)):
+            return float(src.meta[key])
+        pos = position_dict(src, roi_center(self.recipe.components[0]),
+                            geom_from_attrs(self._components[0].geom_attrs))
+        if key in pos:
+            return pos[key]
+        if key not in SCALARS + CATALOG_COLUMNS:
+            return None
+        v = self.get_src_model(src.name, scan=False).get(key)
+        return float(v) if isinstance(v, (int, float, np.floating)) else None
 
     def get_params(self, freeonly=False) -> list[dict]:
         """One dict per spectral parameter (Fermipy's ``get_params``)."""
@@ -378,10 +474,9 @@ class Analysis:
             wmap = comp.wmap
             terms = []
             for src in self.model:
-                if src.name not in comp.maps:
-                    raise RecipeError(f"source {src.name!r} has no source map: re-run setup() "
-                                      "after changing the model's sources")
-                terms.append(SourceTerm.from_source(src, model=self._spectral(src)))
+                if comp.map_keys.get(src.name) != _map_key(src):
+                    self._ensure_maps(src)
+                terms.append(SourceTerm.from_source(src, model=self._spectral(src, comp)))
             if comp.drm is not None:
                 # energy dispersion: every source through the response matrix, except
                 # those gtlike.edisp_disable names (identity on the measured bins)
@@ -410,7 +505,9 @@ class Analysis:
         """A Gaussian prior (scaled units, as the Science Tools apply it) on a parameter;
         it takes part in fits while the parameter is free."""
         src = self.roi_source(name)
-        src.param(parName)
+        if not src.param(parName).free:
+            raise RecipeError(f"prior on {src.name}:{parName}: the parameter is fixed; free it "
+                              "first (free_parameter / free_source)")
         if not (float(sigma) > 0):
             raise RecipeError(f"prior on {src.name}:{parName}: sigma must be > 0, got {sigma}")
         self._priors[f"{src.name}:{parName}"] = (float(mean), float(sigma))
@@ -532,22 +629,31 @@ class Analysis:
                            "max_free_sources": max_free_sources}}
 
     # ---------------------------------------------------------------- maps ------------
-    def model_counts_map(self, name=None):
+    def model_counts_map(self, name=None, weighted=False):
         """Model counts (energy, y, x) or (energy, pix) of the whole model or of one
-        source, summed over components; an xarray DataArray on the counts geometry."""
+        source, summed over components; an xarray DataArray on the counts geometry.
+        ``weighted``: multiplied by the likelihood weights map (gtlike.wmap)."""
         import xarray as xr
 
-        cost = self._cost()
         total = None
-        costs = getattr(cost, "components", [cost])
-        for comp, c in zip(self._components, costs):
-            m = c.model_cube(c.x0) if name is None else c.source_cube(
-                self.model.find(name).name, c.x0)
-            m = np.asarray(m).reshape((-1,) + tuple(comp.sky_shape))
+        for comp, m in zip(self._components, self._component_cubes(name)):
+            if weighted and comp.wmap is not None:
+                m = m * comp.wmap
+            m = m.reshape((-1,) + tuple(comp.sky_shape))
             total = m if total is None else total + m
         ref = self._components[0].counts_ds["counts"]
         return xr.DataArray(total, dims=ref.dims, coords=ref.coords, name="model_counts",
                             attrs={"units": "count"})
+
+    def _component_cubes(self, name=None) -> list[np.ndarray]:
+        """Model counts (n_bins, n_pix) of each component: the whole model or one source."""
+        cost = self._cost()
+        out = []
+        for comp, c in zip(self._components, getattr(cost, "components", [cost])):
+            m = c.model_cube(c.x0) if name is None else c.source_cube(
+                self.model.find(name).name, c.x0)
+            out.append(np.asarray(m).reshape(comp.counts.shape))
+        return out
 
     def counts_map(self):
         import xarray as xr
@@ -569,13 +675,20 @@ class Analysis:
             xvals = np.linspace(0.0, max(hi, 2 * norm.value), npts)
         return self.profile(src.name, norm.name, xvals, reoptimize=reoptimize)
 
-    def profile(self, name, parName, xvals, reoptimize=False) -> dict:
-        """Likelihood profile of any spectral parameter over ``xvals`` (scaled units);
+    def profile(self, name, parName, xvals=None, npts=None, reoptimize=False) -> dict:
+        """Likelihood profile of any spectral parameter over ``xvals`` (scaled units; by
+        default ``npts`` = gtlike.llscan_npts values over +-3 errors, within the bounds);
         others held, or refitted with ``reoptimize``.  Returns xvals, loglike, dloglike
         and the source's flux / eflux (analysis energy range) at each point."""
         src = self.roi_source(name)
         sm = self._spectral(src)
         p = src.param(parName)
+        if xvals is None:
+            npts = int(npts or (self.config.get("gtlike") or {}).get("llscan_npts", 20))
+            half = 3 * (p.error or 0.1 * abs(p.value) or 0.1)
+            lo = p.value - half if p.min is None else max(p.min, p.value - half)
+            hi = p.value + half if p.max is None else min(p.max, p.value + half)
+            xvals = np.linspace(lo, hi, npts)
         emin, emax = self._emin_emax()
         saved = self.model
         ll, fl, efl = [], [], []
@@ -657,39 +770,81 @@ class Analysis:
         return float(e[0]), float(e[-1])
 
     def get_src_model(self, name, covariance=None, scan=True) -> dict:
-        """Fermipy's source dictionary of one source: position, spectral parameters and
-        errors, TS, npred, the flux/eflux family with errors."""
-        from ..geom.frames import fermipy_cel_to_gal
+        """Fermipy's source dictionary of one source: names and types, position, offsets
+        and positional uncertainty, spectral parameters with errors, TS, npred (also per
+        energy bin, ``model_counts``, and weighted), the flux / eflux / dN/dE families with
+        errors, the correlation of its normalisation with the other sources' (last fit)
+        and, with ``scan``, the normalisation likelihood scan and the 95% upper limits."""
+        from ..engine.plan import roi_center
+        from ..geom.coords import geom_from_attrs
+        from ..model.spatial import XML_FUNCTION, param_to_width
+        from .sourcedict import catalog_columns, dnde_family, flux_family, position_dict
 
         src = self.roi_source(name)
         sm = self._spectral(src)
         p = src.spectral_values()
+        width = {q.name: q.physical for q in src.spatial}
         d = {"name": src.name, "Source_Name": src.name, "SpectrumType": src.spectrum,
-             "SpatialModel": src.spatial_model, "SourceType": "DiffuseSource"
-             if src.is_diffuse else "PointSource",
+             "SpatialModel": src.spatial_model,
+             "SpatialType": XML_FUNCTION.get(src.spatial_model, src.spatial_model),
+             "SpatialWidth": (param_to_width(src.spatial_model, width.get("Sigma",
+                                                                         width.get("Radius", 0.0)))
+                              if src.spatial_model in ("RadialGaussian", "RadialDisk")
+                              else float("nan")),
+             "SourceType": "PointSource" if src.spatial_model == "PointSource"
+             else "DiffuseSource",
              "Spatial_Filename": src.spatial_file, "Spectrum_Filename": src.spectrum_file,
+             "associations": list(src.associations),
              "param_names": np.array([q.name for q in src.spectral]),
              "param_values": p,
              "param_errors": np.array([np.nan if q.error is None else q.error * abs(q.scale)
                                        for q in src.spectral])}
-        if src.skydir is not None:
-            ra, dec = src.skydir
-            d["ra"], d["dec"] = ra, dec
-            d["glon"], d["glat"] = fermipy_cel_to_gal(ra, dec)
+        d.update(position_dict(src, roi_center(self.recipe.components[0]),
+                               geom_from_attrs(self._components[0].geom_attrs)))
+        d.update(catalog_columns(src.spectrum, d["param_names"], p))
+        counts = self.model_counts_map(src.name)
+        d["model_counts"] = counts.sum(axis=tuple(range(1, counts.ndim))).values
+        d["npred"] = float(d["model_counts"].sum())
+        wts = [c.wmap for c in self._components]
+        if any(w is not None for w in wts):
+            wcounts = self.model_counts_map(src.name, weighted=True)
+            d["model_counts_wt"] = wcounts.sum(axis=tuple(range(1, wcounts.ndim))).values
+            d["npred_wt"] = float(d["model_counts_wt"].sum())
         else:
-            d["ra"] = d["dec"] = d["glon"] = d["glat"] = float("nan")
-        d["npred"] = self.npred(src.name)
+            d["model_counts_wt"], d["npred_wt"] = d["model_counts"], d["npred"]
         d["ts"] = self._ts(src)
         free = np.array([q.free for q in src.spectral])
         idx = np.flatnonzero(free)
         cov = covariance if covariance is not None else self._physical_covariance(src, idx)
         emin, emax = self._emin_emax()
-        d.update(_flux_family(sm, p, cov, idx, emin, emax))
-        d.update(_dnde_family(sm, p, cov, idx, emin, emax))
+        d.update(flux_family(sm, p, cov, idx, emin, emax))
+        d.update(dnde_family(sm, p, cov, idx, emin, emax))
+        d["correlation"] = self._norm_correlations(src)
         d["loglike"] = self.loglike()
         if scan and not src.is_diffuse:
             d.update(self._norm_scan(src, d))
         return d
+
+    def _norm_correlations(self, src) -> dict:
+        """Correlation coefficient of the source's normalisation with every other free
+        normalisation of the last fit (Fermipy's ``correlation`` dict); empty when the
+        norm was not free."""
+        if self._fit_cov is None:
+            return {}
+        names, cov = self._fit_cov
+        key = f"{src.name}:{self._spectral(src).norm_param}"
+        if key not in names:
+            return {}
+        i = names.index(key)
+        out = {}
+        for j, n in enumerate(names):
+            sname, par = n.rsplit(":", 1)
+            if j == i or sname not in self.model:
+                continue
+            other = self.model.find(sname)
+            if par == self._spectral(other).norm_param:
+                out[sname] = float(cov[i, j] / np.sqrt(cov[i, i] * cov[j, j]))
+        return out
 
     def _norm_scan(self, src, d) -> dict:
         """Fermipy's likelihood scan of the normalisation (others held) and the 95% upper
@@ -751,17 +906,19 @@ class Analysis:
         return {s.name: self.get_src_model(s.name) for s in self.model}
 
     # ------------------------------------------------------------- write/load -----------
-    def write_roi(self, outfile="fit_roi") -> dict:
+    def write_roi(self, outfile="fit_roi", save_model_map=False, make_plots=False) -> dict:
         """Write the ROI: ``<prefix>.npy`` (roi, sources, config, version), ``<prefix>.fits``
         (one row per source), ``<prefix>_NN.xml`` (one model per component),
         ``<prefix>.yaml`` (the configuration) and ``<prefix>.zarr`` (xarray, one row per
-        source). Returns the paths written."""
+        source); with ``save_model_map`` the model counts cube of each component,
+        ``<prefix>_mcube_NN.fits`` (gtmodel's layout).  Returns the paths written."""
         import json
 
         import yaml
 
         from .._version import __version__
         from ..engine.store import write_dataset_atomic
+        from .sourcedict import sources_dataset, sources_table
 
         self._require_setup()
         prefix = Path(outfile)
@@ -778,7 +935,7 @@ class Analysis:
         paths["npy"] = prefix.with_name(prefix.name + ".npy")
         np.save(paths["npy"], {"roi": roi, "sources": sources, "config": cfg,
                                "version": __version__}, allow_pickle=True)
-        table = _sources_table(sources)
+        table = sources_table(sources)
         paths["fits"] = prefix.with_name(prefix.name + ".fits")
         table.meta["CONFIG"] = json.dumps(cfg, sort_keys=True, default=str)
         table.write(paths["fits"], overwrite=True)
@@ -786,8 +943,23 @@ class Analysis:
             paths[f"xml_{i:02d}"] = self.write_xml(prefix.with_name(f"{prefix.name}_{i:02d}.xml"))
         paths["yaml"] = prefix.with_name(prefix.name + ".yaml")
         paths["yaml"].write_text(yaml.safe_dump(cfg, sort_keys=False))
-        paths["zarr"] = write_dataset_atomic(_sources_dataset(sources),
+        paths["zarr"] = write_dataset_atomic(sources_dataset(sources),
                                              prefix.with_name(prefix.name + ".zarr"))
+        if save_model_map:
+            from ..io.st_fits import write_ccube
+
+            for i, (comp, m) in enumerate(zip(self._components, self._component_cubes())):
+                ds = comp.counts_ds.drop_vars("counts").assign(
+                    model_counts=(comp.counts_ds["counts"].dims,
+                                  m.reshape(comp.counts_ds["counts"].shape)))
+                paths[f"mcube_{i:02d}"] = write_ccube(
+                    ds, prefix.with_name(f"{prefix.name}_mcube_{i:02d}.fits"), config=cfg,
+                    var="model_counts", dtype=np.float32)
+        if make_plots:
+            import warnings
+
+            warnings.warn("write_roi: make_plots is not supported by this version of fermixr; "
+                          "no plots were drawn", stacklevel=2)
         return paths
 
     def load_roi(self, infile) -> "Analysis":
@@ -824,9 +996,10 @@ class Analysis:
         print(text)
         return text
 
-    def print_params(self, freeonly=False) -> str:
+    def print_params(self, allpars=False) -> str:
+        """Print the free spectral parameters (every one with ``allpars``)."""
         lines = [f"{'source':<24}{'parameter':<14}{'value':>12}{'error':>12}{'scale':>10} free"]
-        for p in self.get_params(freeonly):
+        for p in self.get_params(freeonly=not allpars):
             err = "" if p["error"] is None else f"{p['error']:12.4g}"
             lines.append(f"{p['src_name']:<24}{p['par_name']:<14}{p['value']:12.5g}{err:>12}"
                          f"{p['scale']:10.3g} {'*' if p['free'] else ''}")
@@ -836,15 +1009,37 @@ class Analysis:
 
 
 def _in_range(v, minmax):
+    """Fermipy's min/max selection: a bound of None passes everything, a NaN value
+    fails a bound that is set."""
     if v is None:
         return False
     lo, hi = minmax
     return (lo is None or v >= lo) and (hi is None or v <= hi)
 
 
-# ============================================================== results and files =========
-_BANDS = {"": None, "100": (100.0, 316227.76), "1000": (1000.0, 316227.76),
-          "10000": (10000.0, 316227.76)}
+def _minmax(v, what):
+    try:
+        lo, hi = v
+        return (None if lo is None else float(lo), None if hi is None else float(hi))
+    except (TypeError, ValueError):
+        raise RecipeError(f"{what}: got {v!r}; expected [min, max] (either may be null)") \
+            from None
+
+
+def _parse_cuts(cuts) -> dict:
+    """``cuts`` as {key: (min, max)} from a dict, a (key, min, max) tuple or a list."""
+    if cuts is None:
+        return {}
+    if isinstance(cuts, dict):
+        return {str(k): _minmax(v, f"cuts[{k!r}]") for k, v in cuts.items()}
+    if isinstance(cuts, tuple) and len(cuts) == 3 and isinstance(cuts[0], str):
+        cuts = [cuts]
+    out = {}
+    for c in cuts:
+        if not (isinstance(c, (list, tuple)) and len(c) == 3 and isinstance(c[0], str)):
+            raise RecipeError(f"cuts: got {c!r}; expected (key, min, max)")
+        out[c[0]] = _minmax(c[1:], f"cuts[{c[0]!r}]")
+    return out
 
 
 def _read_wmap(path, shape):
@@ -863,97 +1058,13 @@ def _read_wmap(path, shape):
     return data.reshape(shape)
 
 
-def _dnde_family(sm, p, cov_phys, free_idx, emin, emax) -> dict:
-    """dN/dE with its error and local index at the pivot (decorrelation) energy and at
-    100 MeV, 1 GeV and 10 GeV; the pivot is where dN/dE's relative error is smallest."""
-    grid = np.geomspace(emin, emax, 101)
-    f = np.asarray(sm.evaluate(grid, p), dtype=float)
-    rel = np.full(grid.size, np.nan)
-    if free_idx.size:
-        g = np.asarray(sm.gradient(grid, p), dtype=float)[free_idx]
-        var = np.einsum("ai,ab,bi->i", g, cov_phys, g)
-        rel = np.sqrt(np.clip(var, 0, None)) / np.abs(f)
-    pivot = float(grid[np.nanargmin(rel)]) if np.isfinite(rel).any() else float(np.sqrt(emin * emax))
-    out = {"pivot_energy": pivot}
-    for key, e in (("", pivot), ("100", 100.0), ("1000", 1000.0), ("10000", 10000.0)):
-        es = np.array([e / 1.01, e, e * 1.01])
-        v = np.asarray(sm.evaluate(es, p), dtype=float)
-        err = float("nan")
-        if free_idx.size:
-            g = np.asarray(sm.gradient(es[1:2], p), dtype=float)[free_idx, 0]
-            err = float(np.sqrt(max(g @ cov_phys @ g, 0.0)))
-        out[f"dnde{key}"] = float(v[1])
-        out[f"dnde{key}_err"] = err
-        out[f"dnde{key}_index"] = float(-np.log(v[2] / v[0]) / np.log(es[2] / es[0]))
-    return out
+def _map_key(src: Source) -> str:
+    """What a source map depends on, as a short digest."""
+    from ..engine.hashing import digest
+
+    return digest(src.spatial_key())
 
 
-def _flux_family(sm, p, cov_phys, free_idx, emin, emax) -> dict:
-    """flux/eflux (with errors from the covariance of the free parameters) over the analysis
-    range and Fermipy's bands, and dN/dE at 1 GeV-ish pivot (the geometric mean)."""
-    out = {}
-    for band, rng in _BANDS.items():
-        lo, hi = rng if rng else (emin, emax)
-        f = float(sm.flux(lo, hi, p))
-        ef = float(sm.eflux(lo, hi, p))
-        err_f = err_e = float("nan")
-        if free_idx.size:
-            gf = np.asarray(sm.flux_gradient(lo, hi, p), dtype=float)[free_idx]
-            ge = np.asarray(sm.eflux_gradient(lo, hi, p), dtype=float)[free_idx]
-            err_f = float(np.sqrt(max(gf @ cov_phys @ gf, 0.0)))
-            err_e = float(np.sqrt(max(ge @ cov_phys @ ge, 0.0)))
-        out[f"flux{band}"], out[f"flux{band}_err"] = f, err_f
-        out[f"eflux{band}"], out[f"eflux{band}_err"] = ef, err_e
-    return out
-
-
-_TABLE_SCALARS = ("ra", "dec", "glon", "glat", "ts", "npred", "loglike", "flux", "flux_err",
-                  "eflux", "eflux_err", "flux100", "flux100_err", "flux1000", "flux1000_err",
-                  "flux10000", "flux10000_err", "eflux100", "eflux100_err", "eflux1000",
-                  "eflux1000_err", "eflux10000", "eflux10000_err", "pivot_energy", "dnde",
-                  "dnde_err", "dnde_index", "dnde100", "dnde100_err", "dnde1000",
-                  "dnde1000_err", "dnde10000", "dnde10000_err", "flux_ul95", "flux100_ul95",
-                  "flux1000_ul95", "flux10000_ul95", "eflux_ul95", "eflux100_ul95",
-                  "eflux1000_ul95", "eflux10000_ul95")
-
-
-def _sources_table(sources: dict):
-    """astropy Table, one row per source, with the columns Fermipy writes (scalar ones and
-    the parameter arrays padded to a common length)."""
-    from astropy.table import Table
-
-    names = list(sources)
-    t = Table()
-    t["name"] = names
-    t["Source_Name"] = names
-    for k in ("SpatialModel", "SpectrumType", "SourceType"):
-        t[k] = [str(sources[n][k]) for n in names]
-    for k in _TABLE_SCALARS:
-        t[k] = np.array([sources[n].get(k, np.nan) for n in names], dtype=float)
-    npar = max(len(sources[n]["param_values"]) for n in names)
-
-    def pad(key, fill, dtype):
-        arr = np.full((len(names), npar), fill, dtype=dtype)
-        for i, n in enumerate(names):
-            v = sources[n][key]
-            arr[i, :len(v)] = v
-        return arr
-
-    t["param_names"] = pad("param_names", "", "U24")
-    t["param_values"] = pad("param_values", np.nan, float)
-    t["param_errors"] = pad("param_errors", np.nan, float)
-    return t
-
-
-def _sources_dataset(sources: dict):
-    import xarray as xr
-
-    names = np.array(list(sources), dtype=object)
-    data = {k: ("source", np.array([sources[n].get(k, np.nan) for n in sources], dtype=float))
-            for k in _TABLE_SCALARS}
-    ds = xr.Dataset(data, coords={"source": names})
-    for k in ("ra", "dec", "glon", "glat"):
-        ds[k].attrs["units"] = "deg"
-    ds["npred"].attrs["units"] = "count"
-    ds.attrs["fermixr_product"] = "roi"
-    return ds
+def _radec(pars):
+    p = {q.name: q.physical for q in pars}
+    return (p["RA"], p["DEC"]) if "RA" in p and "DEC" in p else None

@@ -140,6 +140,27 @@ def fermipy_gal_to_cel(glon: float, glat: float) -> tuple[float, float]:
     return _rotate_point(glon, glat, ICRS_TO_GALACTIC.T)
 
 
+def ait_offsets(lon0: float, lat0: float, lon, lat, frame: str):
+    """Offsets (x, y) [deg] of (lon, lat) in a Hammer-Aitoff projection centred on
+    (lon0, lat0) with 1 deg pixels, x growing towards smaller longitude (FITS convention,
+    CDELT1 < 0): Fermipy's ``sky_to_offset`` frame, in which its ``offset_ra/dec``,
+    ``offset_glon/glat`` and square source selections are measured.  ``frame``: CEL or
+    GAL, the frame of all four angles."""
+    from astropy.wcs import WCS
+
+    w = WCS(naxis=2)
+    w.wcs.ctype = (["RA---AIT", "DEC--AIT"] if normalize_frame(frame) == "CEL"
+                   else ["GLON-AIT", "GLAT-AIT"])
+    w.wcs.crval = [float(lon0), float(lat0)]
+    w.wcs.crpix = [1.0, 1.0]
+    w.wcs.cdelt = [-1.0, 1.0]
+    lon = np.atleast_1d(np.asarray(lon, dtype=np.float64))
+    if lon.size == 0:
+        return np.zeros(0), np.zeros(0)
+    x, y = w.wcs_world2pix(lon, np.atleast_1d(np.asarray(lat, dtype=np.float64)), 0)
+    return np.asarray(x), np.asarray(y)
+
+
 _KERNEL_MIN_SIZE = 100_000
 
 

@@ -90,16 +90,18 @@ def _hpx_table(planes: np.ndarray, prefix: str, geom: dict, pix: np.ndarray, dty
     return hdu
 
 
-def write_ccube(counts, path, gti=None, config=None, overwrite=True) -> Path:
-    """Write a counts product in gtbin's layout (WCS) or Fermipy's HEALPix layout."""
+def write_ccube(counts, path, gti=None, config=None, overwrite=True, var="counts",
+                dtype=np.int32) -> Path:
+    """Write a counts product in gtbin's layout (WCS) or Fermipy's HEALPix layout; a model
+    counts cube (gtmodel's layout) with ``var="model_counts", dtype=np.float32``."""
     from astropy.io import fits
 
     geom = counts.attrs["geom"]
-    data = np.asarray(counts["counts"].values)
+    data = np.asarray(counts[var].values)
     emin = np.asarray(counts["energy_min"].values, dtype=np.float64)
     emax = np.asarray(counts["energy_max"].values, dtype=np.float64)
     if geom["type"] == "wcs":
-        prim = fits.PrimaryHDU(data.astype(np.int32))
+        prim = fits.PrimaryHDU(data.astype(dtype))
         prim.header.update(_wcs_cards(counts.attrs))
         prim.header["CTYPE3"] = "Energy"
         prim.header["CUNIT3"] = "MeV"

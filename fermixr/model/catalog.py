@@ -45,6 +45,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import FileFormatError, InputFileError, RecipeError
+from ..geom.frames import ait_offsets
 from .parameters import Parameter
 from .skymodel import SkyModel
 from .source import Source
@@ -100,23 +101,6 @@ def angular_separation(lon0: float, lat0: float, lon, lat) -> np.ndarray:
                           float(lon0), float(lat0)))
 
 
-def _ait_offsets(lon0: float, lat0: float, lon, lat, frame: str) -> tuple[np.ndarray, np.ndarray]:
-    """Offsets (deg) of (lon, lat) in a Hammer-Aitoff projection centred on (lon0, lat0)
-    with 1 deg pixels — the frame Fermipy's square source selection uses."""
-    from astropy.wcs import WCS
-
-    w = WCS(naxis=2)
-    w.wcs.ctype = ["RA---AIT", "DEC--AIT"] if frame == "CEL" else ["GLON-AIT", "GLAT-AIT"]
-    w.wcs.crval = [lon0, lat0]
-    w.wcs.crpix = [1.0, 1.0]
-    w.wcs.cdelt = [-1.0, 1.0]
-    lon = np.asarray(lon, dtype=np.float64)
-    if lon.size == 0:
-        return np.zeros(0), np.zeros(0)
-    x, y = w.wcs_world2pix(lon, np.asarray(lat, dtype=np.float64), 0)
-    return np.asarray(x), np.asarray(y)
-
-
 def _to_gal(ra, dec) -> tuple[np.ndarray, np.ndarray]:
     from astropy.coordinates import SkyCoord
     import astropy.units as u
@@ -142,12 +126,12 @@ def sky_selection_mask(ra, dec, center: tuple[float, float], *,
     if src_radius_roi is not None:
         cs = str(coordsys).upper()
         if cs == "CEL":
-            x, y = _ait_offsets(ra0, dec0, ra, dec, "CEL")
+            x, y = ait_offsets(ra0, dec0, ra, dec, "CEL")
         elif cs == "GAL":
             l0, b0 = _to_gal([ra0], [dec0])
             if glon is None or glat is None:
                 glon, glat = _to_gal(ra, dec)
-            x, y = _ait_offsets(float(l0[0]), float(b0[0]), glon, glat, "GAL")
+            x, y = ait_offsets(float(l0[0]), float(b0[0]), glon, glat, "GAL")
         else:
             raise RecipeError(f"coordsys {coordsys!r}: expected CEL or GAL")
         with np.errstate(invalid="ignore"):
@@ -352,6 +336,9 @@ class FermiCatalog:
         if spatial is None:
             base = SPATIAL_PARAMS["PointSource"]
             spatial = (base[0].replace(value=ra), base[1].replace(value=dec))
+        ellipse = _position_ellipse(row)
+        if ellipse is not None:
+            meta["pos_ellipse"] = ellipse
         assoc = self._associations(row)
         meta["assoc"] = assoc
         names = []
@@ -518,6 +505,26 @@ class FermiCatalog:
 
 
 # -- Fermipy's parameter conventions for catalog sources --------------------------------
+# 68% / 95% containment radii of a 2-D Gaussian in units of its sigma: sqrt(chi2_2 quantiles)
+R68_SIGMA = math.sqrt(2.30)
+R95_SIGMA = math.sqrt(5.99)
+
+
+def _position_ellipse(row: dict):
+    """The catalog's positional-uncertainty ellipse as 1-sigma (semi-major, semi-minor,
+    position angle): from the Conf_68 columns, else the Conf_95 ones; None without."""
+    for level, factor in (("68", R68_SIGMA), ("95", R95_SIGMA)):
+        try:
+            a = float(row[f"Conf_{level}_SemiMajor"])
+            b = float(row[f"Conf_{level}_SemiMinor"])
+            ang = float(row.get(f"Conf_{level}_PosAng") or 0.0)
+        except (KeyError, TypeError, ValueError):
+            continue
+        if math.isfinite(a) and math.isfinite(b) and a > 0 and b > 0:
+            return (a / factor, b / factor, ang if math.isfinite(ang) else 0.0)
+    return None
+
+
 def _pow10(x: float) -> float:
     """Fermipy's scale of a positive number: 10 ** round(log10 x)."""
     if x > 0 and math.isfinite(x):

@@ -28,6 +28,9 @@ class Source:
     spatial_file: str | None = None            # SpatialMap / MapCubeFunction template
     spectrum_file: str | None = None           # FileFunction table
     associations: tuple[str, ...] = ()
+    # catalog row and other metadata; not part of equality.  ``meta["pos_ellipse"]`` =
+    # (1-sigma semi-major, semi-minor [deg], position angle [deg east of north]) of the
+    # position's uncertainty, kept through to_dict/from_dict.
     meta: dict = dataclasses.field(default_factory=dict, compare=False, hash=False)
 
     def __post_init__(self):
@@ -92,6 +95,8 @@ class Source:
             "Spatial_Filename": self.spatial_file,
             "Spectrum_Filename": self.spectrum_file,
             "associations": list(self.associations),
+            **({"pos_ellipse": list(self.meta["pos_ellipse"])}
+               if self.meta.get("pos_ellipse") is not None else {}),
         }
 
     @classmethod
@@ -105,6 +110,8 @@ class Source:
             spatial_file=d.get("Spatial_Filename"),
             spectrum_file=d.get("Spectrum_Filename"),
             associations=tuple(d.get("associations", ())),
+            meta=({"pos_ellipse": tuple(float(v) for v in d["pos_ellipse"])}
+                  if d.get("pos_ellipse") is not None else {}),
         )
 
     def spatial_key(self) -> dict:
