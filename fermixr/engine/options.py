@@ -646,6 +646,38 @@ def _name_opt(what: str) -> Option:
 
 
 _PREFIX = text("", "String prepended to the names of the output files.")
+_PAR = text(None, "Parameter name.")
+_BOUNDS = Option("array", None, "[min, max] (scaled); a null bound is unbounded.",
+                 items=_NUM_OR_NULL_ITEMS, min_items=2, max_items=2)
+
+
+def _src_step(name: str, description: str, required: tuple[str, ...] = (),
+              **extras: Option) -> StepSpec:
+    """A step acting on one source: ``name`` first (the string shorthand), then its own
+    parameters."""
+    return StepSpec(name, description, extras={"name": text(None, "Name of the source."),
+                                               **extras},
+                    positional="name", required=("name",) + tuple(required))
+
+
+def _selection_opts(exclude_desc: str) -> dict[str, Option]:
+    """get_sources' selection options (free_sources, delete_sources, get_sources)."""
+    return {
+        "cuts": Option(("object", "array"), None, "Cuts on source properties: {key: [min, "
+                       "max]} or a list of [key, min, max]; keys of the source dictionary "
+                       "(ts, npred, offset, flux ...) or of the catalog row."),
+        "distance": num(None, "Only sources within this distance of skydir.", unit="deg",
+                        minimum=0),
+        "skydir": numbers(None, "Centre [ra, dec] of the distance selection; null: the ROI "
+                                "centre.", unit="deg", min_items=2, max_items=2),
+        "square": flag(False, "Square selection |x|, |y| <= distance in the AIT projection "
+                              "of the binning frame, instead of a circle."),
+        "minmax_ts": Option("array", None, "Only sources with TS in [min, max].",
+                            items=_NUM_OR_NULL_ITEMS, min_items=2, max_items=2),
+        "minmax_npred": Option("array", None, "Only sources with npred in [min, max].",
+                               items=_NUM_OR_NULL_ITEMS, min_items=2, max_items=2),
+        "exclude": strings(None, exclude_desc),
+    }
 
 STEPS: dict[str, StepSpec] = {
     # data preparation
@@ -733,24 +765,133 @@ STEPS: dict[str, StepSpec] = {
                 "pars": Option(("string", "array"), None, "Parameters: null (all but the "
                                "reference energies), 'norm', 'shape' or a list of names.",
                                items=_STR_ITEMS),
-                "distance": num(None, "Only sources within this distance of the ROI centre.",
-                                unit="deg", minimum=0),
-                "minmax_ts": numbers(None, "Only sources with TS in [min, max]."),
-                "minmax_npred": numbers(None, "Only sources with npred in [min, max]."),
-                "exclude": strings(None, "Sources left alone.")}),
+                **_selection_opts("Sources left alone.")}),
+    "delete_sources": StepSpec(
+        "delete_sources", "Delete every source passing a selection (all of them without "
+                          "one, as Fermipy does).",
+        extras={**_selection_opts("Sources kept."),
+                "names": strings(None, "Only these sources are considered.")}),
+    "get_sources": StepSpec(
+        "get_sources", "Source dictionaries of the sources passing a selection (an 'roi' "
+                       "product).", extras=_selection_opts("Sources left out.")),
     "free_source": StepSpec(
         "free_source", "Free (or fix) the parameters of one source.",
         extras={"name": _name_opt("to free or fix"), "free": flag(True, "Free or fix."),
                 "pars": Option(("string", "array"), None, "Parameters: null, 'norm', 'shape' "
                                "or a list of names.", items=_STR_ITEMS)},
         positional="name", required=("name",)),
+    # the other Analysis methods
+    "free_norm": _src_step("free_norm", "Free (or fix) a source's normalisation.",
+                           free=flag(True, "Free or fix.")),
+    "free_index": _src_step("free_index", "Free (or fix) a source's spectral index.",
+                            free=flag(True, "Free or fix.")),
+    "free_shape": _src_step("free_shape", "Free (or fix) a source's shape parameters.",
+                            free=flag(True, "Free or fix.")),
+    "free_parameter": _src_step("free_parameter", "Free (or fix) one parameter.",
+                                required=("par",), par=_PAR, free=flag(True, "Free or fix.")),
+    "set_norm": _src_step("set_norm", "Set a source's normalisation (scaled value).",
+                          required=("value",), value=num(None, "New value.")),
+    "set_parameter": _src_step(
+        "set_parameter", "Set a parameter's value (and optionally scale, bounds, error).",
+        required=("par", "value"), par=_PAR, value=num(None, "New value."),
+        true_value=flag(True, "value is the physical value (else the scaled one)."),
+        scale=num(None, "New scale."), bounds=_BOUNDS, error=num(None, "Error (scaled).")),
+    "set_parameter_bounds": _src_step("set_parameter_bounds", "Set a parameter's bounds.",
+                                      required=("par", "bounds"), par=_PAR, bounds=_BOUNDS),
+    "set_source_spectrum": _src_step(
+        "set_source_spectrum", "Give a source another spectral model.",
+        spectrum_type=text("PowerLaw", "Spectral model (PowerLaw, LogParabola ...)."),
+        spectrum_pars=mapping(None, "Parameter values or dicts; others at the model's "
+                                    "defaults.")),
+    "set_source_morphology": _src_step(
+        "set_source_morphology", "Change a source's spatial model or its parameters "
+                                 "(RA, DEC, Sigma, Radius ...).",
+        spatial_model=text(None, "New spatial model; null keeps it."),
+        spatial_pars=mapping(None, "Spatial parameter values (physical).")),
+    "add_source": _src_step("add_source", "Add a source from a Fermipy source dictionary.",
+                            required=("src_dict",),
+                            src_dict=mapping(None, "ra/dec or glon/glat, SpectrumType, "
+                                                   "SpatialModel and parameters."),
+                            free=flag(None, "Free (true) or fix (false) its parameters; "
+                                            "null: as the dictionary says.")),
+    "delete_source": _src_step("delete_source", "Delete one source."),
+    "zero_source": _src_step("zero_source", "Set a source's normalisation to zero "
+                                            "(unzero_source restores it)."),
+    "unzero_source": _src_step("unzero_source", "Restore a zeroed source's normalisation."),
+    "add_gauss_prior": _src_step("add_gauss_prior", "A Gaussian prior on a free parameter "
+                                                    "(scaled units).",
+                                 required=("parName", "mean", "sigma"), parName=_PAR,
+                                 mean=num(None, "Mean (scaled)."),
+                                 sigma=num(None, "Width (scaled).", exclusive_minimum=0)),
+    "remove_prior": _src_step("remove_prior", "Remove the prior of a parameter.",
+                              required=("parName",), parName=_PAR),
+    "remove_priors": StepSpec("remove_priors", "Remove every prior."),
+    "constrain_norms": StepSpec(
+        "constrain_norms", "Gaussian priors on normalisations at their values, of width "
+                           "cov_scale x their errors.",
+        extras={"srcNames": strings(None, "Sources whose norms are constrained."),
+                "cov_scale": num(1.0, "Width of the priors in units of the errors.",
+                                 exclusive_minimum=0)},
+        positional="srcNames", required=("srcNames",)),
+    "load_roi": StepSpec("load_roi", "Restore the model from a write_roi file (.npy).",
+                         extras={"infile": text(None, "The .npy file (or its prefix).",
+                                                path=True)},
+                         positional="infile", required=("infile",)),
+    "generate_model": StepSpec(
+        "generate_model", "Replace the counts by a Poisson realisation of the model (of one "
+                          "source with model_name).",
+        extras={"model_name": text(None, "Simulate only this source."),
+                "seed": integer(None, "Random seed; null: mc.seed, else one derived from "
+                                      "the step's key (reproducible).", minimum=0)}),
+    "write_xml": StepSpec("write_xml", "Write the model as a Science Tools XML file.",
+                          extras={"xmlfile": text(None, "File name (in the run directory "
+                                                        "when relative).")},
+                          positional="xmlfile", required=("xmlfile",)),
+    "print_roi": StepSpec("print_roi", "Print the sources of the model with their npred."),
+    "print_params": StepSpec("print_params", "Print the spectral parameters.",
+                             extras={"allpars": flag(False, "All parameters (else only the "
+                                                            "free ones).")}),
+    "get_src_model": _src_step("get_src_model", "The source dictionary of one source (an "
+                                                "'roi' product with one row)."),
+    "get_params": StepSpec("get_params", "The spectral parameters as a table (a 'params' "
+                                         "product).",
+                           extras={"freeonly": flag(False, "Only the free parameters.")}),
+    "profile": _src_step("profile", "Likelihood profile of one parameter (a 'profile' "
+                                    "product).",
+                         required=("parName",), parName=_PAR,
+                         xvals=numbers(None, "Values (scaled); null: npts values around "
+                                             "the current value."),
+                         npts=integer(None, "Number of values when xvals is null; null: "
+                                            "gtlike.llscan_npts.", minimum=2),
+                         reoptimize=flag(False, "Refit the other free parameters at each "
+                                                "value.")),
+    "profile_norm": _src_step("profile_norm", "Likelihood profile of a source's "
+                                              "normalisation (a 'profile' product).",
+                              xvals=numbers(None, "Values (scaled); null: from 0 to well "
+                                                  "past the best value."),
+                              npts=integer(None, "Number of values when xvals is null.",
+                                           minimum=2),
+                              reoptimize=flag(False, "Refit the other free parameters at "
+                                                     "each value.")),
+    "bowtie": _src_step("bowtie", "The spectrum with its 1-sigma band (a 'bowtie' product).",
+                        loge=numbers(None, "log10(E/MeV) of the points; null: npts over the "
+                                           "analysis range.", unit="log10(MeV)"),
+                        npts=integer(50, "Number of points.", minimum=2)),
+    "model_counts_map": StepSpec("model_counts_map", "Model counts cube of the model or of "
+                                                     "one source (a 'model_counts' product).",
+                                 extras={"name": text(None, "Only this source.")},
+                                 positional="name"),
+    "counts_map": StepSpec("counts_map", "Counts cube summed over components (a "
+                                         "'counts' product)."),
     "write_roi": StepSpec("write_roi", "Write the ROI model and results (.npy, .fits, XML "
                                        "per component).",
                           extras={"outfile": text(None, "Base name of the files written; "
                                                         "null lets fermixr choose."),
-                                  "make_plots": flag(False, "Draw the standard plots."),
+                                  "make_plots": flag(False, "Draw the standard plots (not "
+                                                            "available yet: warns)."),
                                   "save_model_map": flag(False, "Also write the model counts "
-                                                                "cube.")},
+                                                                "cube of each component "
+                                                                "(<outfile>_mcube_NN.fits).")},
                           positional="outfile"),
 }
 

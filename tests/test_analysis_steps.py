@@ -1,0 +1,125 @@
+"""Every Analysis method as a recipe step, on the built-in example: products with their
+contracts, the numbers they hold, and a second run that takes every result from the
+store."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+import fermixr
+from fermixr.conventions import validate_product
+from fermixr.engine.run import run_recipe
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "quickstart.yaml"
+
+STEPS = [
+    "setup",
+    {"free_norm": "isodiff"},
+    {"free_source": {"name": "SYN_CRAB"}},
+    {"add_source": {"name": "NEW1", "src_dict": {"ra": 85.0, "dec": 20.5, "Index": 2.0,
+                                                 "Prefactor": 1e-13, "Scale": 1000.0},
+                    "free": False}},
+    {"free_parameter": {"name": "NEW1", "par": "Prefactor"}},
+    {"set_parameter_bounds": {"name": "NEW1", "par": "Prefactor", "bounds": [0.0, 1e4]}},
+    {"add_gauss_prior": {"name": "SYN_CRAB", "parName": "Index", "mean": 2.2, "sigma": 0.5}},
+    "fit",
+    "get_params",
+    {"get_src_model": "SYN_CRAB"},
+    {"get_sources": {"distance": 3.0}},
+    {"profile_norm": {"name": "SYN_CRAB", "npts": 7}},
+    {"profile": {"name": "SYN_CRAB", "parName": "Index", "npts": 5}},
+    {"bowtie": {"name": "SYN_CRAB", "npts": 10}},
+    "model_counts_map",
+    {"write_xml": "after_fit.xml"},
+    {"delete_source": "NEW1"},
+    {"set_norm": {"name": "SYN_HARD", "value": 2.0}},
+    {"zero_source": "SYN_SOFT"},
+    {"generate_model": {"seed": 3}},
+    "counts_map",
+    {"print_params": {"allpars": True}},
+    "print_roi",
+    {"write_roi": "steps_roi"},
+]
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    doc = yaml.safe_load(EXAMPLE.read_text())
+    base = EXAMPLE.parent
+    for k in ("evfile", "scfile", "caldb"):
+        doc["data"][k] = str((base / doc["data"][k]).resolve())
+    doc["model"]["catalogs"] = [str((base / c).resolve()) for c in doc["model"]["catalogs"]]
+    doc["model"]["isodiff"] = str((base / doc["model"]["isodiff"]).resolve())
+    doc["gtlike"]["edisp"] = False
+    doc["steps"] = STEPS
+    out = tmp_path_factory.mktemp("steps")
+    run_recipe(doc, outdir=out, verbose=False)
+    first = json.loads((out / "run.json").read_text())["analysis_steps"]
+    return doc, out, first
+
+
+def test_every_step_runs_and_its_products_conform(run):
+    doc, out, first = run
+    status = [s["status"] for s in first]
+    assert len(first) == len(STEPS) - 1                       # all but setup
+    assert set(status) == {"applied", "computed"}
+    r = fermixr.open_run(out)
+    for name in ("fit", "get_params", "get_src_model", "get_sources", "profile_norm",
+                 "profile", "bowtie", "model_counts_map", "counts_map", "roi"):
+        assert name in r, name
+        validate_product(r[name])
+    assert (out / "after_fit.xml").is_file() and (out / "steps_roi.fits").is_file()
+
+
+def test_the_numbers_in_the_products(run):
+    doc, out, _ = run
+    r = fermixr.open_run(out)
+    fit = r["fit"]
+    assert fit.attrs["fit_quality"] == 3
+    assert set(fit["param"].values) == {"isodiff:Normalization", "SYN_CRAB:Prefactor",
+                                        "SYN_CRAB:Index", "NEW1:Prefactor"}
+    pars = r["get_params"].to_dataframe()
+    assert pars["free"].sum() == 4
+    assert pars.loc["NEW1:Prefactor", "max"] == 1e4
+    crab = r["get_src_model"].to_dataframe().loc["SYN_CRAB"]
+    assert crab["ts"] > 100 and crab["offset"] < 1e-3
+    near = list(r["get_sources"]["source"].values)
+    assert near[0] == "SYN_CRAB" and "SYN_SOFT" not in near and near[-1] == "isodiff"
+    prof = r["profile_norm"]
+    assert prof.sizes["point"] == 7 and prof["dloglike"].max() == 0.0
+    assert prof.attrs["par_name"] == "Prefactor"
+    idx = r["profile"]
+    d = idx["dloglike"].values
+    assert idx.sizes["point"] == 5 and d[2] == pytest.approx(0.0, abs=0.02)   # centred
+    assert d[0] < -1 and d[-1] < -1                                           # +-3 errors
+    bt = r["bowtie"]
+    assert bt.sizes["energy"] == 10 and (bt["dnde_hi"] > bt["dnde"]).all()
+    model = float(r["model_counts_map"]["model_counts"].sum())
+    counts = float(r["counts"]["counts"].sum())
+    assert model == pytest.approx(counts, rel=0.02)           # fitted norms: npred ~ counts
+    sim = r["counts_map"]["counts"].values
+    assert sim.sum() != counts and np.all(sim == np.round(sim))
+    roi = r["roi"].to_dataframe()
+    assert "NEW1" not in roi.index
+    assert roi.loc["SYN_SOFT", "npred"] == 0.0                # zeroed
+    assert roi.loc["SYN_HARD", "flux"] > 0
+
+
+def test_a_second_run_takes_every_result_from_the_store(run):
+    doc, out, first = run
+    before = fermixr.open_run(out)
+    values = {n: before[n].load() for n in ("fit", "profile", "counts_map", "roi")}
+    run_recipe(doc, outdir=out, verbose=False)
+    second = json.loads((out / "run.json").read_text())["analysis_steps"]
+    assert [s["key"] for s in second] == [s["key"] for s in first]
+    assert {s["status"] for s in second} == {"applied", "cached"}
+    after = fermixr.open_run(out)
+    for n, ds in values.items():
+        assert after.path(n) == before.path(n)
+        np.testing.assert_array_equal(after[n][list(ds.data_vars)[0]].values,
+                                      ds[list(ds.data_vars)[0]].values)
