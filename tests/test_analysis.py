@@ -296,3 +296,22 @@ def test_component_geometry_must_match(gta):
         _Component(counts, srcmaps.isel(x=slice(0, 59)), edges)
     with pytest.raises(RecipeError, match="energies do not match"):
         _Component(counts, srcmaps, edges * 1.1)
+
+
+def test_isodiff_per_component(gta, tmp_path):
+    """Two components on the same data, the second with an isotropic spectrum twice as
+    bright: each component's likelihood term uses its own file."""
+    iso = Path(gta.recipe.config["model"]["isodiff"][0])
+    rows = np.loadtxt(iso)
+    rows[:, 1:] *= 2.0
+    iso2 = tmp_path / "iso_double.txt"
+    np.savetxt(iso2, rows)
+    doc = gta.recipe.to_dict()
+    doc["components"] = [{"model": {"isodiff": [str(iso)]}},
+                         {"model": {"isodiff": [str(iso2)]}}]
+    doc["fileio"] = {"outdir": str(tmp_path / "two")}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        two = Analysis(doc).setup()
+    c0, c1 = two._component_cubes("isodiff")
+    assert c1.sum() == pytest.approx(2.0 * c0.sum(), rel=1e-9)
