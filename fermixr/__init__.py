@@ -2,7 +2,16 @@
 
 from ._version import __version__
 
-__all__ = ["__version__", "open_run"]
+__all__ = ["__version__", "open_run", "Analysis"]
+
+
+def __getattr__(name):
+    # fermixr.Analysis without importing the analysis stack at ``import fermixr``
+    if name == "Analysis":
+        from .api.analysis import Analysis
+
+        return Analysis
+    raise AttributeError(f"module 'fermixr' has no attribute {name!r}")
 
 
 def open_run(run_dir):

@@ -315,3 +315,12 @@ def test_isodiff_per_component(gta, tmp_path):
         two = Analysis(doc).setup()
     c0, c1 = two._component_cubes("isodiff")
     assert c1.sum() == pytest.approx(2.0 * c0.sum(), rel=1e-9)
+
+
+def test_analysis_is_reachable_from_the_package():
+    import fermixr
+
+    assert fermixr.Analysis is Analysis
+    from fermixr import Analysis as A
+
+    assert A is Analysis
