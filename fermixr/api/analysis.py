@@ -68,7 +68,6 @@ class Analysis:
         self.model: SkyModel | None = None
         self._comps: list[_Component] | None = None   # read from the run on first use
         self._zeroed: dict[str, float] = {}
-        self._results: dict[str, dict] = {}
         self._models_cache: dict[str, object] = {}
         self._fit_cov: tuple[list, np.ndarray] | None = None   # last fit's (names, cov)
         self._priors: dict[str, tuple[float, float]] = {}       # "src:par" -> (mean, sigma)
