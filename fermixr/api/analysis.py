@@ -42,6 +42,7 @@ class _Component:
         self.names = [str(n) for n in srcmaps_ds["source"].values]
         self.maps = {n: maps[i].reshape(maps.shape[1], -1) for i, n in enumerate(self.names)}
         self.map_keys: dict[str, str] = {}   # name -> digest of the spatial model mapped
+        self._stack, self._stack_key = None, None
         self.model = None      # the component's own model as configured (isodiff per component)
         self.drm = drm
         self.wmap = None       # likelihood weights (n_bins, n_pix), gtlike.wmap
@@ -50,6 +51,18 @@ class _Component:
         """A source's maps at the measured bins' edges (no dispersion)."""
         m = self.maps[name]
         return m[self.n_extra:m.shape[0] - self.n_extra]
+
+    def stacked(self, model, true_nodes: bool) -> np.ndarray:
+        """The maps of ``model``'s sources as one (n_src, n_nodes, n_pix) array, at every
+        true-energy node or at the measured edges; kept while the sources and their maps
+        stay the same (every likelihood evaluation of a fit, a scan or a TS needs it, and
+        stacking copies every map)."""
+        key = (true_nodes, tuple((s.name, self.map_keys.get(s.name)) for s in model))
+        if self._stack_key != key:
+            get = self.maps.__getitem__ if true_nodes else self.measured_maps
+            self._stack = np.stack([get(s.name) for s in model])
+            self._stack_key = key
+        return self._stack
 
 
 class Analysis:
@@ -482,13 +495,11 @@ class Analysis:
                 drms = [source_drm(src.name, comp.drm, edisp=True,
                                    edisp_disable=gl.get("edisp_disable") or ())
                         for src in self.model]
-                maps = np.stack([comp.maps[src.name] for src in self.model])
-                cost = DispersedPoissonCost(comp.counts, maps, comp.nodes, terms, drms,
-                                            wmap=wmap, scales=scales)
+                cost = DispersedPoissonCost(comp.counts, comp.stacked(self.model, True),
+                                            comp.nodes, terms, drms, wmap=wmap, scales=scales)
             else:
-                maps = np.stack([comp.measured_maps(src.name) for src in self.model])
-                cost = BinnedPoissonCost(comp.counts, maps, comp.edges, terms, wmap=wmap,
-                                         src_expscale=scales)
+                cost = BinnedPoissonCost(comp.counts, comp.stacked(self.model, False),
+                                         comp.edges, terms, wmap=wmap, src_expscale=scales)
             total = cost if total is None else total + cost
         if self._priors:
             from ..likelihood.priors import GaussianPrior
@@ -894,8 +905,10 @@ class Analysis:
             return float("nan")
         ll1 = self.loglike()
         saved = self.model
-        try:
-            self.model = self.model.remove(src.name)
+        norm = src.param(self._spectral(src).norm_param)
+        try:   # the source at zero flux: the same log L as without it, same map stack
+            self.model = self.model.replace_source(src.with_param(
+                norm.name, value=0.0, min=None if norm.min is None else min(norm.min, 0.0)))
             ll0 = self.loglike()
         finally:
             self.model = saved
