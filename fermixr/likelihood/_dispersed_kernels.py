@@ -55,11 +55,10 @@ The slow numpy references are the ``*_reference`` functions at the end of this m
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from .._jit import njit, pnjit, prange
+from ._kernels import poisson_row
 
 # reassociation lets LLVM vectorise the reductions; no nnan/ninf, so inf and nan keep
 # their meaning (a zero model under observed counts gives log L = -inf)
@@ -271,33 +270,13 @@ def _loglike_unit(counts, wts, fixed, maps, idx, gstart, drm, kl, kh, tlo, thi, 
     nm = counts.shape[0]
     nt = lo.shape[1]
     ng = gstart.shape[0] - 1
-    has_w = wts.shape[0] > 0
     T = np.empty((ng, nt, n))
     M = np.empty((nm, n))
     _model_rows(fixed, maps, idx, gstart, drm, kl, kh, tlo, thi, lo, hi, p0, p1, T, M)
     R = np.empty((nm, n)) if want_grad else np.empty((0, 0))
     for i in range(nm):
         mr = M[i]
-        cr = counts[i, p0:p1]
-        acc = 0.0
-        for p in range(n):
-            mp = mr[p]
-            nn = cr[p]
-            w = wts[i, p0 + p] if has_w else 1.0
-            if w == 0.0:
-                rr = 0.0
-            elif nn > 0.0:
-                if mp > 0.0:
-                    acc += w * (nn * math.log(mp) - mp)
-                else:
-                    acc += -math.inf
-                rr = w * (nn / mp - 1.0)
-            else:
-                acc += -w * mp
-                rr = -w
-            if want_grad:
-                R[i, p] = rr
-        llb[i] = acc
+        llb[i] = poisson_row(mr, counts[i, p0:p1], wts, i, p0, R, i, want_grad)
         if mout.shape[0] > 0:
             mo = mout[i, p0:p1]
             for p in range(n):

@@ -189,6 +189,34 @@ def _resid_sums4(R, maps, idx, j, i0, i1, p0, p1, A, B):
 
 
 @njit(fastmath=_FM)
+def poisson_row(mr, cr, wts, i, p0, R, r, want_grad):
+    """sum_p w (n log m - m) over one row of pixels: model ``mr``, counts ``cr``, weights
+    ``wts[i, p0 + p]`` (all 1 when ``wts`` is empty); with ``want_grad`` the residuals
+    w (n/m - 1) go to ``R[r, p]``.  A pixel of weight 0 contributes nothing; counts on a
+    zero model give -inf."""
+    has_w = wts.shape[0] > 0
+    acc = 0.0
+    for p in range(mr.shape[0]):
+        mp = mr[p]
+        nn = cr[p]
+        w = wts[i, p0 + p] if has_w else 1.0
+        if w == 0.0:
+            rr = 0.0
+        elif nn > 0.0:
+            if mp > 0.0:
+                acc += w * (nn * math.log(mp) - mp)
+            else:
+                acc += -math.inf
+            rr = w * (nn / mp - 1.0)
+        else:
+            acc += -w * mp
+            rr = -w
+        if want_grad:
+            R[r, p] = rr
+    return acc
+
+
+@njit(fastmath=_FM)
 def _loglike_unit(counts, wts, fixed, maps, idx, lo, hi, i0, i1, p0, p1, want_grad, A, B,
                   llb, mout):
     """One work unit: bins i0..i1 (a block) x pixels p0..p1 (a segment).
@@ -200,7 +228,6 @@ def _loglike_unit(counts, wts, fixed, maps, idx, lo, hi, i0, i1, p0, p1, want_gr
     B[j, i] += r_i . S_{i+1}."""
     n = p1 - p0
     nblk = i1 - i0
-    has_w = wts.shape[0] > 0
     nfs = idx.shape[0]
     M = np.empty((nblk, n))
     for ii in range(nblk):
@@ -222,26 +249,7 @@ def _loglike_unit(counts, wts, fixed, maps, idx, lo, hi, i0, i1, p0, p1, want_gr
     for ii in range(nblk):
         i = i0 + ii
         mr = M[ii]
-        cr = counts[i, p0:p1]
-        acc = 0.0
-        for p in range(n):
-            mp = mr[p]
-            nn = cr[p]
-            w = wts[i, p0 + p] if has_w else 1.0
-            if w == 0.0:
-                rr = 0.0
-            elif nn > 0.0:
-                if mp > 0.0:
-                    acc += w * (nn * math.log(mp) - mp)
-                else:
-                    acc += -math.inf
-                rr = w * (nn / mp - 1.0)
-            else:
-                acc += -w * mp
-                rr = -w
-            if want_grad:
-                R[ii, p] = rr
-        llb[i] = acc
+        llb[i] = poisson_row(mr, counts[i, p0:p1], wts, i, p0, R, ii, want_grad)
         if mout.shape[0] > 0:
             mo = mout[i, p0:p1]
             for p in range(n):
