@@ -37,7 +37,7 @@ import numpy as np
 from ..errors import GeometryError, RecipeError
 from ..model.spectral import SpectralModel, get_spectral_model
 from . import _kernels as K
-from .npred import node_weights
+from .npred import node_weights, second_node_weights
 
 __all__ = ["Cost", "CostSum", "BinnedPoissonCost", "SourceTerm", "PARALLEL_MIN_WORK"]
 
@@ -531,26 +531,10 @@ class BinnedPoissonCost(Cost):
             qs = np.flatnonzero(self._q_local == jj)
             if qs.size == 0:
                 continue
-            p = self._p_of(j, x)
-            ks = self._q_k[qs]
-            c = self.expscale[j]
-            for b, qb in enumerate(qs):
-                kb = ks[b]
-                h = 1e-5 * max(1.0, abs(x[qb])) * abs(self.scales[qb])
-                pp = p.copy()
-                pm = p.copy()
-                pp[kb] += h
-                pm[kb] -= h
-                dG = (t.model.gradient(self.energies, pp)[ks]
-                      - t.model.gradient(self.energies, pm)[ks]) / (2.0 * h)
-                gl, gh = node_weights(self.energies, dG)
-                fac = (c * self.scales[qs] * self.scales[qb])[:, None]
-                d2lo[qs, qb] = gl * fac
-                d2hi[qs, qb] = gh * fac
-            # symmetrise the block (differences are not exactly symmetric)
             blk = np.ix_(qs, qs)
-            d2lo[blk] = 0.5 * (d2lo[blk] + np.swapaxes(d2lo[blk], 0, 1))
-            d2hi[blk] = 0.5 * (d2hi[blk] + np.swapaxes(d2hi[blk], 0, 1))
+            d2lo[blk], d2hi[blk] = second_node_weights(
+                t.model, self.energies, self._p_of(j, x), self._q_k[qs], x[qs],
+                self.scales[qs], self.expscale[j])
         return d2lo, d2hi
 
     # -- evaluation ---------------------------------------------------------------------

@@ -36,7 +36,7 @@ from ..errors import GeometryError, RecipeError
 from . import _dispersed_kernels as KD
 from ._kernels import info_weights
 from .cost import PARALLEL_MIN_WORK, Cost, SourceTerm
-from .npred import node_weights
+from .npred import node_weights, second_node_weights
 
 __all__ = ["DispersedPoissonCost", "ReferenceDispersedPoissonCost"]
 
@@ -297,23 +297,10 @@ class DispersedPoissonCost(Cost):
         d2hi = np.zeros_like(d2lo)
         for j in np.unique(self._q_map):
             qs = np.flatnonzero(self._q_map == j)
-            t = self.terms[j]
-            ks = self._q_k[qs]
-            p = ps[j]
-            for b, qb in enumerate(qs):
-                h = 1e-5 * max(1.0, abs(x[qb])) * abs(self.scales[qb])
-                pp, pm = p.copy(), p.copy()
-                pp[ks[b]] += h
-                pm[ks[b]] -= h
-                dG = (np.asarray(t.model.gradient(self.e, pp))[ks]
-                      - np.asarray(t.model.gradient(self.e, pm))[ks]) / (2.0 * h)
-                gl, gh = node_weights(self.e, dG)
-                fac = (self.expscale[j] * self.scales[qs] * self.scales[qb])[:, None]
-                d2lo[qs, qb] = gl * fac
-                d2hi[qs, qb] = gh * fac
             blk = np.ix_(qs, qs)
-            d2lo[blk] = 0.5 * (d2lo[blk] + np.swapaxes(d2lo[blk], 0, 1))
-            d2hi[blk] = 0.5 * (d2hi[blk] + np.swapaxes(d2hi[blk], 0, 1))
+            d2lo[blk], d2hi[blk] = second_node_weights(
+                self.terms[j].model, self.e, ps[j], self._q_k[qs], x[qs], self.scales[qs],
+                self.expscale[j])
         return d2lo, d2hi
 
     # -- evaluation ---------------------------------------------------------------------

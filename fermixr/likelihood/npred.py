@@ -25,6 +25,31 @@ def node_weights(energies, dnde) -> tuple[np.ndarray, np.ndarray]:
     return half_dlog * e[:-1] * f[..., :-1], half_dlog * e[1:] * f[..., 1:]
 
 
+def second_node_weights(model, energies, p, ks, x, scales, factor):
+    """Second derivatives of one source's node weights with respect to its free
+    parameters ``ks`` (indices into the physical parameter vector ``p``; ``x`` their
+    scaled values, ``scales`` their scales, ``factor`` an overall exposure scale): two
+    (n_k, n_k, n_bins) arrays (lower, upper), in scaled units, by central differences of
+    the analytic spectral gradient (exactly zero for norm-norm pairs), symmetrised."""
+    ks = np.asarray(ks)
+    nb = len(energies) - 1
+    d2lo = np.zeros((ks.size, ks.size, nb))
+    d2hi = np.zeros_like(d2lo)
+    for b, kb in enumerate(ks):
+        h = 1e-5 * max(1.0, abs(x[b])) * abs(scales[b])
+        pp, pm = p.copy(), p.copy()
+        pp[kb] += h
+        pm[kb] -= h
+        dG = (np.asarray(model.gradient(energies, pp))[ks]
+              - np.asarray(model.gradient(energies, pm))[ks]) / (2.0 * h)
+        gl, gh = node_weights(energies, dG)
+        fac = (factor * np.asarray(scales) * scales[b])[:, None]
+        d2lo[:, b] = gl * fac
+        d2hi[:, b] = gh * fac
+    # differences are not exactly symmetric
+    return 0.5 * (d2lo + np.swapaxes(d2lo, 0, 1)), 0.5 * (d2hi + np.swapaxes(d2hi, 0, 1))
+
+
 def model_counts(srcmap, energies, dnde) -> np.ndarray:
     """Counts per bin and pixel (n_bins, ...) of one source: ``srcmap`` (n_nodes, ...) at
     ``energies`` (n_nodes,) and its spectrum ``dnde`` at the same nodes."""
