@@ -123,3 +123,18 @@ def test_a_second_run_takes_every_result_from_the_store(run):
         assert after.path(n) == before.path(n)
         np.testing.assert_array_equal(after[n][list(ds.data_vars)[0]].values,
                                       ds[list(ds.data_vars)[0]].values)
+
+
+def test_a_step_after_a_cached_fit_uses_its_covariance(run):
+    """Changing only the last step recomputes it on the cached fit: its errors come from
+    the stored covariance, the same numbers as when the fit ran in the same process."""
+    doc, out, _ = run
+    first = fermixr.open_run(out)["roi"].load()
+    changed = dict(doc, steps=STEPS[:-1] + [{"write_roi": "steps_roi_again"}])
+    run_recipe(changed, outdir=out, verbose=False)
+    steps = json.loads((out / "run.json").read_text())["analysis_steps"]
+    assert [s["status"] for s in steps if s["name"] in ("fit", "write_roi")] == \
+        ["cached", "computed"]
+    again = fermixr.open_run(out)["roi"].load()
+    for k in ("flux_err", "eflux_err", "dnde_err", "pivot_energy"):
+        np.testing.assert_allclose(again[k].values, first[k].values, rtol=1e-10)

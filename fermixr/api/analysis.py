@@ -82,7 +82,9 @@ class Analysis:
         self._comps: list[_Component] | None = None   # read from the run on first use
         self._zeroed: dict[str, float] = {}
         self._models_cache: dict[str, object] = {}
-        self._fit_cov: tuple[list, np.ndarray] | None = None   # last fit's (names, cov)
+        # the last fit's (parameter names, covariance), or a stored fit product to read it
+        # from when first needed (a cached recipe step)
+        self._fit_cov: tuple[list, np.ndarray] | str | Path | None = None
         self._priors: dict[str, tuple[float, float]] = {}       # "src:par" -> (mean, sigma)
 
     # ------------------------------------------------------------------ setup -----------
@@ -839,9 +841,9 @@ class Analysis:
         """Correlation coefficient of the source's normalisation with every other free
         normalisation of the last fit (Fermipy's ``correlation`` dict); empty when the
         norm was not free."""
-        if self._fit_cov is None:
+        if self._last_fit_covariance() is None:
             return {}
-        names, cov = self._fit_cov
+        names, cov = self._last_fit_covariance()
         key = f"{src.name}:{self._spectral(src).norm_param}"
         if key not in names:
             return {}
@@ -886,12 +888,23 @@ class Analysis:
             out[f"{key}_ul95"] = d[key] * ratio
         return out
 
+    def _last_fit_covariance(self):
+        """(parameter names, covariance in scaled units) of the last fit, or None."""
+        if isinstance(self._fit_cov, (str, Path)):
+            from ..engine.store import open_product_dir
+
+            fit = open_product_dir(self._fit_cov, dask=False)
+            self._fit_cov = (([str(v) for v in fit["param"].values],
+                              fit["covariance"].values.astype(float))
+                             if fit.sizes["param"] else None)
+        return self._fit_cov
+
     def _physical_covariance(self, src, idx) -> np.ndarray:
         """Covariance (physical units) of the source's free parameters ``idx`` from the
         last fit, else the diagonal of their errors."""
         scales = np.array([src.spectral[i].scale for i in idx])
-        if self._fit_cov is not None:
-            names, cov = self._fit_cov
+        if self._last_fit_covariance() is not None:
+            names, cov = self._last_fit_covariance()
             keys = [f"{src.name}:{src.spectral[i].name}" for i in idx]
             if all(k in names for k in keys):
                 j = [names.index(k) for k in keys]

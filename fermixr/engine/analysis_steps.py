@@ -24,7 +24,7 @@ from pathlib import Path
 from .._version import __version__
 from ..errors import RecipeError
 from .hashing import digest, file_sha256
-from .store import NameIndex, ProductStore, open_product_dir, read_attrs
+from .store import NameIndex, ProductStore, read_attrs
 
 STATE_STEPS = (
     "free_source", "free_sources", "free_norm", "free_index", "free_shape", "free_parameter",
@@ -232,10 +232,7 @@ def run_analysis_steps(recipe, steps, outdir, store_root, prep_keys, *, verbose=
                 attrs = read_attrs(store.path(kind, key))
                 gta.model = SkyModel.from_dict(json.loads(attrs["model"]))
                 if name == "fit":    # the covariance later steps' errors come from
-                    fit = open_product_dir(store.path(kind, key), dask=False)
-                    if fit.sizes["param"]:
-                        gta._fit_cov = ([str(v) for v in fit["param"].values],
-                                        fit["covariance"].values.astype(float))
+                    gta._fit_cov = store.path(kind, key)     # read when first needed
                 status = "cached"
             else:
                 ds = _compute(gta, name, params)
