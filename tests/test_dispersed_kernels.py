@@ -277,9 +277,10 @@ def test_unit_weights_and_grouping_change_nothing():
 
 def test_errors_name_the_mismatch():
     counts, maps, true, terms, drms, w, sc, rng = _cost_problem(1)
-    with pytest.raises(GeometryError, match="energy nodes, the true-energy axis"):
+    with pytest.raises(GeometryError, match=r"srcmaps must be \(n_src=8, n_nodes=15"):
         DispersedPoissonCost(counts, maps[:, 1:], true, terms, drms)
-    with pytest.raises(GeometryError, match="weights map of 10 values"):
+    with pytest.raises(GeometryError,
+                       match=r"wmap must have the counts. shape \(10, 9, 11\); got \(10,\)"):
         DispersedPoissonCost(counts, maps, true, terms, drms, wmap=np.ones(10))
     with pytest.raises(GeometryError, match=r"response matrix of shape \(10, 13\)"):
         DispersedPoissonCost(counts, maps, true, terms, [d[:, 1:] for d in drms])

@@ -321,9 +321,251 @@ class _Eval:
 
 
 # =======================================================================================
+# what the plain and the dispersed costs share
+# =======================================================================================
+class _MapCost(Cost):
+    """The part of a binned Poisson cost that does not depend on how source maps become
+    model counts: the inputs checked, the free parameters, the node weights of the
+    spectra and their derivatives, a one-entry memo of the last evaluation, and the
+    Fisher matrix and exact Hessian assembled from the kernels' sums.
+
+    A subclass calls :meth:`_setup` then :meth:`_set_parameters` with the free sources
+    in its kernels' order, and provides ``_run_loglike(lo, hi, want_grad, m)`` ->
+    (log L, A, B), ``_run_cube(lo, hi, m)``, ``_run_info(v, dlo, dhi)`` -> information
+    matrix, ``_one_source(j, lo, hi, out)`` and ``_new_cube()``.  A and B hold, per free
+    source in kernel order and node, the residual sums the gradient needs."""
+
+    def _setup(self, counts, maps, nodes, sources, wmap, n_nodes: int | None = None) -> None:
+        """Check and store counts (n_meas, n_pix), maps (n_src, n_nodes, n_pix), the
+        node energies (``n_nodes`` of them when given), the source terms and the weights
+        map."""
+        counts = np.asarray(counts)
+        if counts.ndim < 2:
+            raise GeometryError(f"counts must be (n_bins, pixels...); got shape "
+                                f"{counts.shape}")
+        nm = counts.shape[0]
+        self.spatial_shape = tuple(counts.shape[1:])
+        self.counts = np.ascontiguousarray(counts.reshape(nm, -1), dtype=np.float64)
+        npix = self.counts.shape[1]
+        if not np.all(np.isfinite(self.counts)) or np.any(self.counts < 0):
+            raise RecipeError("counts must be finite and >= 0")
+        e = np.asarray(nodes, dtype=np.float64).ravel()
+        if n_nodes is not None and e.size != n_nodes:
+            raise GeometryError(f"energies must be the {n_nodes} node energies (MeV) of "
+                                f"{n_nodes - 1} counts bins; got {e.size} values")
+        if e.size < 2 or not np.all(e > 0) or not np.all(np.diff(e) > 0):
+            shown = e.tolist() if e.size <= 8 else f"{e.size} values"
+            raise GeometryError(f"energies must be at least 2 increasing positive node "
+                                f"energies (MeV); got {shown}")
+        self.nodes = e
+        terms = [SourceTerm.coerce(s) for s in sources]
+        m = np.asarray(maps)
+        if m.dtype not in (np.float32, np.float64):
+            m = m.astype(np.float64)
+        if m.ndim < 3 or m.shape[0] != len(terms) or m.shape[1] != e.size \
+                or int(np.prod(m.shape[2:])) != npix:
+            raise GeometryError(
+                f"srcmaps must be (n_src={len(terms)}, n_nodes={e.size}, pixels={npix}); "
+                f"got shape {m.shape}")
+        self.maps = np.ascontiguousarray(m.reshape(len(terms), e.size, npix))
+        names = [t.name for t in terms]
+        if len(set(names)) != len(names):
+            dup = sorted({n for n in names if names.count(n) > 1})
+            raise RecipeError(f"sources named more than once: {dup}")
+        self.sources = tuple(terms)
+        self.source_names = tuple(names)
+        if wmap is None:
+            self.wmap = _EMPTY
+        else:
+            w = np.asarray(wmap, dtype=np.float64)
+            if w.size != nm * npix:
+                raise GeometryError(f"wmap must have the counts' shape {counts.shape}; got "
+                                    f"{w.shape}")
+            w = np.ascontiguousarray(w.reshape(nm, npix))
+            if not np.all(np.isfinite(w)) or np.any(w < 0):
+                raise RecipeError("wmap (likelihood weights) must be finite and >= 0")
+            self.wmap = w
+        self.expscale = np.ones(len(terms))
+        self._last: _Eval | None = None
+
+    def _set_parameters(self, order) -> None:
+        """The free parameters, source by source in model order, and where each one's
+        source sits in the kernels' order ``order`` (the free sources)."""
+        order = np.asarray(order, dtype=np.int64)
+        pos = {int(j): a for a, j in enumerate(order)}
+        pnames, x0, bnds, scales, isnorm, qsrc, qk = [], [], [], [], [], [], []
+        for j, t in enumerate(self.sources):
+            for k in np.flatnonzero(t.free):
+                pnames.append(f"{t.name}:{t.model.par_names[k]}")
+                x0.append(t.p[k] / t.scale[k])
+                bnds.append(t.bounds[k])
+                scales.append(t.scale[k])
+                isnorm.append(t.model.par_names[k] == t.model.norm_param)
+                qsrc.append(j)
+                qk.append(int(k))
+        self._order = order
+        self.parameters = tuple(pnames)
+        self.x0 = np.array(x0, dtype=float)
+        self.bounds = np.array(bnds, dtype=float).reshape(-1, 2)
+        self.scales = np.array(scales, dtype=float)
+        self.is_norm = np.array(isnorm, dtype=bool)
+        self._q_map = np.array(qsrc, dtype=np.int64)              # source of each parameter
+        self._q_k = np.array(qk, dtype=np.int64)                  # its index in the model
+        self._q_pos = np.array([pos[j] for j in qsrc], dtype=np.int64)   # kernel position
+
+    # -- parameters -> node weights -----------------------------------------------------
+    def physical_params(self, x) -> dict[str, np.ndarray]:
+        """Physical parameter vectors of every source at the free values ``x``."""
+        x = self._x(x)
+        return {t.name: self._p_of(j, x) for j, t in enumerate(self.sources)}
+
+    def _p_of(self, j: int, x) -> np.ndarray:
+        t = self.sources[j]
+        sel = np.flatnonzero(self._q_map == j)
+        if sel.size == 0:
+            return t.p
+        p = t.p.copy()
+        p[self._q_k[sel]] = np.asarray(x, dtype=float)[sel] * self.scales[sel]
+        return p
+
+    def _node_weights_of(self, srcs, x=None):
+        """(lo, hi), each (len(srcs), n_nodes - 1), of sources ``srcs`` (indices), with
+        their exposure scales folded in."""
+        lo = np.zeros((len(srcs), self.nodes.size - 1))
+        hi = np.zeros_like(lo)
+        for a, j in enumerate(srcs):
+            p = self.sources[j].p if x is None else self._p_of(j, x)
+            lo[a], hi[a] = node_weights(self.nodes, self.sources[j].model.evaluate(self.nodes, p))
+            lo[a] *= self.expscale[j]
+            hi[a] *= self.expscale[j]
+        return lo, hi
+
+    def _weights(self, x, derivs: bool):
+        """lo, hi (n_free_src, n_nodes - 1) in kernel order and, with ``derivs``, dlo,
+        dhi (npar, n_nodes - 1): their derivatives w.r.t. the scaled free parameters."""
+        lo, hi = self._node_weights_of(self._order, x)
+        if not derivs:
+            return lo, hi, None, None
+        dlo = np.zeros((self.npar, self.nodes.size - 1))
+        dhi = np.zeros_like(dlo)
+        for j in self._order:
+            qs = np.flatnonzero(self._q_map == j)
+            t = self.sources[j]
+            G = np.asarray(t.model.gradient(self.nodes, self._p_of(j, x)))[self._q_k[qs]]
+            gl, gh = node_weights(self.nodes, G)
+            c = (self.expscale[j] * self.scales[qs])[:, None]
+            dlo[qs] = gl * c
+            dhi[qs] = gh * c
+        return lo, hi, dlo, dhi
+
+    def _second_weights(self, x):
+        """d2lo, d2hi (npar, npar, n_nodes - 1): second derivatives of the node weights
+        for pairs of parameters of one source (zero elsewhere), by central differences of
+        the analytic spectral gradient (exactly zero for norm-norm pairs)."""
+        d2lo = np.zeros((self.npar, self.npar, self.nodes.size - 1))
+        d2hi = np.zeros_like(d2lo)
+        for j in self._order:
+            qs = np.flatnonzero(self._q_map == j)
+            blk = np.ix_(qs, qs)
+            d2lo[blk], d2hi[blk] = second_node_weights(
+                self.sources[j].model, self.nodes, self._p_of(j, x), self._q_k[qs], x[qs],
+                self.scales[qs], self.expscale[j])
+        return d2lo, d2hi
+
+    # -- evaluation ---------------------------------------------------------------------
+    def __call__(self, x) -> float:
+        x = self._x(x)
+        last = self._last
+        if last is not None and last.key == x.tobytes():
+            return last.value
+        lo, hi, _, _ = self._weights(x, False)
+        return -float(self._run_loglike(lo, hi, False, _EMPTY)[0])
+
+    def _evaluate(self, x) -> _Eval:
+        key = x.tobytes()
+        last = self._last
+        if last is not None and last.key == key:
+            return last
+        lo, hi, dlo, dhi = self._weights(x, True)
+        m = self._new_cube()
+        ll, A, B = self._run_loglike(lo, hi, True, m)
+        qp = self._q_pos
+        g = -(np.sum(dlo * A[qp], axis=1) + np.sum(dhi * B[qp], axis=1))
+        ev = _Eval(key, -float(ll), g, A, B, m)
+        self._last = ev          # one-entry memo: iminuit asks for value and grad apart
+        return ev
+
+    def value_and_grad(self, x):
+        ev = self._evaluate(self._x(x))
+        return ev.value, ev.grad.copy()
+
+    def _model_at(self, x) -> np.ndarray:
+        last = self._last
+        if last is not None and last.key == x.tobytes():
+            return last.model
+        lo, hi, _, _ = self._weights(x, False)
+        m = self._new_cube()
+        self._run_cube(lo, hi, m)
+        return m
+
+    def _info(self, x, m, observed: bool) -> np.ndarray:
+        """sum_{i,p} v dm_a dm_b with v = w/m (expected) or w n/m^2 (observed)."""
+        _, _, dlo, dhi = self._weights(x, True)
+        v = np.empty(self.counts.shape)
+        k0, k1 = self.bin_range
+        K.info_weights(self.counts, self.wmap, m, k0, k1, observed, v)
+        return self._run_info(v, dlo, dhi)
+
+    def fisher(self, x) -> np.ndarray:
+        """Expected information sum_{i,p} w/m dm/dx_a dm/dx_b (npar, npar), scaled units."""
+        x = self._x(x)
+        if self.npar == 0:
+            return np.zeros((0, 0))
+        return self._info(x, self._model_at(x), False)
+
+    def hessian(self, x) -> np.ndarray:
+        """Observed information: the exact Hessian of -log L,
+        sum w n/m^2 dm_a dm_b - sum w (n/m - 1) d2m/dx_a dx_b (the second term from the
+        gradient's residual sums and the second derivatives of the node weights)."""
+        x = self._x(x)
+        if self.npar == 0:
+            return np.zeros((0, 0))
+        ev = self._evaluate(x)
+        H = self._info(x, ev.model, True)
+        d2lo, d2hi = self._second_weights(x)
+        qp = self._q_pos
+        T = np.einsum("abi,bi->ab", d2lo, ev.A[qp]) + np.einsum("abi,bi->ab", d2hi,
+                                                                  ev.B[qp])
+        same = self._q_map[:, None] == self._q_map[None, :]   # one source's pairs only
+        return H - np.where(same, T, 0.0)
+
+    # -- products -----------------------------------------------------------------------
+    def model_cube(self, x=None) -> np.ndarray:
+        """Model counts (n_meas, *spatial shape) at ``x`` (default ``x0``)."""
+        x = self.x0 if x is None else self._x(x)
+        return self._model_at(x).reshape((-1,) + self.spatial_shape).copy()
+
+    def source_cube(self, name: str, x=None) -> np.ndarray:
+        """Model counts of one source (n_meas, *spatial shape)."""
+        x = self.x0 if x is None else self._x(x)
+        j = self._source_index(name)
+        lo, hi = self._node_weights_of([j], x)
+        out = self._new_cube()
+        self._one_source(j, lo, hi, out)
+        return out.reshape((-1,) + self.spatial_shape)
+
+    def _source_index(self, name: str) -> int:
+        try:
+            return self.source_names.index(name)
+        except ValueError:
+            raise RecipeError(f"no source {name!r} in this likelihood component "
+                              f"({', '.join(self.source_names)})") from None
+
+
+# =======================================================================================
 # the binned Poisson likelihood of one component
 # =======================================================================================
-class BinnedPoissonCost(Cost):
+class BinnedPoissonCost(_MapCost):
     """-log L of one binned component.
 
     Parameters
@@ -350,49 +592,13 @@ class BinnedPoissonCost(Cost):
                  expscale: float = 1.0, src_expscale=None, bin_range=None,
                  seg: int | None = None, blk: int = 2, parallel: bool | None = None):
         counts = np.asarray(counts)
-        if counts.ndim < 2:
-            raise GeometryError(f"counts must be (n_bins, pixels...); got shape "
-                                f"{counts.shape}")
-        self.spatial_shape = counts.shape[1:]
-        nb = counts.shape[0]
-        self.counts = np.ascontiguousarray(counts.reshape(nb, -1), dtype=np.float64)
+        nb = counts.shape[0] if counts.ndim else 0
+        self._setup(counts, srcmaps, energies, sources, wmap, n_nodes=nb + 1)
+        self.energies = self.nodes
+        names = self.source_names
         npix = self.counts.shape[1]
-        if not np.all(np.isfinite(self.counts)) or np.any(self.counts < 0):
-            raise RecipeError("counts must be finite and >= 0")
-        e = np.asarray(energies, dtype=np.float64).ravel()
-        if e.size != nb + 1 or not np.all(e > 0) or not np.all(np.diff(e) > 0):
-            raise GeometryError(f"energies must be the {nb + 1} increasing positive node "
-                                f"energies (MeV) of {nb} counts bins; got {e.size} values")
-        self.energies = e
-        maps = np.asarray(srcmaps)
-        if maps.dtype not in (np.float32, np.float64):
-            maps = maps.astype(np.float64)
-        terms = [SourceTerm.coerce(s) for s in sources]
-        if maps.ndim < 3 or maps.shape[0] != len(terms) or maps.shape[1] != nb + 1 \
-                or int(np.prod(maps.shape[2:])) != npix:
-            raise GeometryError(
-                f"srcmaps must be (n_src={len(terms)}, n_nodes={nb + 1}, pixels={npix}); "
-                f"got shape {maps.shape}")
-        self.srcmaps = np.ascontiguousarray(maps.reshape(maps.shape[0], nb + 1, npix))
-        names = [t.name for t in terms]
-        if len(set(names)) != len(names):
-            dup = sorted({n for n in names if names.count(n) > 1})
-            raise RecipeError(f"sources named more than once: {dup}")
-        self.sources = tuple(terms)
-        self.source_names = tuple(names)
-        if wmap is None:
-            self.wmap = _EMPTY
-        else:
-            w = np.asarray(wmap, dtype=np.float64)
-            if w.size != nb * npix:
-                raise GeometryError(f"wmap must have the counts' shape {counts.shape}; got "
-                                    f"{w.shape}")
-            w = np.ascontiguousarray(w.reshape(nb, npix))
-            if not np.all(np.isfinite(w)) or np.any(w < 0):
-                raise RecipeError("wmap (likelihood weights) must be finite and >= 0")
-            self.wmap = w
         # exposure scale factors, one per source
-        esc = np.full(len(terms), float(expscale))
+        esc = np.full(len(names), float(expscale))
         if src_expscale is not None:
             if isinstance(src_expscale, dict):
                 for k, v in src_expscale.items():
@@ -402,8 +608,8 @@ class BinnedPoissonCost(Cost):
                     esc[names.index(k)] *= float(v)
             else:
                 f = np.asarray(src_expscale, dtype=float).ravel()
-                if f.size != len(terms):
-                    raise RecipeError(f"src_expscale: {f.size} factors for {len(terms)} "
+                if f.size != len(names):
+                    raise RecipeError(f"src_expscale: {f.size} factors for {len(names)} "
                                       "sources")
                 esc *= f
         self.expscale = esc
@@ -415,227 +621,59 @@ class BinnedPoissonCost(Cost):
                 raise GeometryError(f"bin_range {bin_range} must satisfy 0 <= k0 < k1 <= "
                                     f"{nb}")
         self.bin_range = (k0, k1)
-        # parameters
-        pnames, x0, bnds, scales, isnorm, qsrc, qk = [], [], [], [], [], [], []
-        free_src = [j for j, t in enumerate(terms) if t.free.any()]
-        for jj, j in enumerate(free_src):
-            t = terms[j]
-            for k in np.flatnonzero(t.free):
-                pnames.append(f"{t.name}:{t.model.par_names[k]}")
-                x0.append(t.p[k] / t.scale[k])
-                bnds.append(t.bounds[k])
-                scales.append(t.scale[k])
-                isnorm.append(t.model.par_names[k] == t.model.norm_param)
-                qsrc.append(jj)
-                qk.append(int(k))
-        self.parameters = tuple(pnames)
-        self.x0 = np.array(x0, dtype=float)
-        self.bounds = np.array(bnds, dtype=float).reshape(-1, 2)
-        self.scales = np.array(scales, dtype=float)
-        self.is_norm = np.array(isnorm, dtype=bool)
-        self._free_src = np.array(free_src, dtype=np.int64)
-        self._q_local = np.array(qsrc, dtype=np.int64)          # index into _free_src
-        self._q_map = self._free_src[self._q_local] if qsrc else np.zeros(0, np.int64)
-        self._q_k = np.array(qk, dtype=np.int64)
+        free_src = [j for j, t in enumerate(self.sources) if t.free.any()]
+        self._set_parameters(free_src)
         work = max(1, len(free_src)) * (nb + 1) * npix
         self._parallel = (work >= PARALLEL_MIN_WORK) if parallel is None else bool(parallel)
         self.blk = max(1, int(blk))
         if seg is None:
-            per_pix = max(1, len(free_src)) * (self.blk + 1) * self.srcmaps.itemsize
+            per_pix = max(1, len(free_src)) * (self.blk + 1) * self.maps.itemsize
             seg = int(np.clip(_UNIT_BYTES // per_pix, 1024, 16384)) // 256 * 256
         self.seg = max(1, min(int(seg), npix))
-        self.info_seg = max(1, min(npix, int(np.clip(_INFO_BYTES // (8 * max(1, len(pnames))),
-                                                     1024, 1 << 20))))
-        self._half_dlog = 0.5 * np.log(e[1:] / e[:-1])
+        self.info_seg = max(1, min(npix, int(np.clip(
+            _INFO_BYTES // (8 * max(1, self.npar)), 1024, 1 << 20))))
         # the fixed sources, summed once
-        fixed_src = np.array([j for j, t in enumerate(terms) if not t.free.any()
+        fixed_src = np.array([j for j, t in enumerate(self.sources) if not t.free.any()
                               and esc[j] != 0.0], dtype=np.int64)
         if fixed_src.size:
             lo, hi = self._node_weights_of(fixed_src)
             fc = np.zeros((nb, npix))
             mc = K.model_cube_parallel if (fixed_src.size * (nb + 1) * npix
                                            >= PARALLEL_MIN_WORK) else K.model_cube_serial
-            mc(_EMPTY, self.srcmaps, fixed_src, lo, hi, k0, k1, fc)
+            mc(_EMPTY, self.maps, fixed_src, lo, hi, k0, k1, fc)
             self.fixed = fc
         else:
             self.fixed = _EMPTY
-        self._last: _Eval | None = None
         self._sums = {}
 
-    # -- parameters -> node weights -----------------------------------------------------
-    def physical_params(self, x) -> dict[str, np.ndarray]:
-        """Physical parameter vectors of every source at the free values ``x``."""
-        x = self._x(x)
-        out = {t.name: t.p.copy() for t in self.sources}
-        for q in range(self.npar):
-            t = self.sources[self._q_map[q]]
-            out[t.name][self._q_k[q]] = x[q] * self.scales[q]
-        return out
-
-    def _p_of(self, j: int, x) -> np.ndarray:
-        t = self.sources[j]
-        sel = np.flatnonzero(self._q_map == j)
-        if sel.size == 0:
-            return t.p
-        p = t.p.copy()
-        p[self._q_k[sel]] = x[sel] * self.scales[sel]
-        return p
-
-    def _node_weights_of(self, srcs, x=None):
-        """(lo, hi), each (len(srcs), n_bins), for sources ``srcs`` (map indices)."""
-        lo = np.zeros((len(srcs), self.counts.shape[0]))
-        hi = np.zeros_like(lo)
-        for a, j in enumerate(srcs):
-            t = self.sources[j]
-            p = t.p if x is None else self._p_of(j, x)
-            f = t.model.evaluate(self.energies, p)
-            lo[a], hi[a] = node_weights(self.energies, f)
-            lo[a] *= self.expscale[j]
-            hi[a] *= self.expscale[j]
-        return lo, hi
-
-    def _weights(self, x, derivs: bool):
-        """lo, hi (n_free_src, n_bins) and, if ``derivs``, dlo, dhi (npar, n_bins): the
-        derivatives of the node weights w.r.t. the scaled free parameters."""
-        nfs = self._free_src.size
+    # -- the kernels ----------------------------------------------------------------------
+    def _new_cube(self) -> np.ndarray:
+        k0, k1 = self.bin_range
         nb = self.counts.shape[0]
-        lo = np.zeros((nfs, nb))
-        hi = np.zeros((nfs, nb))
-        dlo = np.zeros((self.npar, nb)) if derivs else None
-        dhi = np.zeros((self.npar, nb)) if derivs else None
-        for jj, j in enumerate(self._free_src):
-            t = self.sources[j]
-            p = self._p_of(j, x)
-            f = t.model.evaluate(self.energies, p)
-            c = self.expscale[j]
-            lo[jj], hi[jj] = node_weights(self.energies, f)
-            lo[jj] *= c
-            hi[jj] *= c
-            if derivs:
-                qs = np.flatnonzero(self._q_local == jj)
-                G = t.model.gradient(self.energies, p)[self._q_k[qs]]
-                gl, gh = node_weights(self.energies, G)
-                dlo[qs] = gl * (c * self.scales[qs])[:, None]
-                dhi[qs] = gh * (c * self.scales[qs])[:, None]
-        return lo, hi, dlo, dhi
+        return np.empty(self.counts.shape) if (k0, k1) == (0, nb) else \
+            np.zeros(self.counts.shape)
 
-    def _second_weights(self, x):
-        """d2lo, d2hi (npar, npar, n_bins): second derivatives of the node weights for
-        pairs of parameters of the same source (zero elsewhere), by central differences
-        of the analytic spectral gradient (exactly zero for norm-norm pairs)."""
-        nb = self.counts.shape[0]
-        d2lo = np.zeros((self.npar, self.npar, nb))
-        d2hi = np.zeros_like(d2lo)
-        for jj, j in enumerate(self._free_src):
-            t = self.sources[j]
-            qs = np.flatnonzero(self._q_local == jj)
-            if qs.size == 0:
-                continue
-            blk = np.ix_(qs, qs)
-            d2lo[blk], d2hi[blk] = second_node_weights(
-                t.model, self.energies, self._p_of(j, x), self._q_k[qs], x[qs],
-                self.scales[qs], self.expscale[j])
-        return d2lo, d2hi
-
-    # -- evaluation ---------------------------------------------------------------------
-    def _loglike_kernel(self):
-        return K.loglike_parallel if self._parallel else K.loglike_serial
-
-    def _cube_kernel(self):
-        return K.model_cube_parallel if self._parallel else K.model_cube_serial
-
-    def __call__(self, x) -> float:
-        x = self._x(x)
-        last = self._last
-        if last is not None and last.key == x.tobytes():
-            return last.value
-        lo, hi, _, _ = self._weights(x, False)
+    def _run_loglike(self, lo, hi, want_grad, m):
         k0, k1 = self.bin_range
-        ll, _, _ = self._loglike_kernel()(self.counts, self.wmap, self.fixed, self.srcmaps,
-                                          self._free_src, lo, hi, k0, k1, self.seg,
-                                          self.blk, False, _EMPTY)
-        return -float(ll)
+        kern = K.loglike_parallel if self._parallel else K.loglike_serial
+        return kern(self.counts, self.wmap, self.fixed, self.maps, self._order, lo, hi,
+                    k0, k1, self.seg, self.blk, want_grad, m)
 
-    def _evaluate(self, x) -> _Eval:
-        key = x.tobytes()
-        last = self._last
-        if last is not None and last.key == key:
-            return last
-        lo, hi, dlo, dhi = self._weights(x, True)
+    def _run_cube(self, lo, hi, m):
         k0, k1 = self.bin_range
-        nb, npix = self.counts.shape
-        m = np.empty((nb, npix)) if (k0, k1) == (0, nb) else np.zeros((nb, npix))
-        ll, A, B = self._loglike_kernel()(self.counts, self.wmap, self.fixed, self.srcmaps,
-                                          self._free_src, lo, hi, k0, k1, self.seg,
-                                          self.blk, True, m)
-        ql = self._q_local
-        g = -(np.sum(dlo * A[ql], axis=1) + np.sum(dhi * B[ql], axis=1))
-        ev = _Eval(key, -float(ll), g, A, B, m)
-        self._last = ev          # one-entry memo: iminuit asks for value and grad apart
-        return ev
+        kern = K.model_cube_parallel if self._parallel else K.model_cube_serial
+        kern(self.fixed, self.maps, self._order, lo, hi, k0, k1, m)
 
-    def value_and_grad(self, x):
-        ev = self._evaluate(self._x(x))
-        return ev.value, ev.grad.copy()
-
-    def _model_at(self, x) -> np.ndarray:
-        last = self._last
-        if last is not None and last.key == x.tobytes():
-            return last.model
-        lo, hi, _, _ = self._weights(x, False)
+    def _one_source(self, j, lo, hi, out):
         k0, k1 = self.bin_range
-        m = np.zeros(self.counts.shape)
-        self._cube_kernel()(self.fixed, self.srcmaps, self._free_src, lo, hi, k0, k1, m)
-        return m
+        K.model_cube_serial(_EMPTY, self.maps, np.array([j], dtype=np.int64), lo, hi,
+                            k0, k1, out)
 
-    def _info(self, x, m, observed: bool) -> np.ndarray:
-        _, _, dlo, dhi = self._weights(x, True)
+    def _run_info(self, v, dlo, dhi):
         k0, k1 = self.bin_range
-        v = np.empty(self.counts.shape)
-        K.info_weights(self.counts, self.wmap, m, k0, k1, observed, v)
-        return K.info_matrix(v, self.srcmaps, self._q_map, dlo, dhi, k0, k1, self.info_seg)
-
-    def fisher(self, x) -> np.ndarray:
-        """Expected information sum_{i,p} w/m dm/dx_a dm/dx_b (npar, npar), scaled units."""
-        x = self._x(x)
-        if self.npar == 0:
-            return np.zeros((0, 0))
-        return self._info(x, self._model_at(x), False)
-
-    def hessian(self, x) -> np.ndarray:
-        """Observed information: the exact Hessian of -log L,
-        sum w n/m^2 dm_a dm_b - sum w (n/m - 1) d2m/dx_a dx_b."""
-        x = self._x(x)
-        if self.npar == 0:
-            return np.zeros((0, 0))
-        ev = self._evaluate(x)
-        H = self._info(x, ev.model, True)
-        d2lo, d2hi = self._second_weights(x)
-        ql = self._q_local
-        # only pairs within one source have second derivatives
-        T = np.einsum("abi,bi->ab", d2lo, ev.A[ql]) + np.einsum("abi,bi->ab", d2hi,
-                                                                  ev.B[ql])
-        same = ql[:, None] == ql[None, :]
-        return H - np.where(same, T, 0.0)
+        return K.info_matrix(v, self.maps, self._q_map, dlo, dhi, k0, k1, self.info_seg)
 
     # -- products -----------------------------------------------------------------------
-    def model_cube(self, x=None) -> np.ndarray:
-        """Model counts (n_bins, *spatial shape) at ``x`` (default ``x0``); bins outside
-        ``bin_range`` are 0."""
-        x = self.x0 if x is None else self._x(x)
-        return self._model_at(x).reshape((-1,) + self.spatial_shape).copy()
-
-    def source_cube(self, name: str, x=None) -> np.ndarray:
-        """Model counts of one source (n_bins, *spatial shape)."""
-        x = self.x0 if x is None else self._x(x)
-        j = self._source_index(name)
-        lo, hi = self._node_weights_of([j], x)
-        k0, k1 = self.bin_range
-        out = np.zeros(self.counts.shape)
-        K.model_cube_serial(_EMPTY, self.srcmaps, np.array([j], dtype=np.int64), lo, hi,
-                            k0, k1, out)
-        return out.reshape((-1,) + self.spatial_shape)
-
     def npred(self, x=None, weighted: bool = False) -> np.ndarray:
         """Predicted counts per source and bin (n_src, n_bins); with ``weighted`` the
         weighted sum over pixels (sum w m)."""
@@ -644,17 +682,10 @@ class BinnedPoissonCost(Cost):
         if key not in self._sums:
             k0, k1 = self.bin_range
             ns = K.node_sums_parallel if self._parallel else K.node_sums_serial
-            self._sums[key] = ns(self.srcmaps, self.wmap if weighted else _EMPTY, k0, k1)
+            self._sums[key] = ns(self.maps, self.wmap if weighted else _EMPTY, k0, k1)
         L, U = self._sums[key]
         lo, hi = self._node_weights_of(range(len(self.sources)), x)
         return lo * L + hi * U
-
-    def _source_index(self, name: str) -> int:
-        try:
-            return self.source_names.index(name)
-        except ValueError:
-            raise RecipeError(f"no source {name!r} in this likelihood component "
-                              f"({', '.join(self.source_names)})") from None
 
     def __repr__(self) -> str:
         nb, npix = self.counts.shape

@@ -32,17 +32,12 @@ import dataclasses
 
 import numpy as np
 
-from ..errors import GeometryError, RecipeError
+from ..errors import GeometryError
 from . import _dispersed_kernels as KD
-from ._kernels import info_weights
-from .cost import PARALLEL_MIN_WORK, Cost, SourceTerm
-from .npred import node_weights, second_node_weights
+from .cost import (_EMPTY, _INFO_BYTES, _UNIT_BYTES, PARALLEL_MIN_WORK, Cost, SourceTerm,
+                   _MapCost)
 
 __all__ = ["DispersedPoissonCost", "ReferenceDispersedPoissonCost"]
-
-_EMPTY = np.zeros((0, 0))
-_UNIT_BYTES = 3 << 20      # map bytes per log-likelihood work unit (kept in cache)
-_INFO_BYTES = 8 << 20      # derivative rows per information-matrix segment
 
 
 def _band(d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -74,17 +69,7 @@ class _Pack:
         return (self.idx, self.gstart, self.drm, self.kl, self.kh, self.tlo, self.thi)
 
 
-@dataclasses.dataclass(frozen=True)
-class _Eval:
-    key: bytes
-    value: float
-    grad: np.ndarray
-    A: np.ndarray
-    B: np.ndarray
-    model: np.ndarray
-
-
-class DispersedPoissonCost(Cost):
+class DispersedPoissonCost(_MapCost):
     """-log L of one binned component with energy dispersion.
 
     Parameters
@@ -106,122 +91,68 @@ class DispersedPoissonCost(Cost):
 
     def __init__(self, counts, srcmaps, true_edges, sources, drms, *, wmap=None,
                  scales=None, seg: int | None = None, parallel: bool | None = None):
-        counts = np.asarray(counts, dtype=np.float64)
-        nm = counts.shape[0]
-        self.spatial_shape = counts.shape[1:] if counts.ndim > 1 else (1,)
-        self.counts = np.ascontiguousarray(counts.reshape(nm, -1))
-        npix = self.counts.shape[1]
-        maps = np.asarray(srcmaps)
-        if maps.dtype not in (np.float32, np.float64):
-            maps = maps.astype(np.float64)
-        e = np.asarray(true_edges, dtype=np.float64).ravel()
-        if maps.ndim < 2 or maps.shape[1] != e.size:
-            nodes = maps.shape[1] if maps.ndim >= 2 else "?"
-            raise GeometryError(f"source maps have {nodes} energy nodes, the true-energy "
-                                f"axis {e.size}")
-        terms = [SourceTerm.coerce(s) for s in sources]
-        if maps.shape[0] != len(terms) or maps.size != len(terms) * e.size * npix:
-            raise GeometryError(
-                f"source maps must be (n_src={len(terms)}, n_nodes={e.size}, "
-                f"pixels={npix}); got shape {maps.shape}")
-        self.maps = np.ascontiguousarray(maps.reshape(len(terms), e.size, npix))
-        names = [t.name for t in terms]
-        if len(set(names)) != len(names):
-            dup = sorted({n for n in names if names.count(n) > 1})
-            raise RecipeError(f"sources named more than once: {dup}")
-        self.terms = terms
-        self.sources = tuple(terms)
-        self.source_names = tuple(names)
-        if wmap is None:
-            self.wmap = _EMPTY
-        else:
-            w = np.asarray(wmap, dtype=np.float64).reshape(-1)
-            if w.size != self.counts.size:
-                raise GeometryError(f"weights map of {w.size} values for a counts cube of "
-                                    f"{self.counts.size}")
-            self.wmap = np.ascontiguousarray(w.reshape(nm, npix))
-        if scales is None:
-            self.expscale = np.ones(len(terms))
-        else:
+        self._setup(counts, srcmaps, true_edges, sources, wmap)
+        self.true_edges = self.nodes
+        nm, npix = self.counts.shape
+        nt = self.nodes.size - 1
+        ns = len(self.sources)
+        self.bin_range = (0, nm)
+        if scales is not None:
             sc = np.asarray(scales, dtype=np.float64).ravel()
-            if sc.size != len(terms):
-                raise GeometryError(f"scales: {sc.size} factor(s) for {len(terms)} sources")
+            if sc.size != ns:
+                raise GeometryError(f"scales: {sc.size} factor(s) for {ns} sources")
             self.expscale = sc
-        self.e = e
-        self.true_edges = e
-        nt = e.size - 1
         drms = list(drms)
-        if len(drms) != len(terms):
-            raise GeometryError(f"{len(drms)} response matrices for {len(terms)} sources")
-        self.drms = [np.asarray(d, dtype=np.float64) for d in drms]
-        for d in self.drms:
-            if d.shape != (nm, nt):
-                raise GeometryError(f"response matrix of shape {d.shape}; expected "
-                                    f"({nm}, {nt})")
+        if len(drms) != ns:
+            raise GeometryError(f"{len(drms)} response matrices for {ns} sources")
         # groups of sources with identical matrices
         keys: dict[bytes, int] = {}
         self._groups: list[np.ndarray] = []
-        gid = np.empty(len(terms), dtype=np.int64)
-        for j, d in enumerate(self.drms):
-            k = np.ascontiguousarray(d).tobytes()
+        gid = np.empty(ns, dtype=np.int64)
+        for j, d in enumerate(drms):
+            d = np.ascontiguousarray(d, dtype=np.float64)
+            if d.shape != (nm, nt):
+                raise GeometryError(f"response matrix of shape {d.shape}; expected "
+                                    f"({nm}, {nt})")
+            k = d.tobytes()
             if k not in keys:
                 keys[k] = len(self._groups)
-                self._groups.append(np.ascontiguousarray(d))
+                self._groups.append(d)
             gid[j] = keys[k]
         self._gid = gid
         self._bands = [_band(d) for d in self._groups]
-        # parameters (in source order, as the dispersion-free cost)
-        pnames, bnds, psc, x0, isnorm, index = [], [], [], [], [], []
-        for j, t in enumerate(terms):
-            for k in np.flatnonzero(t.free):
-                pnames.append(f"{t.name}:{t.model.par_names[k]}")
-                bnds.append(t.bounds[k])
-                psc.append(t.scale[k])
-                x0.append(t.p[k] / t.scale[k])
-                isnorm.append(t.model.par_names[k] == t.model.norm_param)
-                index.append((j, int(k)))
-        self.parameters = tuple(pnames)
-        self.bounds = np.array(bnds, dtype=float).reshape(-1, 2)
-        self.scales = np.array(psc, dtype=float)
-        self.x0 = np.array(x0, dtype=float)
-        self.is_norm = np.array(isnorm, dtype=bool)
-        self._index = index
         # the free sources, grouped by matrix, as the kernels see them
-        free_src = [j for j, t in enumerate(terms) if t.free.any()]
+        free_src = [j for j, t in enumerate(self.sources) if t.free.any()]
         self._free = self._pack(free_src)
-        pos = {int(j): a for a, j in enumerate(self._free.order)}
-        self._q_pos = np.array([pos[j] for j, _ in index], dtype=np.int64)
-        self._q_map = np.array([j for j, _ in index], dtype=np.int64)
-        self._q_k = np.array([k for _, k in index], dtype=np.int64)
+        self._set_parameters(self._free.order)
         nfs = len(free_src)
-        work = max(1, nfs) * e.size * npix
+        work = max(1, nfs) * (nt + 1) * npix
         self._parallel = (work >= PARALLEL_MIN_WORK) if parallel is None else bool(parallel)
         if seg is None:
-            per_pix = (max(1, nfs) * e.size * self.maps.itemsize
+            per_pix = (max(1, nfs) * (nt + 1) * self.maps.itemsize
                        + 8 * (2 * len(self._groups) * nt + 2 * nm))
             seg = int(np.clip(_UNIT_BYTES // per_pix, 64, 16384)) // 32 * 32
         self.seg = max(1, min(int(seg), npix))
         self.info_seg = max(1, min(npix, int(np.clip(
-            _INFO_BYTES // (8 * max(1, len(pnames)) * nm), 256, 1 << 20))))
+            _INFO_BYTES // (8 * max(1, self.npar) * nm), 256, 1 << 20))))
         # the fixed sources, dispersed and summed once
-        fixed_src = [j for j, t in enumerate(terms) if not t.free.any()
+        fixed_src = [j for j, t in enumerate(self.sources) if not t.free.any()
                      and self.expscale[j] != 0.0]
         if fixed_src:
             pk = self._pack(fixed_src)
             lo, hi = self._node_weights_of(pk.order)
             fc = np.empty((nm, npix))
-            mc = KD.model_cube_parallel if (len(fixed_src) * e.size * npix
+            mc = KD.model_cube_parallel if (len(fixed_src) * (nt + 1) * npix
                                             >= PARALLEL_MIN_WORK) else KD.model_cube_serial
             mc(_EMPTY, self.maps, *pk.args(), lo, hi, self.seg, fc)
             self.fixed = fc
         else:
             self.fixed = _EMPTY
-        self._last: _Eval | None = None
 
     # -- sources -> kernel arguments ----------------------------------------------------
     def _pack(self, srcs) -> _Pack:
         srcs = np.asarray(list(srcs), dtype=np.int64)
-        nm, nt = self.counts.shape[0], self.e.size - 1
+        nm, nt = self.counts.shape[0], self.nodes.size - 1
         used = sorted(set(int(self._gid[j]) for j in srcs))
         order = (np.concatenate([srcs[self._gid[srcs] == g] for g in used])
                  if used else np.zeros(0, np.int64))
@@ -242,117 +173,27 @@ class DispersedPoissonCost(Cost):
                 thi[a] = kh[a][rows].max()
         return _Pack(order, order.copy(), gstart, drm, kl, kh, tlo, thi)
 
-    # -- parameters -> node weights -----------------------------------------------------
-    def physical_params(self, x) -> dict[str, np.ndarray]:
-        """Physical parameter vectors of every source at the free values ``x``."""
-        ps = self._params(self._x(x))
-        return {t.name: p for t, p in zip(self.terms, ps)}
+    # -- the kernels ----------------------------------------------------------------------
+    def _new_cube(self) -> np.ndarray:
+        return np.empty(self.counts.shape)
 
-    def _params(self, x):
-        ps = [t.p.copy() for t in self.terms]
-        for (j, k), v, sc in zip(self._index, np.asarray(x, dtype=float), self.scales):
-            ps[j][k] = v * sc
-        return ps
+    def _run_loglike(self, lo, hi, want_grad, m):
+        kern = KD.loglike_parallel if self._parallel else KD.loglike_serial
+        return kern(self.counts, self.wmap, self.fixed, self.maps, *self._free.args(),
+                    lo, hi, self.seg, want_grad, m)
 
-    def _node_weights_of(self, srcs, ps=None):
-        """(lo, hi), each (len(srcs), n_true), with the exposure scale folded in."""
-        nt = self.e.size - 1
-        lo = np.zeros((len(srcs), nt))
-        hi = np.zeros_like(lo)
-        for a, j in enumerate(srcs):
-            t = self.terms[j]
-            p = t.p if ps is None else ps[j]
-            lo[a], hi[a] = node_weights(self.e, t.model.evaluate(self.e, p))
-            lo[a] *= self.expscale[j]
-            hi[a] *= self.expscale[j]
-        return lo, hi
+    def _run_cube(self, lo, hi, m):
+        kern = KD.model_cube_parallel if self._parallel else KD.model_cube_serial
+        kern(self.fixed, self.maps, *self._free.args(), lo, hi, self.seg, m)
 
-    def _weights(self, x, derivs: bool):
-        """lo, hi (n_free_src, n_true) in kernel order and, with ``derivs``, dlo, dhi
-        (npar, n_true): derivatives w.r.t. the scaled free parameters."""
-        ps = self._params(x)
-        lo, hi = self._node_weights_of(self._free.order, ps)
-        if not derivs:
-            return lo, hi, None, None
-        nt = self.e.size - 1
-        dlo = np.zeros((self.npar, nt))
-        dhi = np.zeros((self.npar, nt))
-        for j in np.unique(self._q_map):
-            qs = np.flatnonzero(self._q_map == j)
-            t = self.terms[j]
-            G = np.asarray(t.model.gradient(self.e, ps[j]))[self._q_k[qs]]
-            gl, gh = node_weights(self.e, G)
-            c = (self.expscale[j] * self.scales[qs])[:, None]
-            dlo[qs] = gl * c
-            dhi[qs] = gh * c
-        return lo, hi, dlo, dhi
-
-    def _second_weights(self, x):
-        """d2lo, d2hi (npar, npar, n_true): second derivatives of the node weights for
-        pairs of parameters of one source (zero elsewhere), by central differences of the
-        analytic spectral gradient."""
-        ps = self._params(x)
-        nt = self.e.size - 1
-        d2lo = np.zeros((self.npar, self.npar, nt))
-        d2hi = np.zeros_like(d2lo)
-        for j in np.unique(self._q_map):
-            qs = np.flatnonzero(self._q_map == j)
-            blk = np.ix_(qs, qs)
-            d2lo[blk], d2hi[blk] = second_node_weights(
-                self.terms[j].model, self.e, ps[j], self._q_k[qs], x[qs], self.scales[qs],
-                self.expscale[j])
-        return d2lo, d2hi
-
-    # -- evaluation ---------------------------------------------------------------------
-    def _loglike_kernel(self):
-        return KD.loglike_parallel if self._parallel else KD.loglike_serial
-
-    def _cube_kernel(self):
-        return KD.model_cube_parallel if self._parallel else KD.model_cube_serial
-
-    def __call__(self, x) -> float:
-        x = self._x(x)
-        last = self._last
-        if last is not None and last.key == x.tobytes():
-            return last.value
-        lo, hi, _, _ = self._weights(x, False)
-        ll, _, _ = self._loglike_kernel()(self.counts, self.wmap, self.fixed, self.maps,
-                                          *self._free.args(), lo, hi, self.seg, False,
-                                          _EMPTY)
-        return -float(ll)
-
-    def _evaluate(self, x) -> _Eval:
-        key = x.tobytes()
-        last = self._last
-        if last is not None and last.key == key:
-            return last
-        lo, hi, dlo, dhi = self._weights(x, True)
-        m = np.empty(self.counts.shape)
-        ll, A, B = self._loglike_kernel()(self.counts, self.wmap, self.fixed, self.maps,
-                                          *self._free.args(), lo, hi, self.seg, True, m)
-        qp = self._q_pos
-        g = -(np.sum(dlo * A[qp], axis=1) + np.sum(dhi * B[qp], axis=1))
-        ev = _Eval(key, -float(ll), g, A, B, m)
-        self._last = ev          # one-entry memo: iminuit asks for value and grad apart
-        return ev
-
-    def value_and_grad(self, x):
-        ev = self._evaluate(self._x(x))
-        return ev.value, ev.grad.copy()
-
-    def _model_at(self, x) -> np.ndarray:
-        last = self._last
-        if last is not None and last.key == x.tobytes():
-            return last.model
-        lo, hi, _, _ = self._weights(x, False)
-        m = np.empty(self.counts.shape)
-        self._cube_kernel()(self.fixed, self.maps, *self._free.args(), lo, hi, self.seg, m)
-        return m
+    def _one_source(self, j, lo, hi, out):
+        KD.model_cube_serial(_EMPTY, self.maps, *self._pack([j]).args(), lo, hi, self.seg,
+                             out)
 
     def _coefficients(self, dlo, dhi):
         """Effective node coefficients C (npar, n_meas, n_true + 1) of dm_q and their
         node bands (cl, ch), each (npar, n_meas)."""
-        nm, nt = self.counts.shape[0], self.e.size - 1
+        nm, nt = self.counts.shape[0], self.nodes.size - 1
         C = np.zeros((self.npar, nm, nt + 1))
         cl = np.zeros((self.npar, nm), dtype=np.int64)
         ch = np.zeros((self.npar, nm), dtype=np.int64)
@@ -366,12 +207,9 @@ class DispersedPoissonCost(Cost):
             ch[q] = np.where(kh > kl, kh + 1, kl)
         return C, cl, ch
 
-    def _info(self, x, m, observed: bool) -> np.ndarray:
-        """sum_{i,p} v dm_a dm_b with v = w/m (expected) or w n/m^2 (observed)."""
-        _, _, dlo, dhi = self._weights(x, True)
+    def _run_info(self, v, dlo, dhi):
+        """sum over pixel segments of G G^T, G the rows sqrt(v) dm_q of each segment."""
         nm, npix = self.counts.shape
-        v = np.empty((nm, npix))
-        info_weights(self.counts, self.wmap, m, 0, nm, observed, v)
         C, cl, ch = self._coefficients(dlo, dhi)
         rows = KD.info_rows_parallel if self._parallel else KD.info_rows_serial
         nq = self.npar
@@ -387,52 +225,9 @@ class DispersedPoissonCost(Cost):
             F += Gf @ Gf.T
         return 0.5 * (F + F.T)
 
-    def fisher(self, x) -> np.ndarray:
-        """Expected information sum_{i,p} w/m dm/dx_a dm/dx_b (npar, npar), scaled units."""
-        x = self._x(x)
-        if self.npar == 0:
-            return np.zeros((0, 0))
-        return self._info(x, self._model_at(x), False)
-
-    def hessian(self, x) -> np.ndarray:
-        """Observed information: the exact Hessian of -log L,
-        sum w n/m^2 dm_a dm_b - sum w (n/m - 1) d2m/dx_a dx_b (the second term from the
-        gradient's residual sums and the second derivatives of the node weights)."""
-        x = self._x(x)
-        if self.npar == 0:
-            return np.zeros((0, 0))
-        ev = self._evaluate(x)
-        H = self._info(x, ev.model, True)
-        d2lo, d2hi = self._second_weights(x)
-        qp = self._q_pos
-        T = np.einsum("abk,bk->ab", d2lo, ev.A[qp]) + np.einsum("abk,bk->ab", d2hi,
-                                                                 ev.B[qp])
-        same = self._q_map[:, None] == self._q_map[None, :]
-        return H - np.where(same, T, 0.0)
-
-    # -- products -----------------------------------------------------------------------
-    def model_cube(self, x=None) -> np.ndarray:
-        """Model counts (n_meas, *spatial shape) at ``x`` (default ``x0``)."""
-        x = self.x0 if x is None else self._x(x)
-        return self._model_at(x).reshape((-1,) + tuple(self.spatial_shape)).copy()
-
-    def source_cube(self, name: str, x=None) -> np.ndarray:
-        """Model counts of one source (n_meas, *spatial shape)."""
-        x = self.x0 if x is None else self._x(x)
-        try:
-            j = self.source_names.index(name)
-        except ValueError:
-            raise RecipeError(f"no source {name!r} in this likelihood component "
-                              f"({', '.join(self.source_names)})") from None
-        pk = self._pack([j])
-        lo, hi = self._node_weights_of(pk.order, self._params(x))
-        out = np.empty(self.counts.shape)
-        KD.model_cube_serial(_EMPTY, self.maps, *pk.args(), lo, hi, self.seg, out)
-        return out.reshape((-1,) + tuple(self.spatial_shape))
-
     def __repr__(self) -> str:
         nm, npix = self.counts.shape
-        return (f"DispersedPoissonCost({len(self.terms)} sources in {len(self._groups)} "
+        return (f"DispersedPoissonCost({len(self.sources)} sources in {len(self._groups)} "
                 f"response group(s), {self.npar} free parameters, {nm} bins x {npix} "
                 "pixels)")
 
