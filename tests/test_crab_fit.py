@@ -130,3 +130,16 @@ def test_front_back_joint_likelihood_is_the_sum(crab_day, caldb_dir, tmp_path):
     assert res["fit_quality"] == 3
     front.model = back.model = joint.model
     assert res["loglike"] == pytest.approx(front.loglike() + back.loglike(), rel=1e-12)
+
+
+def test_srcmap_file_without_the_dispersion_bins_says_how_to_proceed(crab_day, caldb_dir,
+                                                                     tmp_path):
+    from fermixr.errors import GeometryError
+
+    cfg = _config(crab_day, caldb_dir, tmp_path, gtlike={"edisp": True})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(GeometryError, match=r"200\.\.20000 MeV in 21 planes, the analysis "
+                                                r"has 158\.866\.\.25178\.5 MeV in 23; .*"
+                                                r"gtlike\.edisp_bins: 0"):
+            Analysis(cfg).setup()

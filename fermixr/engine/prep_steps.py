@@ -214,9 +214,16 @@ def srcmap_file_step(inputs, params, ctx):
             f"the analysis grid {geom.to_dict()}")
     want = np.asarray(params["energies"], dtype=float)
     if edges.shape != want.shape or not np.allclose(edges, want, rtol=1e-5):
+        hint = ""
+        if want.size > edges.size:
+            hint = ("; with energy dispersion on, the source maps sit on the counts bins "
+                    "extended by gtlike.edisp_bins true-energy bins on each side: give a file "
+                    "made for those energies, or set gtlike.edisp_bins: 0 or gtlike.edisp: "
+                    "false")
         raise GeometryError(
             f"gtlike.srcmap {path!r}: energies {edges[0]:g}..{edges[-1]:g} MeV in "
-            f"{edges.size} planes, the analysis has {want[0]:g}..{want[-1]:g} MeV in {want.size}")
+            f"{edges.size} planes, the analysis has {want[0]:g}..{want[-1]:g} MeV in "
+            f"{want.size}{hint}")
     return srcmap_dataset(params["source"], arr, geom, want, source_file=str(path))
 
 
