@@ -138,3 +138,20 @@ def test_a_step_after_a_cached_fit_uses_its_covariance(run):
     again = fermixr.open_run(out)["roi"].load()
     for k in ("flux_err", "eflux_err", "dnde_err", "pivot_energy"):
         np.testing.assert_allclose(again[k].values, first[k].values, rtol=1e-10)
+
+
+def test_a_cached_write_roi_writes_its_files_again_when_they_are_gone(run):
+    doc, out, _ = run
+    files = [out / f"steps_roi{s}" for s in (".npy", ".fits", ".yaml", "_00.xml")]
+    assert all(f.is_file() for f in files)
+    before = np.load(files[0], allow_pickle=True).item()["roi"]["loglike"]
+    files[1].unlink()
+    run_recipe(doc, outdir=out, verbose=False)
+    steps = json.loads((out / "run.json").read_text())["analysis_steps"]
+    assert [s["status"] for s in steps if s["name"] in ("fit", "write_roi")] == \
+        ["cached", "computed"]
+    assert all(f.is_file() for f in files)
+    assert np.load(files[0], allow_pickle=True).item()["roi"]["loglike"] == before
+    run_recipe(doc, outdir=out, verbose=False)            # all there: cached again
+    steps = json.loads((out / "run.json").read_text())["analysis_steps"]
+    assert steps[-1]["status"] == "cached"

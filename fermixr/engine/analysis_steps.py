@@ -203,6 +203,20 @@ def _key_inputs(name, params, outdir) -> dict:
     return {}
 
 
+def _files_missing(gta, name, params) -> bool:
+    """Whether a cached step's files beside the store are gone (``write_roi``'s .npy,
+    .fits, .yaml and XML files, deleted or moved by the user): the step then runs again
+    and writes them."""
+    if name != "write_roi":
+        return False
+    prefix = Path(params.get("outfile") or "fit_roi")
+    prefix = prefix if prefix.is_absolute() else gta.outdir / prefix
+    prefix = prefix.with_suffix("") if prefix.suffix in (".npy", ".fits") else prefix
+    wanted = [".npy", ".fits", ".yaml", ".zarr"] + [
+        f"_{i:02d}.xml" for i in range(len(gta.recipe.components))]
+    return not all(prefix.with_name(prefix.name + sfx).exists() for sfx in wanted)
+
+
 def run_analysis_steps(recipe, steps, outdir, store_root, prep_keys, *, verbose=True,
                        stream=None) -> list[dict]:
     """Run the analysis steps of ``steps`` (list of (name, params)) in order."""
@@ -228,7 +242,7 @@ def run_analysis_steps(recipe, steps, outdir, store_root, prep_keys, *, verbose=
             status = "applied"
         else:
             kind = RESULT_STEPS[name]
-            if store.exists(kind, key):
+            if store.exists(kind, key) and not _files_missing(gta, name, params):
                 attrs = read_attrs(store.path(kind, key))
                 gta.model = SkyModel.from_dict(json.loads(attrs["model"]))
                 if name == "fit":    # the covariance later steps' errors come from
