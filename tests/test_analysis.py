@@ -272,15 +272,22 @@ def test_prior_on_a_fixed_parameter_is_refused(gta):
     assert gta._priors == {} and gta.model == before
 
 
-def test_write_roi_model_map_and_plots_warning(gta, tmp_path):
+def test_write_roi_model_map_and_plots(gta, tmp_path):
     from astropy.io import fits
+    from matplotlib.image import imread
 
-    with pytest.warns(UserWarning, match="make_plots is not supported"):
-        paths = gta.write_roi(tmp_path / "r", save_model_map=True, make_plots=True)
+    paths = gta.write_roi(tmp_path / "r", save_model_map=True, make_plots=True)
     cube = fits.getdata(paths["mcube_00"])
     ref = gta.model_counts_map().values
     assert cube.shape == ref.shape
     np.testing.assert_allclose(cube, ref, rtol=1e-6)          # float32 on disk
+    assert paths["counts_spectrum"] == tmp_path / "r_counts_spectrum.png"
+    assert paths["counts_map"] == tmp_path / "r_counts_map.png"
+    for k, (h, w) in (("counts_spectrum", (660, 770)), ("counts_map", (550, 1650))):
+        img = imread(paths[k])
+        assert img.shape[:2] == (h, w)
+        assert img[..., :3].std() > 0.05                      # not a blank canvas
+    assert not list(tmp_path.glob(".*.tmp"))
 
 
 def test_component_geometry_must_match(gta):

@@ -86,6 +86,8 @@ def test_example_runs_validates_and_reruns_cached(tmp_path):
     assert {s["name"]: s["status"] for s in steps if s["name"] in ("optimize", "fit",
                                                                     "write_roi")} == \
         {"optimize": "cached", "fit": "cached", "write_roi": "cached"}
+    for kind in ("spectrum", "map"):           # write_roi's make_plots: true
+        assert (out / f"quickstart_roi_counts_{kind}.png").stat().st_size > 10_000
     run = fermixr.open_run(out)
     for name in run:
         ds = xr.open_zarr(run.path(name), consolidated=False)

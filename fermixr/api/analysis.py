@@ -981,11 +981,43 @@ class Analysis:
                     ds, prefix.with_name(f"{prefix.name}_mcube_{i:02d}.fits"), config=cfg,
                     var="model_counts", dtype=np.float32)
         if make_plots:
-            import warnings
-
-            warnings.warn("write_roi: make_plots is not supported by this version of fermixr; "
-                          "no plots were drawn", stacklevel=2)
+            paths.update(self._write_roi_plots(prefix))
         return paths
+
+    def _write_roi_plots(self, prefix: Path) -> dict:
+        """``<prefix>_counts_spectrum[_NN].png`` (counts against the model and its
+        brightest sources, with residuals) and ``<prefix>_counts_map[_NN].png`` (counts,
+        model and residual significance summed over energy) of each component."""
+        from ..engine.plan import roi_center
+        from ..geom.coords import geom_from_attrs
+        from ..geom.wcs import WcsGeom
+        from ..plot import counts_maps_figure, counts_spectrum_figure, save_figure
+
+        cost = self._cost()
+        costs = getattr(cost, "components", [cost])
+        cubes = self._component_cubes()
+        markers = [(s.name, *s.skydir) for s in self.model if s.skydir is not None]
+        many = len(self._components) > 1
+        out = {}
+        for i, (comp, c, m) in enumerate(zip(self._components, costs, cubes)):
+            sfx = f"_{i:02d}" if many else ""
+            title = f"component {i}" if many else None
+            per_src = {}
+            for s in self.model:
+                v = np.asarray(c.source_cube(s.name, c.x0)).reshape(comp.counts.shape)
+                per_src[s.name] = v.sum(axis=1)
+            fig = counts_spectrum_figure(comp.edges, comp.counts.sum(axis=1), m.sum(axis=1),
+                                         per_src, title=title)
+            out[f"counts_spectrum{sfx}"] = save_figure(
+                fig, prefix.with_name(f"{prefix.name}_counts_spectrum{sfx}.png"))
+            geom = geom_from_attrs(comp.geom_attrs)
+            radius = 2.5 * abs(geom.cdelt[1]) if isinstance(geom, WcsGeom) else 0.0
+            fig = counts_maps_figure(geom, comp.counts.sum(axis=0), m.sum(axis=0), markers,
+                                     center_radec=roi_center(self.recipe.components[i]),
+                                     radius_deg=radius, title=title)
+            out[f"counts_map{sfx}"] = save_figure(
+                fig, prefix.with_name(f"{prefix.name}_counts_map{sfx}.png"))
+        return out
 
     def load_roi(self, infile) -> "Analysis":
         """Restore the model (every parameter bit for bit) from a ``write_roi`` file."""

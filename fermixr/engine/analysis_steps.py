@@ -212,8 +212,11 @@ def _files_missing(gta, name, params) -> bool:
     prefix = Path(params.get("outfile") or "fit_roi")
     prefix = prefix if prefix.is_absolute() else gta.outdir / prefix
     prefix = prefix.with_suffix("") if prefix.suffix in (".npy", ".fits") else prefix
-    wanted = [".npy", ".fits", ".yaml", ".zarr"] + [
-        f"_{i:02d}.xml" for i in range(len(gta.recipe.components))]
+    n = len(gta.recipe.components)
+    wanted = [".npy", ".fits", ".yaml", ".zarr"] + [f"_{i:02d}.xml" for i in range(n)]
+    if params.get("make_plots"):
+        sfx = [f"_{i:02d}" for i in range(n)] if n > 1 else [""]
+        wanted += [f"_counts_{kind}{s}.png" for kind in ("spectrum", "map") for s in sfx]
     return not all(prefix.with_name(prefix.name + sfx).exists() for sfx in wanted)
 
 

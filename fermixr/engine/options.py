@@ -887,8 +887,10 @@ STEPS: dict[str, StepSpec] = {
                                        "per component).",
                           extras={"outfile": text(None, "Base name of the files written; "
                                                         "null lets fermixr choose."),
-                                  "make_plots": flag(False, "Draw the standard plots (not "
-                                                            "available yet: warns)."),
+                                  "make_plots": flag(False, "Also draw the counts spectrum "
+                                                            "and the counts / model / "
+                                                            "residual maps of each "
+                                                            "component (PNG)."),
                                   "save_model_map": flag(False, "Also write the model counts "
                                                                 "cube of each component "
                                                                 "(<outfile>_mcube_NN.fits).")},
