@@ -130,6 +130,10 @@ def test_front_back_joint_likelihood_is_the_sum(crab_day, caldb_dir, tmp_path):
     assert res["fit_quality"] == 3
     front.model = back.model = joint.model
     assert res["loglike"] == pytest.approx(front.loglike() + back.loglike(), rel=1e-12)
+    paths = joint.write_roi(tmp_path / "joint_roi", make_plots=True)
+    assert {"xml_00", "xml_01", "counts_spectrum_00", "counts_spectrum_01", "counts_map_00",
+            "counts_map_01"} <= set(paths)
+    assert all(paths[k].stat().st_size > 10_000 for k in paths if k.startswith("counts_"))
 
 
 def test_srcmap_file_without_the_dispersion_bins_says_how_to_proceed(crab_day, caldb_dir,
