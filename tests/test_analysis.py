@@ -87,6 +87,21 @@ def test_bad_input_leaves_the_state(gta):
         other.fit()
 
 
+def test_a_failed_fit_leaves_every_parameter_as_it_was(gta):
+    saved = gta.model
+    try:
+        norm = gta.roi_source("SYN_CRAB").param("Prefactor")
+        gta.set_norm("SYN_CRAB", 4.0 * norm.value)
+        before = gta.model
+        ll0 = gta.loglike()
+        out = gta.fit(optimizer="NEWTON", max_iter=1, retries=1)
+        assert not out["fit_success"] and out["fit_status"] != 0
+        assert gta.model == before and gta.loglike() == ll0
+        assert gta.fit(optimizer="NEWTON")["fit_quality"] == 3      # and it can be refitted
+    finally:
+        gta.model = saved
+
+
 def test_generate_model_is_reproducible(gta, tmp_path):
     a = Analysis.__new__(Analysis)
     a.__dict__.update(gta.__dict__)
