@@ -116,3 +116,10 @@ def test_counts_maps_figure_wcs_and_healpix(tmp_path):
                              center_radec=(83.6, 22.0))
     save_figure(fig, tmp_path / "hpx.png")
     assert (tmp_path / "hpx.png").stat().st_size > 10_000
+    # an empty map (no counts, no model) still draws
+    z = np.zeros(g.shape)
+    fig = counts_maps_figure(g, z, z)
+    resid = [a for a in fig.axes if a.get_title().startswith("residual")][0]
+    assert np.all(np.ma.getmaskarray(resid.images[0].get_array())
+                  | np.isnan(resid.images[0].get_array().filled(np.nan)))
+    save_figure(fig, tmp_path / "empty.png")

@@ -204,7 +204,9 @@ def counts_maps_figure(geom, counts, model, markers=(), *, center_radec=None,
     fig = _figure((15.0, 5.0))
     lim = max(3.0, float(np.nanmax(np.abs(resid))) if np.isfinite(resid).any() else 3.0)
     lim = min(lim, 10.0)
-    vmax = float(np.nanmax(np.concatenate([img_n.ravel(), img_m.ravel()])))
+    both = np.concatenate([img_n.ravel(), img_m.ravel()])
+    vmax = float(np.nanmax(both)) if np.isfinite(both).any() else 1.0
+    vmax = vmax if vmax > 0 else 1.0                  # an empty map draws, all dark
     panels = [("counts", img_n, "magma", PowerNorm(0.5, 0.0, vmax)),
               ("model counts", img_m, "magma", PowerNorm(0.5, 0.0, vmax)),
               ("residual significance" + (f" (counts within {radius_deg:g} deg)"
