@@ -303,6 +303,9 @@ def test_write_roi_model_map_and_plots(gta, tmp_path):
         assert img.shape[:2] == (h, w)
         assert img[..., :3].std() > 0.05                      # not a blank canvas
     assert not list(tmp_path.glob(".*.tmp"))
+    # what write_roi wrote is what roi_files (the cached step's check) names
+    assert {k: Path(v) for k, v in paths.items()} == gta.roi_files(
+        tmp_path / "r.npy", save_model_map=True, make_plots=True)
 
 
 def test_component_geometry_must_match(gta):

@@ -946,30 +946,26 @@ class Analysis:
         from .sourcedict import sources_dataset, sources_table
 
         self._require_setup()
-        prefix = Path(outfile)
-        if not prefix.is_absolute():
-            prefix = self.outdir / prefix
-        prefix = prefix.with_suffix("") if prefix.suffix in (".npy", ".fits") else prefix
-        prefix.parent.mkdir(parents=True, exist_ok=True)
+        files = self.roi_files(outfile, save_model_map=save_model_map, make_plots=make_plots)
+        files["npy"].parent.mkdir(parents=True, exist_ok=True)
         sources = self.roi_results()
         model_dicts = [s.to_dict() for s in self.model]
         cfg = self.recipe.to_dict()
         roi = {"loglike": self.loglike(), "model": {"sources": model_dicts},
                "npred": float(sum(v["npred"] for v in sources.values()))}
         paths = {}
-        paths["npy"] = prefix.with_name(prefix.name + ".npy")
+        paths["npy"] = files["npy"]
         np.save(paths["npy"], {"roi": roi, "sources": sources, "config": cfg,
                                "version": __version__}, allow_pickle=True)
         table = sources_table(sources)
-        paths["fits"] = prefix.with_name(prefix.name + ".fits")
+        paths["fits"] = files["fits"]
         table.meta["CONFIG"] = json.dumps(cfg, sort_keys=True, default=str)
         table.write(paths["fits"], overwrite=True)
         for i in range(len(self._components)):
-            paths[f"xml_{i:02d}"] = self.write_xml(prefix.with_name(f"{prefix.name}_{i:02d}.xml"))
-        paths["yaml"] = prefix.with_name(prefix.name + ".yaml")
+            paths[f"xml_{i:02d}"] = self.write_xml(files[f"xml_{i:02d}"])
+        paths["yaml"] = files["yaml"]
         paths["yaml"].write_text(yaml.safe_dump(cfg, sort_keys=False))
-        paths["zarr"] = write_dataset_atomic(sources_dataset(sources),
-                                             prefix.with_name(prefix.name + ".zarr"))
+        paths["zarr"] = write_dataset_atomic(sources_dataset(sources), files["zarr"])
         if save_model_map:
             from ..io.st_fits import write_ccube
 
@@ -977,17 +973,42 @@ class Analysis:
                 ds = comp.counts_ds.drop_vars("counts").assign(
                     model_counts=(comp.counts_ds["counts"].dims,
                                   m.reshape(comp.counts_ds["counts"].shape)))
-                paths[f"mcube_{i:02d}"] = write_ccube(
-                    ds, prefix.with_name(f"{prefix.name}_mcube_{i:02d}.fits"), config=cfg,
-                    var="model_counts", dtype=np.float32)
+                paths[f"mcube_{i:02d}"] = write_ccube(ds, files[f"mcube_{i:02d}"], config=cfg,
+                                                      var="model_counts", dtype=np.float32)
         if make_plots:
-            paths.update(self._write_roi_plots(prefix))
+            paths.update(self._write_roi_plots(files))
         return paths
 
-    def _write_roi_plots(self, prefix: Path) -> dict:
-        """``<prefix>_counts_spectrum[_NN].png`` (counts against the model and its
-        brightest sources, with residuals) and ``<prefix>_counts_map[_NN].png`` (counts,
-        model and residual significance summed over energy) of each component."""
+    def roi_files(self, outfile="fit_roi", save_model_map=False, make_plots=False) -> dict:
+        """The files ``write_roi(outfile, ...)`` writes, by key (npy, fits, yaml, zarr,
+        xml_NN, with ``save_model_map`` mcube_NN, with ``make_plots`` counts_spectrum and
+        counts_map, suffixed _NN when there are several components): ``outfile`` relative to
+        the output directory, a .npy or .fits suffix dropped."""
+        prefix = Path(outfile)
+        if not prefix.is_absolute():
+            prefix = self.outdir / prefix
+        prefix = prefix.with_suffix("") if prefix.suffix in (".npy", ".fits") else prefix
+        n = len(self.recipe.components)
+
+        def at(tail):
+            return prefix.with_name(prefix.name + tail)
+
+        files = {ext: at("." + ext) for ext in ("npy", "fits", "yaml", "zarr")}
+        files.update({f"xml_{i:02d}": at(f"_{i:02d}.xml") for i in range(n)})
+        if save_model_map:
+            files.update({f"mcube_{i:02d}": at(f"_mcube_{i:02d}.fits") for i in range(n)})
+        if make_plots:
+            for i in range(n):
+                sfx = f"_{i:02d}" if n > 1 else ""
+                for kind in ("spectrum", "map"):
+                    files[f"counts_{kind}{sfx}"] = at(f"_counts_{kind}{sfx}.png")
+        return files
+
+    def _write_roi_plots(self, files: dict) -> dict:
+        """The counts spectrum (counts against the model and its brightest sources, with
+        residuals) and the counts map (counts, model and residual significance summed over
+        energy) of each component, at the ``counts_spectrum[_NN]`` and ``counts_map[_NN]``
+        paths of ``files`` (:meth:`roi_files`)."""
         from ..engine.plan import roi_center
         from ..geom.coords import geom_from_attrs
         from ..geom.wcs import WcsGeom
@@ -995,28 +1016,28 @@ class Analysis:
 
         cost = self._cost()
         costs = getattr(cost, "components", [cost])
-        cubes = self._component_cubes()
         markers = [(s.name, *s.skydir) for s in self.model if s.skydir is not None]
         many = len(self._components) > 1
         out = {}
-        for i, (comp, c, m) in enumerate(zip(self._components, costs, cubes)):
+        for i, (comp, c) in enumerate(zip(self._components, costs)):
             sfx = f"_{i:02d}" if many else ""
             title = f"component {i}" if many else None
+            m = np.asarray(c.model_cube(c.x0)).reshape(comp.counts.shape)
             per_src = {}
             for s in self.model:
                 v = np.asarray(c.source_cube(s.name, c.x0)).reshape(comp.counts.shape)
                 per_src[s.name] = v.sum(axis=1)
             fig = counts_spectrum_figure(comp.edges, comp.counts.sum(axis=1), m.sum(axis=1),
                                          per_src, title=title)
-            out[f"counts_spectrum{sfx}"] = save_figure(
-                fig, prefix.with_name(f"{prefix.name}_counts_spectrum{sfx}.png"))
+            key = f"counts_spectrum{sfx}"
+            out[key] = save_figure(fig, files[key])
             geom = geom_from_attrs(comp.geom_attrs)
             radius = 2.5 * abs(geom.cdelt[1]) if isinstance(geom, WcsGeom) else 0.0
             fig = counts_maps_figure(geom, comp.counts.sum(axis=0), m.sum(axis=0), markers,
                                      center_radec=roi_center(self.recipe.components[i]),
                                      radius_deg=radius, title=title)
-            out[f"counts_map{sfx}"] = save_figure(
-                fig, prefix.with_name(f"{prefix.name}_counts_map{sfx}.png"))
+            key = f"counts_map{sfx}"
+            out[key] = save_figure(fig, files[key])
         return out
 
     def load_roi(self, infile) -> "Analysis":

@@ -205,19 +205,14 @@ def _key_inputs(name, params, outdir) -> dict:
 
 def _files_missing(gta, name, params) -> bool:
     """Whether a cached step's files beside the store are gone (``write_roi``'s .npy,
-    .fits, .yaml and XML files, deleted or moved by the user): the step then runs again
-    and writes them."""
+    .fits, .yaml, XML and, when asked for, model-cube and plot files, deleted or moved by
+    the user): the step then runs again and writes them."""
     if name != "write_roi":
         return False
-    prefix = Path(params.get("outfile") or "fit_roi")
-    prefix = prefix if prefix.is_absolute() else gta.outdir / prefix
-    prefix = prefix.with_suffix("") if prefix.suffix in (".npy", ".fits") else prefix
-    n = len(gta.recipe.components)
-    wanted = [".npy", ".fits", ".yaml", ".zarr"] + [f"_{i:02d}.xml" for i in range(n)]
-    if params.get("make_plots"):
-        sfx = [f"_{i:02d}" for i in range(n)] if n > 1 else [""]
-        wanted += [f"_counts_{kind}{s}.png" for kind in ("spectrum", "map") for s in sfx]
-    return not all(prefix.with_name(prefix.name + sfx).exists() for sfx in wanted)
+    files = gta.roi_files(params.get("outfile") or "fit_roi",
+                          save_model_map=bool(params.get("save_model_map")),
+                          make_plots=bool(params.get("make_plots")))
+    return not all(f.exists() for f in files.values())
 
 
 def run_analysis_steps(recipe, steps, outdir, store_root, prep_keys, *, verbose=True,
