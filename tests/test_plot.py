@@ -65,6 +65,10 @@ def test_sky_image_of_a_healpix_region_shows_every_pixel_where_it_lies():
     ok = np.isfinite(img)
     np.testing.assert_array_equal(img[ok], g.world_to_pix(lon[ok], lat[ok]).astype(float))
     assert np.isnan(img[0, 0])                      # the corner lies outside the disk
+    both, grid2 = sky_image(g, np.stack([values, -values]))   # one sampling for a stack
+    assert grid2 == grid and both.shape == (2,) + img.shape
+    np.testing.assert_array_equal(both[0], img)
+    np.testing.assert_array_equal(both[1], -img)
     with pytest.raises(ValueError, match="3 values for"):
         sky_image(g, np.ones(3))
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..geom.frames import transform
+from ..geom.frames import angular_separation, transform
 from ..geom.hpx import HpxGeom
 from ..geom.wcs import WcsGeom
 
@@ -105,27 +105,22 @@ def counts_spectrum_figure(edges, counts, model, sources=None, *, title=None,
 
 
 # -- maps --------------------------------------------------------------------------------
-def _angsep(lon1, lat1, lon2, lat2):
-    lon1, lat1, lon2, lat2 = (np.radians(np.asarray(v, dtype=float))
-                              for v in (lon1, lat1, lon2, lat2))
-    c = (np.sin(lat1) * np.sin(lat2) + np.cos(lat1) * np.cos(lat2) * np.cos(lon1 - lon2))
-    return np.degrees(np.arccos(np.clip(c, -1.0, 1.0)))
-
-
 def sky_image(geom, values, center_radec=None, max_npix: int = 800):
-    """``values`` on the sky (one value per pixel of ``geom``) as an image: (image, grid),
-    grid the ``WcsGeom`` it lies on.  A WCS map is returned as it is; a HEALPix map is
-    sampled (nearest pixel) on a gnomonic grid around ``center_radec`` (default: the
-    centre of the held pixels) at half the HEALPix resolution (Hammer-Aitoff for the whole
-    sky); NaN outside the held pixels."""
+    """``values`` on the sky (..., one value per pixel of ``geom``) as images: (images
+    (..., ny, nx), grid), grid the ``WcsGeom`` they lie on.  WCS maps are returned as they
+    are; HEALPix maps are sampled (nearest pixel) on a gnomonic grid around
+    ``center_radec`` (default: the centre of the held pixels) at half the HEALPix
+    resolution (Hammer-Aitoff for the whole sky); NaN outside the held pixels.  Several
+    maps stacked on leading axes share one sampling."""
     values = np.asarray(values, dtype=float)
     if isinstance(geom, WcsGeom):
-        return values.reshape(geom.shape), geom
+        lead = values.shape[:-2] if values.shape[-2:] == geom.shape else values.shape[:-1]
+        return values.reshape(lead + geom.shape), geom
     if not isinstance(geom, HpxGeom):
         raise TypeError(f"sky_image: a WcsGeom or HpxGeom is needed, got {type(geom).__name__}")
-    values = values.reshape(-1)
-    if values.size != geom.npix:
-        raise ValueError(f"sky_image: {values.size} values for {geom.npix} HEALPix pixels")
+    if values.shape[-1:] != (geom.npix,):
+        raise ValueError(f"sky_image: {values.shape[-1] if values.ndim else 1} values for "
+                         f"{geom.npix} HEALPix pixels")
     import healpy as hp
 
     res = math.degrees(hp.nside2resol(geom.nside))
@@ -138,7 +133,7 @@ def sky_image(geom, values, center_radec=None, max_npix: int = 800):
         v = np.array(hp.ang2vec(lon, lat, lonlat=True)).sum(axis=0)
         clon, clat = hp.vec2ang(v / np.linalg.norm(v), lonlat=True)
         clon, clat = float(np.ravel(clon)[0]), float(np.ravel(clat)[0])
-    radius = float(_angsep(clon, clat, lon, lat).max()) + res
+    radius = float(np.max(angular_separation(lon, lat, clon, clat))) + res
     if geom.is_allsky or radius > 60.0:
         binsz = max(res / 2.0, 360.0 / max_npix)
         grid = WcsGeom((0.0, 0.0), (int(360 / binsz), int(180 / binsz)), binsz, "AIT",
@@ -148,13 +143,12 @@ def sky_image(geom, values, center_radec=None, max_npix: int = 800):
         n = int(math.ceil(2.0 * radius / binsz))
         grid = WcsGeom((clon, clat), (n, n), binsz, "TAN", geom.frame)
     glon, glat = grid.pixel_centers()
-    img = np.full(grid.shape, np.nan)
+    idx = np.full(grid.shape, -1, dtype=np.int64)
     ok = np.isfinite(glon) & np.isfinite(glat)
-    idx = geom.world_to_pix(glon[ok], glat[ok])
-    vals = np.full(idx.shape, np.nan)
+    idx[ok] = geom.world_to_pix(glon[ok], glat[ok])
+    img = np.full(values.shape[:-1] + grid.shape, np.nan)
     held = idx >= 0
-    vals[held] = values[idx[held]]
-    img[ok] = vals
+    img[..., held] = values[..., idx[held]]
     return img, grid
 
 
@@ -195,8 +189,8 @@ def counts_maps_figure(geom, counts, model, markers=(), *, center_radec=None,
     the first ``max_labels`` of them named."""
     from matplotlib.colors import PowerNorm
 
-    img_n, grid = sky_image(geom, counts, center_radec)
-    img_m, _ = sky_image(geom, model, center_radec)
+    (img_n, img_m), grid = sky_image(geom, np.stack([np.ravel(counts), np.ravel(model)]),
+                                     center_radec)
     radius_pix = 0.0
     if radius_deg and isinstance(geom, WcsGeom):
         radius_pix = float(radius_deg) / abs(geom.cdelt[1])
