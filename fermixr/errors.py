@@ -50,3 +50,21 @@ class StoreError(FermixrError, RuntimeError):
 
 class StepError(FermixrError, RuntimeError):
     """A pipeline step failed while computing."""
+
+
+class ModelError(FermixrError, ValueError):
+    """A sky model, source or parameter value is invalid (names the source and parameter)."""
+
+
+class LikelihoodError(FermixrError, ValueError):
+    """The inputs of a likelihood (counts, maps, weights, priors) are invalid or
+    inconsistent."""
+
+
+class FitError(FermixrError, ValueError):
+    """A fit cannot start: no free parameter, a start value outside its bounds, an invalid
+    optimizer setting."""
+
+
+class EstimatorError(FermixrError, ValueError):
+    """An estimator's options or inputs are invalid (names the estimator and option)."""
