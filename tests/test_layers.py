@@ -9,7 +9,7 @@ from pathlib import Path
 
 PKG = Path(__file__).resolve().parent.parent / "fermixr"
 ORDER = ["io", "select", "irf", "exposure", "model", "srcmap", "likelihood", "fit",
-         "engine", "plot", "api", "cli"]
+         "estimators", "plot", "engine", "api", "cli"]
 BASE = {"errors", "conventions", "geom", "_jit", "_version", "__init__"}
 COMPUTE = ORDER[:ORDER.index("fit") + 1]
 KERNEL_OK = {"numpy", "numba", "math", "types", "__future__"}

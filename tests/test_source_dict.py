@@ -8,8 +8,8 @@ import math
 import numpy as np
 import pytest
 
-from fermixr.api.sourcedict import (R68, R95, catalog_columns, ellipse_dict, position_dict,
-                                    roi_edge_distance, sources_dataset, sources_table)
+from fermixr.estimators.sourcedict import (R68, R95, catalog_columns, ellipse_dict, position_dict,
+                                          roi_edge_distance, sources_dataset, sources_table)
 from fermixr.geom.hpx import HpxGeom
 from fermixr.geom.wcs import WcsGeom
 from fermixr.model.catalog import _position_ellipse

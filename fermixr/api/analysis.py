@@ -440,7 +440,7 @@ class Analysis:
         """A value of the source dictionary or the source's catalog row, or None."""
         from ..engine.plan import roi_center
         from ..geom.coords import geom_from_attrs
-        from .sourcedict import CATALOG_COLUMNS, SCALARS, position_dict
+        from ..estimators.sourcedict import CATALOG_COLUMNS, SCALARS, position_dict
 
         if key == "ts":
             return self._ts(src)
@@ -790,7 +790,8 @@ class Analysis:
         from ..engine.plan import roi_center
         from ..geom.coords import geom_from_attrs
         from ..model.spatial import XML_FUNCTION, param_to_width
-        from .sourcedict import catalog_columns, dnde_family, flux_family, position_dict
+        from ..estimators.sourcedict import (catalog_columns, dnde_family, flux_family,
+                                             position_dict)
 
         src = self.roi_source(name)
         sm = self._spectral(src)
@@ -943,7 +944,7 @@ class Analysis:
 
         from .._version import __version__
         from ..engine.store import write_dataset_atomic
-        from .sourcedict import sources_dataset, sources_table
+        from ..estimators.sourcedict import sources_dataset, sources_table
 
         self._require_setup()
         files = self.roi_files(outfile, save_model_map=save_model_map, make_plots=make_plots)

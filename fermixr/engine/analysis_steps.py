@@ -143,7 +143,7 @@ def _apply(gta, name, params, key):
 
 def _compute(gta, name, params):
     """Run a result step; returns its product dataset."""
-    from ..api.sourcedict import sources_dataset
+    from ..estimators.sourcedict import sources_dataset
 
     p = dict(params)
     if name == "fit":

@@ -1,0 +1,1 @@
+"""Estimators: functions from a frozen analysis state to results (see the registry)."""
