@@ -155,3 +155,24 @@ def test_a_cached_write_roi_writes_its_files_again_when_they_are_gone(run):
     run_recipe(doc, outdir=out, verbose=False)            # all there: cached again
     steps = json.loads((out / "run.json").read_text())["analysis_steps"]
     assert steps[-1]["status"] == "cached"
+
+
+def test_a_discarded_fit_leaves_no_covariance_behind(run):
+    """``fit: {update: false}`` keeps the model and the fit that belongs to it: a later
+    bowtie has the kept fit's errors, not the discarded fit's (a prior squeezing the
+    index makes the discarded fit's band much narrower)."""
+    doc, out, _ = run
+    kept = fermixr.open_run(out)["bowtie"].load()
+    squeeze = {"add_gauss_prior": {"name": "SYN_CRAB", "parName": "Index", "mean": 2.2,
+                                   "sigma": 0.001}}
+    i_fit = STEPS.index("fit")
+    bowtie = {"bowtie": {"name": "SYN_CRAB", "npts": 10}}
+    for update, same in ((False, True), (True, False)):
+        steps = STEPS[:i_fit + 1] + [squeeze, {"fit": {"update": update}}, bowtie]
+        run_recipe(dict(doc, steps=steps), outdir=out, verbose=False)
+        bt = fermixr.open_run(out)["bowtie"].load()
+        ratio = bt["dnde_err"].values / kept["dnde_err"].values
+        if same:
+            np.testing.assert_allclose(ratio, 1.0, rtol=1e-10)
+        else:
+            assert ratio.min() < 0.8                          # the squeezed fit's band

@@ -1,267 +1,427 @@
-"""Recipe steps that act on the analysis state: every public method of
-:class:`~fermixr.api.Analysis` (Fermipy's names and parameters), run in order on an
-``Analysis`` built on the run's (cached) data products.
+"""Recipe steps that act on the analysis state (Fermipy's method names and parameters),
+registered in the one step registry (:mod:`fermixr.engine.steps`) each with its own
+version, and run in order on the frozen :class:`~fermixr.likelihood.roi.AnalysisState` of
+the run's (cached) data products.
 
 Two kinds:
 
 * **state steps** (``free_source``, ``set_parameter``, ``add_source``, ``add_gauss_prior``,
-  ``generate_model``, ``load_roi``, ``write_xml``, ``print_roi`` ...) change the analysis or
-  print/write something; they are cheap and replayed on every run;
+  ``generate_model``, ``load_roi``, ``write_xml``, ``print_roi`` ...) return an edited
+  state (or print/write something); they are cheap and replayed on every run;
 * **result steps** (``fit``, ``optimize``, ``write_roi``, ``get_src_model``, ``get_sources``,
   ``get_params``, ``profile``, ``profile_norm``, ``bowtie``, ``model_counts_map``,
   ``counts_map``) store a product under a key chained from the data products, the model as
-  built and every earlier step with its parameters.  A re-run with nothing changed takes
-  each from the store (and the model after it from the product's attrs); changing one step
-  recomputes it and what follows.
+  built, every option and file byte the analysis reads, and every earlier step with its
+  parameters and version.  A re-run with nothing changed takes each from the store (and the
+  model after it from the product's attrs); changing one step recomputes it and what
+  follows.  A fit that fails is stored as failed (``fit_success`` false, with its message),
+  is never taken for a success, and makes the run end with exit status 1 naming the step.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 from .._version import __version__
-from ..errors import RecipeError
+from ..errors import RecipeError, StepError
+from ..estimators import edits as E
 from .hashing import digest, file_sha256
+from .steps import get_step, known_steps, register_step
 from .store import NameIndex, ProductStore, read_attrs
 
-STATE_STEPS = (
-    "free_source", "free_sources", "free_norm", "free_index", "free_shape", "free_parameter",
-    "set_norm", "set_parameter", "set_parameter_bounds", "set_source_spectrum",
-    "set_source_morphology", "add_source", "delete_source", "delete_sources", "zero_source",
-    "unzero_source", "add_gauss_prior", "remove_prior", "remove_priors", "constrain_norms",
-    "load_roi", "generate_model", "write_xml", "print_roi", "print_params")
-# result step -> the product kind it stores
-RESULT_STEPS = {"optimize": "fit", "fit": "fit", "write_roi": "roi", "get_src_model": "roi",
-                "get_sources": "roi", "get_params": "params", "profile": "profile",
-                "profile_norm": "profile", "bowtie": "bowtie",
-                "model_counts_map": "model_counts", "counts_map": "counts"}
-ANALYSIS_STEPS = STATE_STEPS + tuple(RESULT_STEPS)
-STEP_VERSION = "3"  # 3: every Analysis method a step; full source dictionaries
+
+@dataclasses.dataclass
+class AnalysisContext:
+    """What an analysis step may use besides the state: the recipe, the run folder, the
+    step's key (the default seed of ``generate_model``) and the output stream."""
+
+    recipe: object
+    outdir: Path
+    key: str = ""
+    stream: object = None
+
+    @property
+    def config(self) -> dict:
+        return self.recipe.config
+
+    def fit_options(self, **given) -> dict:
+        opt = {k: v for k, v in (self.config.get("optimizer") or {}).items()
+               if k in ("optimizer", "tol", "max_iter", "init_lambda", "retries",
+                        "min_fit_quality", "verbosity")}
+        opt.update({k: v for k, v in given.items() if v is not None})
+        return opt
+
+    @property
+    def llscan_npts(self) -> int:
+        return int((self.config.get("gtlike") or {}).get("llscan_npts") or 20)
 
 
-# ---------------------------------------------------------------------------- products --
-def _fit_dataset(result):
-    import numpy as np
+# --------------------------------------------------------------------- state steps --
+def _edit_step(name: str, func, version: str = "1"):
+    """Register the edit ``func(state, **params)`` (returning a state or (state, value))
+    as the state step ``name``."""
+
+    def step(state, params, ctx):
+        out = func(state, **params)
+        return out[0] if isinstance(out, tuple) else out
+
+    step.__doc__ = func.__doc__
+    register_step(name, version=version, product=None, kind="state")(step)
+
+
+for _name in ("free_source", "free_sources", "free_norm", "free_index", "free_shape",
+              "free_parameter", "set_norm", "set_parameter", "set_parameter_bounds",
+              "set_source_spectrum", "set_source_morphology", "add_source", "delete_source",
+              "delete_sources", "zero_source", "unzero_source", "add_gauss_prior",
+              "remove_prior", "remove_priors", "constrain_norms"):
+    _edit_step(_name, getattr(E, _name))
+
+
+def _seed(params, ctx):
+    if params.get("seed") is not None:
+        return int(params["seed"])
+    mc = ctx.config.get("mc") or {}
+    return int(mc["seed"]) if mc.get("seed") is not None else int(ctx.key[:8], 16)
+
+
+@register_step("generate_model", version="1", product=None, kind="state")
+def _generate_model(state, params, ctx):
+    """Replace the counts by a Poisson realisation of the model (seeded)."""
+    return E.generate_model(state, params.get("model_name"), seed=_seed(params, ctx))[0]
+
+
+@register_step("load_roi", version="1", product=None, kind="state")
+def _load_roi(state, params, ctx):
+    """Restore the model from a write_roi .npy file."""
+    from ..model.skymodel import SkyModel
+
+    doc = np.load(_roi_npy(params["infile"], ctx.outdir), allow_pickle=True).item()
+    return E.with_all_maps(state.with_model(SkyModel.from_dict(doc["roi"]["model"])))
+
+
+@register_step("write_xml", version="1", product=None, kind="state")
+def _write_xml(state, params, ctx):
+    """Write the model as a Science Tools XML file."""
+    from .roi_output import write_model_xml
+
+    path = Path(params["xmlfile"])
+    write_model_xml(state.model, path if path.is_absolute() else ctx.outdir / path)
+    return state
+
+
+@register_step("print_roi", version="1", product=None, kind="state")
+def _print_roi(state, params, ctx):
+    """Print the sources with their npred and free parameters."""
+    from ..estimators.ts import npred
+
+    lines = [f"{'name':<24}{'SpatialModel':<16}{'SpectrumType':<18}{'npred':>10}  free"]
+    for s in state.model:
+        nfree = sum(p.free for p in s.spectral)
+        lines.append(f"{s.name:<24}{s.spatial_model:<16}{s.spectrum:<18}"
+                     f"{npred(state, s.name):10.2f}  {nfree or ''}")
+    print("\n".join(lines), file=ctx.stream or sys.stdout)
+    return state
+
+
+@register_step("print_params", version="1", product=None, kind="state")
+def _print_params(state, params, ctx):
+    """Print the free spectral parameters (every one with allpars)."""
+    lines = [f"{'source':<24}{'parameter':<14}{'value':>12}{'error':>12}{'scale':>10} free"]
+    for p in E.get_params(state, freeonly=not params.get("allpars", False)):
+        err = "" if p["error"] is None else f"{p['error']:12.4g}"
+        lines.append(f"{p['src_name']:<24}{p['par_name']:<14}{p['value']:12.5g}{err:>12}"
+                     f"{p['scale']:10.3g} {'*' if p['free'] else ''}")
+    print("\n".join(lines), file=ctx.stream or sys.stdout)
+    return state
+
+
+# -------------------------------------------------------------------- result steps --
+@register_step("fit", version="4", product="fit", kind="result")
+def _fit(state, params, ctx):
+    """Fit the free parameters; ``update: false`` keeps the model (and its fit) as it was."""
+    from ..estimators.fit import fit_dataset, fit_state
+
+    p = dict(params)
+    update = p.pop("update", True)
+    out, new = fit_state(state, **ctx.fit_options(**p))
+    return (new if update else state), fit_dataset(out)
+
+
+@register_step("optimize", version="4", product="fit", kind="result")
+def _optimize(state, params, ctx):
+    """Fermipy's optimize() (roiopt section, overridden by the step's parameters)."""
+    from ..estimators.fit import fit_dataset
+    from ..estimators.optimize import optimize_state
+
+    ro = dict(ctx.config.get("roiopt") or {})
+    opts = {k: (params[k] if params.get(k) is not None else ro.get(k))
+            for k in ("npred_frac", "npred_threshold", "shape_ts_threshold",
+                      "max_free_sources", "skip")}
+    out, new = optimize_state(state, fit_options=ctx.fit_options(),
+                              **{k: v for k, v in opts.items() if v is not None})
+    return new, fit_dataset(out)
+
+
+@register_step("write_roi", version="4", product="roi", kind="result")
+def _write_roi(state, params, ctx):
+    """Write the ROI files; the product is the ROI table written beside them."""
     import xarray as xr
 
-    if "covariance" not in result:     # optimize: no parameter vector of its own
-        return xr.Dataset(
-            {"value": ("param", np.zeros(0)), "error": ("param", np.zeros(0)),
-             "covariance": (("param", "param_b"), np.zeros((0, 0)))},
-            coords={"param": np.array([], dtype=object)},
-            attrs={"fermixr_product": "fit", "loglike": float(result["loglike1"]),
-                   "fit_quality": 3, "fit_status": 0, "edm": None, "optimizer": "optimize",
-                   "loglike0": float(result["loglike0"])})
-    cov = np.asarray(result["covariance"])
-    pars = [f"{s}:{p}" for s, p in zip(result["src_names"], result["par_names"])]
-    return xr.Dataset(
-        {"value": ("param", np.asarray(result["values"])),
-         "error": ("param", np.asarray(result["errors"])),
-         "covariance": (("param", "param_b"), cov),
-         "correlation": (("param", "param_b"), np.asarray(result["correlation"]))},
-        coords={"param": np.array(pars, dtype=object)},
-        attrs={"fermixr_product": "fit", "loglike": float(result["loglike"]),
-               "fit_quality": int(result["fit_quality"]),
-               "fit_status": int(result["fit_status"]), "edm": float(result["edm"]),
-               "optimizer": str(result["optimizer"])})
+    from .roi_output import write_roi
+
+    paths = write_roi(state, ctx.recipe.to_dict(), ctx.outdir,
+                      params.get("outfile") or "fit_roi",
+                      save_model_map=bool(params.get("save_model_map")),
+                      make_plots=bool(params.get("make_plots")))
+    return state, xr.open_zarr(paths["zarr"]).load()
 
 
-def _profile_dataset(result, params):
-    import numpy as np
-    import xarray as xr
+def _source_table(state, names, ctx):
+    from ..estimators.sourcedict import source_dict, sources_dataset
 
-    return xr.Dataset(
-        {"loglike": ("point", result["loglike"]), "dloglike": ("point", result["dloglike"]),
-         "flux": ("point", result["flux"], {"units": "ph cm-2 s-1"}),
-         "eflux": ("point", result["eflux"], {"units": "MeV cm-2 s-1"})},
-        coords={"xvals": ("point", np.asarray(result["xvals"], dtype=float))},
-        attrs={"fermixr_product": "profile", "name": str(params["name"]),
-               "par_name": str(result["par_name"]),
-               "reoptimize": bool(params.get("reoptimize", False))})
+    return sources_dataset({n: source_dict(state, n, llscan_npts=ctx.llscan_npts)
+                            for n in names})
 
 
-def _bowtie_dataset(result, params):
-    import xarray as xr
-
-    unit = {"units": "ph cm-2 s-1 MeV-1"}
-    return xr.Dataset(
-        {k: ("energy", result[k], unit) for k in ("dnde", "dnde_err", "dnde_lo", "dnde_hi")}
-        | {"dnde_ferr": ("energy", result["dnde_ferr"])},
-        coords={"energy": ("energy", result["energies"], {"units": "MeV"})},
-        attrs={"fermixr_product": "bowtie", "name": str(params["name"])})
+@register_step("get_src_model", version="4", product="roi", kind="result")
+def _get_src_model(state, params, ctx):
+    """One source's dictionary as a one-row ROI table."""
+    return state, _source_table(state, [state.model.find(params["name"]).name], ctx)
 
 
-def _params_dataset(rows):
-    import numpy as np
-    import xarray as xr
+@register_step("get_sources", version="4", product="roi", kind="result")
+def _get_sources(state, params, ctx):
+    """The selected sources' dictionaries as an ROI table."""
+    p = dict(params)
+    p.setdefault("coordsys", ctx.config["binning"].get("coordsys"))
+    return state, _source_table(state, [s.name for s in E.get_sources(state, **p)], ctx)
+
+
+@register_step("get_params", version="4", product="params", kind="result")
+def _get_params(state, params, ctx):
+    """Every spectral parameter (or the free ones)."""
+    rows = E.get_params(state, freeonly=bool(params.get("freeonly", False)))
 
     def col(k, dtype=float):
         return ("param", np.array([np.nan if r[k] is None and dtype is float else r[k]
                                    for r in rows], dtype=dtype))
 
-    return xr.Dataset(
+    import xarray as xr
+
+    ds = xr.Dataset(
         {"src_name": col("src_name", object), "par_name": col("par_name", object),
          "value": col("value"), "scale": col("scale"), "min": col("min"), "max": col("max"),
          "free": col("free", bool), "error": col("error")},
         coords={"param": np.array([f"{r['src_name']}:{r['par_name']}" for r in rows],
                                   dtype=object)},
         attrs={"fermixr_product": "params"})
+    return state, ds
 
 
-def _map_dataset(gta, da, kind):
-    """A counts-geometry cube as the ``counts`` / ``model_counts`` product."""
+@register_step("profile", version="4", product="profile", kind="result")
+def _profile(state, params, ctx):
+    """Likelihood profile of one spectral parameter."""
+    from ..estimators.profile import profile_dataset, profile_values
+
+    src = state.model.find(params["name"])
+    res = profile_values(state, src.name, params["parName"], params.get("xvals"),
+                         npts=params.get("npts") or ctx.llscan_npts,
+                         reoptimize=bool(params.get("reoptimize")),
+                         fit_options=ctx.fit_options())
+    return state, profile_dataset(res, src.name, bool(params.get("reoptimize")))
+
+
+@register_step("profile_norm", version="4", product="profile", kind="result")
+def _profile_norm(state, params, ctx):
+    """Likelihood profile of a source's normalisation."""
+    from ..estimators.profile import norm_xvals, profile_dataset, profile_values
+
+    src = state.model.find(params["name"])
+    xvals = params.get("xvals")
+    if xvals is None:
+        xvals = norm_xvals(state, src.name, params.get("npts") or ctx.llscan_npts)
+    res = profile_values(state, src.name, state.spectral(src).norm_param, xvals,
+                         reoptimize=bool(params.get("reoptimize")),
+                         fit_options=ctx.fit_options())
+    return state, profile_dataset(res, src.name, bool(params.get("reoptimize")))
+
+
+@register_step("bowtie", version="4", product="bowtie", kind="result")
+def _bowtie(state, params, ctx):
+    """dN/dE of a source with its 1-sigma band."""
+    from ..estimators.bowtie import bowtie_dataset, bowtie_values
+
+    src = state.model.find(params["name"])
+    res = bowtie_values(state, src.name, params.get("loge"), params.get("npts") or 50)
+    return state, bowtie_dataset(res, src.name)
+
+
+def _cube_dataset(state, cubes, kind):
+    """Per-component cubes summed onto the counts geometry, as the ``counts`` /
+    ``model_counts`` product."""
+    comps = state.components
+    ref = comps[0].template
+    total = sum(m.reshape(ref["counts"].shape) for m in cubes)
     var = "counts" if kind == "counts" else "model_counts"
-    ref = gta._components[0].counts_ds
-    ds = (da.astype(ref["counts"].dtype) if kind == "counts" else da).to_dataset(name=var)
+    if kind == "counts":
+        total = total.astype(ref["counts"].dtype)
+    ds = ref.drop_vars("counts").assign({var: (ref["counts"].dims, total)})
     ds[var].attrs["units"] = "count"
     ds.attrs = dict(ref.attrs, fermixr_product=kind)
     return ds
 
 
-# ------------------------------------------------------------------------------ running --
-def _seed(params, gta, key):
-    if params.get("seed") is not None:
-        return int(params["seed"])
-    mc = gta.config.get("mc") or {}
-    return int(mc["seed"]) if mc.get("seed") is not None else int(key[:8], 16)
+@register_step("model_counts_map", version="4", product="model_counts", kind="result")
+def _model_counts_map(state, params, ctx):
+    """Model counts of the whole model or one source, summed over components."""
+    from ..estimators.ts import model_cubes
+
+    return state, _cube_dataset(state, model_cubes(state, params.get("name")),
+                                "model_counts")
 
 
-def _apply(gta, name, params, key):
-    """Run a state step."""
-    p = dict(params)
-    if name == "generate_model":
-        gta.generate_model(p.get("model_name"), seed=_seed(p, gta, key))
-    elif name == "print_params":
-        gta.print_params(allpars=bool(p.get("allpars", False)))
-    elif name == "add_source":
-        gta.add_source(p["name"], p["src_dict"], free=p.get("free"))
-    else:
-        getattr(gta, name)(**p)
+@register_step("counts_map", version="4", product="counts", kind="result")
+def _counts_map(state, params, ctx):
+    """The counts, summed over components."""
+    return state, _cube_dataset(state, [c.counts for c in state.components], "counts")
 
 
-def _compute(gta, name, params):
-    """Run a result step; returns its product dataset."""
-    from ..estimators.sourcedict import sources_dataset
+def analysis_steps() -> tuple[str, ...]:
+    return tuple(known_steps("state")) + tuple(known_steps("result"))
 
-    p = dict(params)
-    if name == "fit":
-        update = p.pop("update", True)
-        saved = gta.model
-        result = gta.fit(**p)
-        if not update:
-            gta.model = saved
-        return _fit_dataset(result)
-    if name == "optimize":
-        return _fit_dataset(gta.optimize(**p))
-    if name == "write_roi":          # the table write_roi just wrote
-        import xarray as xr
 
-        paths = gta.write_roi(p.get("outfile") or "fit_roi",
-                              save_model_map=bool(p.get("save_model_map")),
-                              make_plots=bool(p.get("make_plots")))
-        return xr.open_zarr(paths["zarr"]).load()
-    if name == "get_src_model":
-        src = gta.roi_source(p["name"])
-        return sources_dataset({src.name: gta.get_src_model(src.name)})
-    if name == "get_sources":
-        return sources_dataset({s.name: gta.get_src_model(s.name)
-                                for s in gta.get_sources(**p)})
-    if name == "get_params":
-        return _params_dataset(gta.get_params(freeonly=bool(p.get("freeonly", False))))
-    if name in ("profile", "profile_norm"):
-        src = gta.roi_source(p["name"])
-        kw = {k: p.get(k) for k in ("xvals", "npts")}
-        if name == "profile":
-            result = gta.profile(src.name, p["parName"], reoptimize=bool(p.get("reoptimize")),
-                                 **kw)
-            result["par_name"] = p["parName"]
-        else:
-            result = gta.profile_norm(src.name, reoptimize=bool(p.get("reoptimize")), **kw)
-            result["par_name"] = gta._spectral(src).norm_param
-        return _profile_dataset(result, p)
-    if name == "bowtie":
-        return _bowtie_dataset(gta.bowtie(p["name"], loge=p.get("loge"),
-                                          npts=p.get("npts") or 50), p)
-    if name == "model_counts_map":
-        return _map_dataset(gta, gta.model_counts_map(p.get("name")), "model_counts")
-    if name == "counts_map":
-        return _map_dataset(gta, gta.counts_map(), "counts")
-    raise RecipeError(f"steps: {name!r} is not an analysis step")
+# ------------------------------------------------------------------------------- keys --
+def _roi_npy(infile, outdir) -> Path:
+    p = Path(infile)
+    p = p if p.is_absolute() or p.exists() else Path(outdir) / p
+    p = p if p.suffix == ".npy" else p.with_suffix(".npy")
+    if not p.is_file():
+        raise RecipeError(f"load_roi: file {str(p)!r} does not exist")
+    return p
 
 
 def _key_inputs(name, params, outdir) -> dict:
     """What a step depends on beyond its parameters: the content of a file it reads."""
     if name == "load_roi":
-        p = Path(params["infile"])
-        p = p if p.is_absolute() or p.exists() else Path(outdir) / p
-        p = p if p.suffix == ".npy" else p.with_suffix(".npy")
-        if not p.is_file():
-            raise RecipeError(f"load_roi: file {str(p)!r} does not exist")
-        return {"infile_sha256": file_sha256(p)}
+        return {"infile_sha256": file_sha256(_roi_npy(params["infile"], outdir))}
     return {}
 
 
-def _files_missing(gta, name, params) -> bool:
-    """Whether a cached step's files beside the store are gone (``write_roi``'s .npy,
-    .fits, .yaml, XML and, when asked for, model-cube and plot files, deleted or moved by
-    the user): the step then runs again and writes them."""
-    if name != "write_roi":
-        return False
-    files = gta.roi_files(params.get("outfile") or "fit_roi",
-                          save_model_map=bool(params.get("save_model_map")),
-                          make_plots=bool(params.get("make_plots")))
-    return not all(f.exists() for f in files.values())
-
-
+# ---------------------------------------------------------------------------- running --
 def run_analysis_steps(recipe, steps, outdir, store_root, prep_keys, *, verbose=True,
-                       stream=None) -> list[dict]:
-    """Run the analysis steps of ``steps`` (list of (name, params)) in order."""
-    import sys
-
-    from ..api.analysis import Analysis
+                       stream=None, force=()) -> list[dict]:
+    """Run the analysis steps of ``steps`` (list of (name, params)) in order.  Returns one
+    record per step (name, key, status: applied / cached / computed / failed, seconds)."""
+    from ..likelihood.roi import FitRecord
     from ..model.skymodel import SkyModel
+    from .state import load_state
 
     stream = stream if stream is not None else sys.stderr
     store = ProductStore(store_root)
     names = NameIndex(outdir)
-    gta = Analysis(recipe)
-    gta._load_products()  # the model now; the data products when a step needs them
-    chain = digest({"data": prep_keys, "model": gta.model.to_dict()})
+    state = load_state(recipe, outdir, store_root)
+    ctx = AnalysisContext(recipe, Path(outdir), stream=stream)
+    chain = digest({"data": prep_keys, "model": state.model.to_dict()})
+    force = set(force or ())
     done, seen = [], {}
     for i, (name, params) in enumerate(steps):
         params = dict(params or {})
-        key = digest({"prev": chain, "step": name, "version": STEP_VERSION, "params": params,
-                      **_key_inputs(name, params, outdir)})
+        step = get_step(name)
+        key = digest({"prev": chain, "step": name, "version": step.version,
+                      "params": params, **_key_inputs(name, params, outdir)})
+        ctx.key = key
         t0 = time.monotonic()
-        if name in STATE_STEPS:
-            _apply(gta, name, params, key)
+        if step.kind == "state":
+            state = step.func(state, params, ctx)
             status = "applied"
         else:
-            kind = RESULT_STEPS[name]
-            if store.exists(kind, key) and not _files_missing(gta, name, params):
+            kind = step.product
+            cached = (store.exists(kind, key) and name not in force
+                      and not _files_missing(state, ctx, name, params))
+            if cached:
                 attrs = read_attrs(store.path(kind, key))
-                gta.model = SkyModel.from_dict(json.loads(attrs["model"]))
-                if name == "fit":    # the covariance later steps' errors come from
-                    gta._fit_cov = store.path(kind, key)     # read when first needed
-                status = "cached"
+                state = E.with_all_maps(state.with_model(
+                    SkyModel.from_dict(json.loads(attrs["model"]))))
+                if name in ("fit", "optimize") and attrs.get("fit_success", True) \
+                        and (name == "optimize" or params.get("update", True)):
+                    path = store.path(kind, key)
+                    state = state.replace(fit=FitRecord(loader=lambda path=path:
+                                                        _read_fit(path)))
+                status = "failed" if attrs.get("fit_success") is False else "cached"
             else:
-                ds = _compute(gta, name, params)
-                ds.attrs["model"] = json.dumps(gta.model.to_dict())
-                store.write(ds, kind, key, {"step": name, "step_version": STEP_VERSION,
-                                            "fermixr_version": __version__, "params": params,
-                                            "name": name, "inputs": {"prev": chain}})
-                status = "computed"
+                state, ds = step.func(state, params, ctx)
+                ds.attrs["model"] = json.dumps(state.model.to_dict())
+                if ds.attrs.get("fit_success") is False:
+                    status = "failed"
+                else:
+                    status = "computed"
+                if store.exists(kind, key):                 # forced
+                    from .store import _remove_tree
+
+                    _remove_tree(store.path(kind, key))
+                store.write(ds, kind, key, {"step": name, "step_version": step.version,
+                                            "fermixr_version": __version__,
+                                            "params": params, "name": name,
+                                            "inputs": {"prev": chain}})
             seen[name] = seen.get(name, 0) + 1
             link = {"write_roi": "roi"}.get(name, name)
             names.link(link if seen[name] == 1 else f"{link}_{seen[name]}",
                        store.path(kind, key))
         chain = key
         secs = time.monotonic() - t0
-        done.append({"name": name, "step": name, "key": key, "status": status,
-                     "seconds": round(secs, 3)})
+        rec = {"name": name, "step": name, "key": key, "status": status,
+               "seconds": round(secs, 3)}
+        if status == "failed":
+            attrs = read_attrs(store.path(step.product, key))
+            rec["message"] = str(attrs.get("message", "the fit failed"))
+        done.append(rec)
         if verbose:
             print(f"[analysis {i + 1}/{len(steps)}] {name:<12} {status} in {secs:.2f} s  "
                   f"({key[:12]})", file=stream, flush=True)
     return done
+
+
+def failed_steps(records) -> list[dict]:
+    return [r for r in records if r["status"] == "failed"]
+
+
+def raise_for_failures(records) -> None:
+    """A run whose analysis steps include a failed fit ends with this error (exit 1)."""
+    bad = failed_steps(records)
+    if bad:
+        what = "; ".join(f"step {r['name']} ({r['key'][:12]}): {r.get('message', '')}"
+                         for r in bad)
+        raise StepError(f"{len(bad)} analysis step(s) failed: {what}")
+
+
+def _read_fit(path):
+    from .store import open_product_dir
+
+    fit = open_product_dir(path, dask=False)
+    if not fit.sizes.get("param", 0):
+        return None
+    return [str(v) for v in fit["param"].values], fit["covariance"].values.astype(float)
+
+
+def _files_missing(state, ctx, name, params) -> bool:
+    """Whether a cached step's files beside the store are gone (``write_roi``'s .npy,
+    .fits, .yaml, XML and, when asked for, model-cube and plot files, deleted or moved by
+    the user): the step then runs again and writes them."""
+    if name != "write_roi":
+        return False
+    from .roi_output import roi_files
+
+    files = roi_files(ctx.outdir, len(ctx.recipe.components),
+                      params.get("outfile") or "fit_roi",
+                      save_model_map=bool(params.get("save_model_map")),
+                      make_plots=bool(params.get("make_plots")))
+    return not all(f.exists() for f in files.values())
+
+
+ANALYSIS_STEPS = analysis_steps()

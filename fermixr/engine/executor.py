@@ -107,6 +107,21 @@ class Executor:
                 ids[role] = dst.key
         return task_key(st.task, ids, self._file_hashes(st.task))
 
+    def plan_keys(self, tasks: list[Task]) -> dict[str, TaskState]:
+        """The key (and, for committed products, the path) of every task, computing
+        nothing and writing nothing; a task whose input is not committed and is needed by
+        content gets no key."""
+        states = {t.name: TaskState(t) for t in tasks}
+        for t in tasks:
+            st = states[t.name]
+            st.key = self.resolve_key(st, states)
+            if st.key is not None:
+                kind = get_step(t.step).product
+                if self.store.exists(kind, st.key):
+                    st.path = self.store.path(kind, st.key)
+                    st.status = "cached"
+        return states
+
     # -- running ------------------------------------------------------------------------
     def run(self, tasks: list[Task]) -> dict[str, TaskState]:
         self.store.clean_debris()

@@ -216,29 +216,40 @@ def _srcmap_tasks(cfg, sfx, geom, nodes, center, irf) -> list[Task]:
         given = {n.lower(): (n, path) for n in srcmap_hdu_names(path)}
     tasks, inputs = [], {}
     for i, src in enumerate(model):
-        name = f"srcmap{sfx}/{product_name(src.name)}"
-        hit = given.get(src.name.lower())
-        if hit:
-            tasks.append(Task(name, "srcmap_file",
-                              {"source": src.name, "hdu": hit[0], "geom": geom.to_dict(),
-                               "energies": list(nodes)},
-                              files={"srcmap": [hit[1]]}))
-        else:
-            spatial = src.spatial_key()
-            files = {"irf": irf["files"]}
-            if spatial.get("Spatial_Filename"):
-                files["template"] = [spatial["Spatial_Filename"]]
-                spatial = dict(spatial, Spatial_Filename=None)  # the content is in the key
-            params = {"source": src.name, "spatial": spatial, "geom": geom.to_dict(),
-                      "energies": list(nodes), "rfactor": cfg["gtlike"].get("rfactor"),
-                      **irf["params"]}
-            if src.is_diffuse:
-                params["roi_center"] = list(center)  # the PSF is taken at the ROI centre
-            tasks.append(Task(name, "srcmap", params, inputs={"ltcube": f"ltcube{sfx}"},
-                              files=files))
-        inputs[f"s{i:04d}"] = name
+        task = _source_map_task(cfg, sfx, src, geom, nodes, center, irf, given)
+        tasks.append(task)
+        inputs[f"s{i:04d}"] = task.name
     tasks.append(Task(f"srcmaps{sfx}", "srcmaps", {"sources": model.names}, inputs=inputs))
     return tasks
+
+
+def _source_map_task(cfg, sfx, src, geom, nodes, center, irf, given) -> Task:
+    """The task making one source's map (from a gtsrcmaps file when ``given`` holds it)."""
+    name = f"srcmap{sfx}/{product_name(src.name)}"
+    hit = given.get(src.name.lower())
+    if hit:
+        return Task(name, "srcmap_file",
+                    {"source": src.name, "hdu": hit[0], "geom": geom.to_dict(),
+                     "energies": list(nodes)},
+                    files={"srcmap": [hit[1]]})
+    spatial = src.spatial_key()
+    files = {"irf": irf["files"]}
+    if spatial.get("Spatial_Filename"):
+        files["template"] = [spatial["Spatial_Filename"]]
+        spatial = dict(spatial, Spatial_Filename=None)  # the content is in the key
+    params = {"source": src.name, "spatial": spatial, "geom": geom.to_dict(),
+              "energies": list(nodes), "rfactor": cfg["gtlike"].get("rfactor"),
+              **irf["params"]}
+    if src.is_diffuse:
+        params["roi_center"] = list(center)  # the PSF is taken at the ROI centre
+    return Task(name, "srcmap", params, inputs={"ltcube": f"ltcube{sfx}"}, files=files)
+
+
+def source_map_task(cfg, sfx, src, geom, nodes) -> Task:
+    """The srcmap task of ``src`` (any source, e.g. one added or moved by an analysis step)
+    on a component's grid: the same step, parameters and so key as the planned maps of
+    the recipe's own sources."""
+    return _source_map_task(cfg, sfx, src, geom, nodes, roi_center(cfg), _irf_params(cfg), {})
 
 
 def _irf_params(cfg) -> dict:

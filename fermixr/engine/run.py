@@ -103,6 +103,9 @@ def run_recipe(recipe, *, outdir=None, scheduler=None, force=(), verbose=True, s
     rec = _load(recipe, overrides)
     out = resolve_outdir(rec)
     tasks = plan_tasks(rec)
+    from .analysis_steps import ANALYSIS_STEPS, run_analysis_steps
+
+    analysis = [(n, p) for n, p in rec.steps if n in ANALYSIS_STEPS]
     if force:
         known = {t.step for t in tasks} | {t.name for t in tasks}
         bad = [f for f in force if f not in known]
@@ -117,9 +120,7 @@ def run_recipe(recipe, *, outdir=None, scheduler=None, force=(), verbose=True, s
         ex = Executor(out, store_root(rec, out), client=client, force=force, verbose=verbose,
                       stream=stream)
         states = ex.run(tasks)
-    from .analysis_steps import ANALYSIS_STEPS, run_analysis_steps
-
-    analysis = [(n, p) for n, p in rec.steps if n in ANALYSIS_STEPS]
+    done = []
     if analysis:
         keys = {name: st.key for name, st in states.items()
                 if name.split("/")[0] in ("counts", "srcmaps", "drm")}

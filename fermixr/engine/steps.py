@@ -28,19 +28,27 @@ class Step:
     product: str
     identity: str = "key"  # "key" or "content": what downstream cache keys see
     description: str = ""
+    kind: str = "data"     # "data": a product of the plan; "state": an edit of the
+    #                        analysis state, replayed; "result": an analysis result, cached
 
 
 _REGISTRY: dict[str, Step] = {}
 
 
-def register_step(name: str, *, version: str, product: str, identity: str = "key"):
-    """Decorator registering ``func`` as the step ``name``."""
+def register_step(name: str, *, version: str, product: str | None, identity: str = "key",
+                  kind: str = "data"):
+    """Decorator registering ``func`` as the step ``name``: a data step
+    ``func(inputs, params, ctx) -> Dataset``, or an analysis step (``kind`` "state" or
+    "result") ``func(state, params, ctx) -> (state, Dataset or None)``."""
+    if kind not in ("data", "state", "result"):
+        raise ValueError(f"step {name!r}: kind {kind!r}")
 
     def deco(func):
         if name in _REGISTRY and _REGISTRY[name].func is not func:
             raise ValueError(f"step {name!r} registered twice")
         doc = (func.__doc__ or "").strip().splitlines()
-        _REGISTRY[name] = Step(name, version, func, product, identity, doc[0] if doc else "")
+        _REGISTRY[name] = Step(name, version, func, product, identity, doc[0] if doc else "",
+                               kind)
         return func
 
     return deco
@@ -56,13 +64,14 @@ def get_step(name: str) -> Step:
         ) from None
 
 
-def known_steps() -> list[str]:
+def known_steps(kind: str | None = None) -> list[str]:
+    """The registered steps (of one ``kind``)."""
     _load_builtin_steps()
-    return sorted(_REGISTRY)
+    return sorted(n for n, s in _REGISTRY.items() if kind is None or s.kind == kind)
 
 
 def _load_builtin_steps() -> None:
-    from . import prep_steps  # noqa: F401  (registers the data-preparation steps)
+    from . import analysis_steps, prep_steps  # noqa: F401  (register the steps)
 
 
 class StepContext:

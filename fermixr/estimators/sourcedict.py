@@ -283,3 +283,103 @@ def sources_dataset(sources: dict):
             ds[k].attrs["units"] = unit
     ds.attrs["fermixr_product"] = "roi"
     return ds
+
+
+# ------------------------------------------------------------------------------------
+# the whole dictionary of one source, from an analysis state
+# ------------------------------------------------------------------------------------
+def norm_correlations(state, src) -> dict:
+    """Correlation coefficient of the source's normalisation with every other free
+    normalisation of the state's fit (Fermipy's ``correlation`` dict); empty when the norm
+    was not free."""
+    fc = state.fit_covariance()
+    if fc is None:
+        return {}
+    names, cov = fc
+    key = f"{src.name}:{state.spectral(src).norm_param}"
+    if key not in names:
+        return {}
+    i = names.index(key)
+    out = {}
+    for j, n in enumerate(names):
+        sname, par = n.rsplit(":", 1)
+        if j == i or sname not in state.model:
+            continue
+        other = state.model.find(sname)
+        if par == state.spectral(other).norm_param:
+            out[sname] = float(cov[i, j] / np.sqrt(cov[i, i] * cov[j, j]))
+    return out
+
+
+def source_dict(state, name: str, *, covariance=None, scan: bool = True,
+                llscan_npts: int = 20) -> dict:
+    """Fermipy's source dictionary of one source: names and types, position, offsets and
+    positional uncertainty, spectral parameters with errors, TS, npred (also per energy
+    bin, ``model_counts``, and weighted), the flux / eflux / dN/dE families with errors,
+    the correlation of its normalisation with the other sources' (the state's fit) and,
+    with ``scan``, the normalisation likelihood scan and the 95% upper limits."""
+    from ..likelihood.roi import loglike
+    from ..model.spatial import XML_FUNCTION, param_to_width
+    from .bowtie import physical_covariance
+    from .profile import norm_scan
+    from .ts import model_cubes, ts_value
+
+    src = state.model.find(name)
+    sm = state.spectral(src)
+    p = src.spectral_values()
+    width = {q.name: q.physical for q in src.spatial}
+    d = {"name": src.name, "Source_Name": src.name, "SpectrumType": src.spectrum,
+         "SpatialModel": src.spatial_model,
+         "SpatialType": XML_FUNCTION.get(src.spatial_model, src.spatial_model),
+         "SpatialWidth": (param_to_width(src.spatial_model,
+                                         width.get("Sigma", width.get("Radius", 0.0)))
+                          if src.spatial_model in ("RadialGaussian", "RadialDisk")
+                          else float("nan")),
+         "SourceType": "PointSource" if src.spatial_model == "PointSource"
+         else "DiffuseSource",
+         "Spatial_Filename": src.spatial_file, "Spectrum_Filename": src.spectrum_file,
+         "associations": list(src.associations),
+         "param_names": np.array([q.name for q in src.spectral]),
+         "param_values": p,
+         "param_errors": np.array([np.nan if q.error is None else q.error * abs(q.scale)
+                                   for q in src.spectral])}
+    d.update(position_dict(src, state.roi_center, state.components[0].geom))
+    d.update(catalog_columns(src.spectrum, d["param_names"], p))
+    cubes = model_cubes(state, src.name)
+    d["model_counts"] = sum(m.sum(axis=1) for m in cubes)
+    d["npred"] = float(d["model_counts"].sum())
+    if any(c.wmap is not None for c in state.components):
+        wcubes = model_cubes(state, src.name, weighted=True)
+        d["model_counts_wt"] = sum(m.sum(axis=1) for m in wcubes)
+        d["npred_wt"] = float(d["model_counts_wt"].sum())
+    else:
+        d["model_counts_wt"], d["npred_wt"] = d["model_counts"], d["npred"]
+    d["ts"] = ts_value(state, src.name)
+    idx = np.flatnonzero([q.free for q in src.spectral])
+    cov = covariance if covariance is not None else physical_covariance(state, src, idx)
+    emin, emax = state.energy_range
+    d.update(flux_family(sm, p, cov, idx, emin, emax))
+    d.update(dnde_family(sm, p, cov, idx, emin, emax))
+    d["correlation"] = norm_correlations(state, src)
+    d["loglike"] = loglike(state)
+    if scan and not src.is_diffuse:
+        fluxes = {k: d[k] for k in ("flux", "flux100", "flux1000", "flux10000", "eflux",
+                                    "eflux100", "eflux1000", "eflux10000")}
+        d.update(norm_scan(state, src.name, fluxes, llscan_npts))
+    return d
+
+
+def _register():
+    from . import EstimatorResult, register
+
+    @register("sourcedict", version="1", product="roi", section="gtlike")
+    def sourcedict(state, name: str, *, scan: bool = True, llscan_npts: int = 20):
+        """Fermipy's source dictionary of one source, as a one-row ROI table."""
+        src = state.model.find(name)
+        d = source_dict(state, src.name, scan=scan, llscan_npts=llscan_npts)
+        return EstimatorResult(sources_dataset({src.name: d}))
+
+    return sourcedict
+
+
+sourcedict = _register()

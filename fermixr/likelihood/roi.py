@@ -1,0 +1,406 @@
+"""The frozen analysis state: everything a likelihood, a fit or an estimator needs, and
+nothing that changes under it.
+
+An :class:`AnalysisState` holds, per component, the arrays of one likelihood term
+(:class:`Component`: counts, source maps at the true-energy nodes with their source names,
+edges and nodes, the response matrix or none, the weights map or none, exposure scales, the
+geometry), plus the sky model, the Gaussian priors, the sources set to zero and the fit that
+belongs to this model.  A state never changes: every edit returns a new state
+(:meth:`AnalysisState.with_model`, :meth:`~AnalysisState.with_priors`, ...), so an estimator
+given a state cannot disturb its caller, and a discarded fit cannot leave its covariance
+behind.
+
+:func:`build_cost` makes the plain or the dispersed Poisson cost of a state.  Maps of a
+source whose spatial model is not the one mapped (an added, moved or reshaped source) come
+from the state's ``map_maker`` (the engine gives one that computes and caches them through
+the product store, keyed like the srcmap step); :func:`with_maps_for` asks it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from types import MappingProxyType
+from typing import Callable, Mapping
+
+import numpy as np
+
+from ..errors import GeometryError, LikelihoodError
+from ..model.skymodel import SkyModel
+from ..model.source import Source
+
+__all__ = ["Component", "FitRecord", "AnalysisState", "LazyComponents", "build_cost", "map_key",
+           "spectral_model", "with_maps_for", "component_costs"]
+
+
+def map_key(src: Source) -> str:
+    """What a source map depends on (the spatial model and its parameters), as a digest."""
+    import hashlib
+    import json
+
+    text = json.dumps(src.spatial_key(), sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _frozen(a, dtype=np.float64):
+    if a is None:
+        return None
+    a = np.array(a, dtype=dtype, copy=True)
+    a.setflags(write=False)
+    return a
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Component:
+    """The arrays of one likelihood term.
+
+    counts : (n_bins, n_pix) measured counts (sky pixels flattened).
+    edges : (n_bins + 1,) measured-energy bin edges, MeV.
+    nodes : true-energy nodes of the source maps (the edges, plus ``n_extra`` nodes at
+        each end with energy dispersion).
+    maps : source name -> (n_nodes, n_pix) source map (counts per unit spectrum,
+        integrated over each pixel), read-only.
+    map_keys : source name -> :func:`map_key` of the spatial model each map was made for.
+    drm : (n_bins, n_nodes - 1) response matrix, or None without energy dispersion.
+    wmap : (n_bins, n_pix) likelihood weights, or None.
+    expscale, src_expscale : exposure scale of the component and per source.
+    edisp_disable : sources evaluated without dispersion.
+    sky_shape, geom_attrs : the sky grid ((ny, nx) or (npix,), its WCS/HEALPix attrs).
+    template : the counts Dataset (coordinates and attributes of the counts cube), or None.
+    model : the component's own configured model (a FileFunction isodiff per component).
+    """
+
+    counts: np.ndarray
+    edges: np.ndarray
+    maps: Mapping[str, np.ndarray]
+    nodes: np.ndarray | None = None
+    map_keys: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    drm: np.ndarray | None = None
+    wmap: np.ndarray | None = None
+    expscale: float = 1.0
+    src_expscale: Mapping[str, float] = dataclasses.field(default_factory=dict)
+    edisp_disable: tuple[str, ...] = ()
+    sky_shape: tuple[int, ...] = ()
+    geom_attrs: Mapping = dataclasses.field(default_factory=dict)
+    template: object = None
+    model: SkyModel | None = None
+    _memo: dict = dataclasses.field(default_factory=dict, repr=False, compare=False)
+
+    def __post_init__(self):
+        counts = _frozen(self.counts)
+        if counts.ndim != 2:
+            raise LikelihoodError(f"component counts: expected (n_bins, n_pix), got shape "
+                                  f"{counts.shape}")
+        edges = _frozen(self.edges)
+        nodes = edges if self.nodes is None else _frozen(self.nodes)
+        if edges.size != counts.shape[0] + 1:
+            raise GeometryError(f"component: {edges.size} energy edges for "
+                                f"{counts.shape[0]} counts bins")
+        n_extra, rem = divmod(nodes.size - edges.size, 2)
+        if rem or n_extra < 0 or not np.allclose(nodes[n_extra:nodes.size - n_extra], edges,
+                                                 rtol=1e-6):
+            raise GeometryError("source-map energies do not match the counts cube's bin "
+                                "edges")
+        maps = {}
+        for name, m in dict(self.maps).items():
+            m = np.asarray(m)
+            if m.dtype != np.float64:
+                m = m.astype(np.float64)
+            m = m.reshape(m.shape[0], -1)
+            if m.shape != (nodes.size, counts.shape[1]):
+                raise GeometryError(f"source map of {name!r}: shape {m.shape}, expected "
+                                    f"({nodes.size} energy nodes, {counts.shape[1]} pixels)")
+            if m.flags.writeable:
+                m = m.view()
+                m.setflags(write=False)
+            maps[str(name)] = m
+        wmap = _frozen(self.wmap)
+        if wmap is not None and wmap.shape != counts.shape:
+            raise LikelihoodError(f"weights map of shape {wmap.shape} for counts of shape "
+                                  f"{counts.shape}")
+        drm = _frozen(self.drm)
+        set_ = object.__setattr__
+        set_(self, "counts", counts)
+        set_(self, "edges", edges)
+        set_(self, "nodes", nodes)
+        set_(self, "maps", MappingProxyType(maps))
+        set_(self, "map_keys", MappingProxyType(dict(self.map_keys)))
+        set_(self, "wmap", wmap)
+        set_(self, "drm", drm)
+        set_(self, "src_expscale", MappingProxyType(dict(self.src_expscale or {})))
+        set_(self, "edisp_disable", tuple(self.edisp_disable or ()))
+        set_(self, "sky_shape", tuple(self.sky_shape) or (counts.shape[1],))
+        set_(self, "geom_attrs", MappingProxyType(dict(self.geom_attrs or {})))
+
+    @property
+    def n_extra(self) -> int:
+        return (self.nodes.size - self.edges.size) // 2
+
+    def measured_maps(self, name: str) -> np.ndarray:
+        """A source's maps at the measured bins' edges (no dispersion)."""
+        m = self.maps[name]
+        return m[self.n_extra:m.shape[0] - self.n_extra]
+
+    def stacked(self, model: SkyModel, true_nodes: bool) -> np.ndarray:
+        """The maps of ``model``'s sources as one (n_src, n_nodes, n_pix) array; memoised
+        per source list (a fit, a scan or a TS evaluates the same stack many times and
+        stacking copies every map)."""
+        key = (true_nodes, tuple((s.name, self.map_keys.get(s.name)) for s in model))
+        hit = self._memo.get("stack")
+        if hit is None or hit[0] != key:
+            get = self.maps.__getitem__ if true_nodes else self.measured_maps
+            hit = (key, np.stack([get(s.name) for s in model]))
+            self._memo["stack"] = hit
+        return hit[1]
+
+    def replace(self, **changes) -> "Component":
+        """A new component with ``changes``; the stack memo is kept when maps stay."""
+        new = dataclasses.replace(self, **changes)
+        if "maps" not in changes and "map_keys" not in changes:
+            object.__setattr__(new, "_memo", self._memo)
+        return new
+
+    def with_map(self, name: str, array, key: str) -> "Component":
+        maps = dict(self.maps)
+        maps[name] = array
+        keys = dict(self.map_keys)
+        keys[name] = key
+        return self.replace(maps=maps, map_keys=keys)
+
+    @property
+    def geom(self):
+        from ..geom.coords import geom_from_attrs
+
+        return geom_from_attrs(dict(self.geom_attrs))
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class FitRecord:
+    """The fit that belongs to a model: its free parameters' names ("source:param") and
+    covariance in scaled units, or a ``loader`` returning them when first needed (a fit
+    taken from the product store)."""
+
+    par_names: tuple[str, ...] = ()
+    covariance: np.ndarray | None = None
+    loader: Callable | None = None
+    _memo: dict = dataclasses.field(default_factory=dict, repr=False)
+
+    def get(self):
+        """(names, covariance) or None (a fit without free parameters)."""
+        if self.loader is not None:
+            if "v" not in self._memo:
+                self._memo["v"] = self.loader()
+            return self._memo["v"]
+        if self.covariance is None or not len(self.par_names):
+            return None
+        return list(self.par_names), np.asarray(self.covariance)
+
+
+class LazyComponents:
+    """Components read when first needed (a recipe's state steps that only edit the model
+    never read the data products)."""
+
+    def __init__(self, loader: Callable):
+        self._loader = loader
+        self._value = None
+
+    def get(self) -> tuple:
+        if self._value is None:
+            value = tuple(self._loader())
+            if not value:
+                raise LikelihoodError("an analysis state needs at least one component")
+            self._value = value
+        return self._value
+
+
+_STATE_FIELDS = ("components", "model", "priors", "zeroed", "fit", "map_maker",
+                 "roi_center", "coordsys", "options")
+
+
+class AnalysisState:
+    """Components, sky model, priors, zeroed sources and the fit of this model; frozen.
+
+    components : a sequence of :class:`Component`, or a :class:`LazyComponents`.
+    map_maker : ``map_maker(src, i) -> (n_nodes, n_pix) array``, the map of a source on
+        component ``i`` (None: maps of new spatial models cannot be made).
+    roi_center : (ra, dec) of the ROI centre, deg; coordsys : the binning frame.
+    options : resolved options an estimator may read (e.g. ``gtlike.llscan_npts``).
+    """
+
+    def __init__(self, components, model: SkyModel, priors=None, zeroed=None,
+                 fit: FitRecord | None = None, map_maker: Callable | None = None,
+                 roi_center=None, coordsys: str = "CEL", options=None, _memo=None):
+        set_ = object.__setattr__
+        if not isinstance(components, LazyComponents):
+            components = tuple(components)
+            if not components:
+                raise LikelihoodError("an analysis state needs at least one component")
+        set_(self, "_components", components)
+        set_(self, "model", model)
+        set_(self, "priors", MappingProxyType(dict(priors or {})))
+        set_(self, "zeroed", MappingProxyType(dict(zeroed or {})))
+        set_(self, "fit", fit)
+        set_(self, "map_maker", map_maker)
+        set_(self, "roi_center", None if roi_center is None else
+             (float(roi_center[0]), float(roi_center[1])))
+        set_(self, "coordsys", str(coordsys).upper())
+        set_(self, "options", MappingProxyType(dict(options or {})))
+        set_(self, "_memo", {} if _memo is None else _memo)   # spectral tables read
+
+    def __setattr__(self, name, value):
+        raise dataclasses.FrozenInstanceError(f"cannot assign to field {name!r}: an "
+                                              "analysis state is frozen; use replace()")
+
+    @property
+    def components(self) -> tuple[Component, ...]:
+        c = self._components
+        return c.get() if isinstance(c, LazyComponents) else c
+
+    @property
+    def loaded(self) -> bool:
+        """Whether the components have been read."""
+        c = self._components
+        return not isinstance(c, LazyComponents) or c._value is not None
+
+    def replace(self, **changes) -> "AnalysisState":
+        kw = {f: getattr(self, f) for f in _STATE_FIELDS if f != "components"}
+        kw["components"] = self._components
+        unknown = set(changes) - set(_STATE_FIELDS)
+        if unknown:
+            raise TypeError(f"AnalysisState has no field(s) {sorted(unknown)}")
+        kw.update(changes)
+        return AnalysisState(**kw, _memo=self._memo)
+
+    def with_model(self, model: SkyModel, fit: FitRecord | None | str = "keep"
+                   ) -> "AnalysisState":
+        """The state with another model; ``fit`` a new fit record, None to drop it, or
+        "keep" (default: parameter edits keep the last fit's covariance, as Fermipy)."""
+        changes = {"model": model}
+        if fit != "keep":
+            changes["fit"] = fit
+        return self.replace(**changes)
+
+    def with_priors(self, priors) -> "AnalysisState":
+        return self.replace(priors=dict(priors))
+
+    def with_counts(self, counts_per_component) -> "AnalysisState":
+        comps = tuple(c.replace(counts=np.asarray(n, dtype=np.float64).reshape(c.counts.shape))
+                      for c, n in zip(self.components, counts_per_component))
+        return self.replace(components=comps)
+
+    def source(self, name: str) -> Source:
+        return self.model.find(name)
+
+    def spectral(self, src: Source, comp: Component | None = None):
+        return spectral_model(src, comp, self._memo)
+
+    @property
+    def energy_range(self) -> tuple[float, float]:
+        e = self.components[0].edges
+        return float(e[0]), float(e[-1])
+
+    def fit_covariance(self):
+        """(parameter names, covariance in scaled units) of the last fit, or None."""
+        return None if self.fit is None else self.fit.get()
+
+    def __repr__(self) -> str:
+        n = len(self.components) if self.loaded else "?"
+        return (f"AnalysisState({n} component(s), {len(self.model)} sources, "
+                f"{len(self.priors)} priors, fit={'yes' if self.fit else 'no'})")
+
+
+def spectral_model(src: Source, comp: Component | None = None, memo: dict | None = None):
+    """The spectral model instance of ``src``; a FileFunction reads its table (memoised by
+    path), the component's own when its configuration names another file (an isodiff per
+    component)."""
+    from ..model.spectral import get_spectral_model
+
+    cls = get_spectral_model(src.spectrum)
+    if src.spectrum != "FileFunction":
+        return cls()
+    if comp is not None and comp.model is not None and src.name in comp.model:
+        own = comp.model.find(src.name)
+        if own.spectrum == "FileFunction":
+            src = own
+    memo = {} if memo is None else memo
+    tables = memo.setdefault("spectra", {})
+    path = str(src.spectrum_file)
+    try:
+        st = Path(path).stat()
+        key = (path, st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns)
+    except OSError:
+        key = (path,)
+    if key not in tables:
+        tables[key] = cls.from_file(src.spectrum_file)
+    return tables[key]
+
+
+def with_maps_for(state: AnalysisState, src: Source) -> AnalysisState:
+    """The state with every component holding a map of ``src``'s current spatial model
+    (asked of ``state.map_maker`` where missing or stale)."""
+    key = map_key(src)
+    comps = list(state.components)
+    changed = False
+    for i, comp in enumerate(comps):
+        if comp.map_keys.get(src.name) != key:
+            if state.map_maker is None:
+                raise LikelihoodError(
+                    f"no source map of {src.name!r} for its current spatial model, and this "
+                    "analysis state cannot make maps (it was not loaded from a run)")
+            arr = np.asarray(state.map_maker(src, i), dtype=np.float64)
+            comps[i] = comp.with_map(src.name, arr.reshape(arr.shape[0], -1), key)
+            changed = True
+    return state.replace(components=tuple(comps)) if changed else state
+
+
+def component_costs(state: AnalysisState, model: SkyModel | None = None) -> list:
+    """One cost per component (no priors) for ``model`` (default the state's)."""
+    from ..irf.drm import source_drm
+    from .cost import BinnedPoissonCost, SourceTerm
+    from .dispersed import DispersedPoissonCost
+
+    model = state.model if model is None else model
+    out = []
+    for comp in state.components:
+        for src in model:
+            if comp.map_keys.get(src.name, None) != map_key(src) and src.name in comp.map_keys:
+                raise LikelihoodError(
+                    f"the source map of {src.name!r} was made for another spatial model; "
+                    "make its map first (fermixr.likelihood.roi.with_maps_for)")
+            if src.name not in comp.maps:
+                raise LikelihoodError(f"no source map of {src.name!r} in the analysis state")
+        terms = [SourceTerm.from_source(s, model=state.spectral(s, comp)) for s in model]
+        scales = [float(comp.src_expscale.get(s.name, comp.expscale)) for s in model]
+        if comp.drm is not None:
+            drms = [source_drm(s.name, comp.drm, edisp=True, edisp_disable=comp.edisp_disable)
+                    for s in model]
+            cost = DispersedPoissonCost(comp.counts, comp.stacked(model, True), comp.nodes,
+                                        terms, drms, wmap=comp.wmap, scales=scales)
+        else:
+            cost = BinnedPoissonCost(comp.counts, comp.stacked(model, False), comp.edges,
+                                     terms, wmap=comp.wmap, src_expscale=scales)
+        out.append(cost)
+    return out
+
+
+def build_cost(state: AnalysisState, model: SkyModel | None = None):
+    """The cost (-log L) of ``model`` (default the state's) on every component, summed as
+    SummedLikelihood does, plus the state's Gaussian priors on free parameters."""
+    costs = component_costs(state, model)
+    total = costs[0]
+    for c in costs[1:]:
+        total = total + c
+    if state.priors:
+        from .priors import GaussianPrior
+
+        free = set(total.parameters)
+        for name, (mean, sigma) in state.priors.items():
+            if name in free:
+                total = total + GaussianPrior(name, mean, sigma)
+    return total
+
+
+def loglike(state: AnalysisState, model: SkyModel | None = None) -> float:
+    """log L of ``model`` (default the state's), gtlike's value (without log n!)."""
+    c = build_cost(state, model)
+    return -float(c(c.x0)) if c.npar else -float(c(np.zeros(0)))
