@@ -176,3 +176,60 @@ def test_a_discarded_fit_leaves_no_covariance_behind(run):
             np.testing.assert_allclose(ratio, 1.0, rtol=1e-10)
         else:
             assert ratio.min() < 0.8                          # the squeezed fit's band
+
+
+def test_every_option_and_file_the_fit_reads_is_in_its_key(run, tmp_path):
+    """An exposure scale, the optimizer section and the bytes of the isotropic table
+    (rewritten with its size and mtime kept) all reach the fit's key."""
+    import os
+    import shutil
+
+    doc, out, _ = run
+    steps = STEPS[:STEPS.index("fit") + 1]
+    base = dict(doc, steps=steps)
+    iso = tmp_path / "iso.txt"
+    shutil.copy(doc["model"]["isodiff"], iso)
+    base["model"] = dict(doc["model"], isodiff=str(iso))
+
+    def fit_of(recipe):
+        run_recipe(recipe, outdir=out, verbose=False)
+        rec = json.loads((out / "run.json").read_text())["analysis_steps"]
+        f = fermixr.open_run(out)["fit"].load()
+        return [s for s in rec if s["name"] == "fit"][0], dict(zip(f["param"].values,
+                                                                  f["value"].values))
+
+    s0, v0 = fit_of(base)
+    s1, v1 = fit_of(dict(base, gtlike=dict(doc["gtlike"], expscale=2.0)))
+    assert s1["key"] != s0["key"] and s1["status"] == "computed"
+    # twice the exposure: about half the fitted norms (the fixed sources double too)
+    assert v1["SYN_CRAB:Prefactor"] == pytest.approx(0.5 * v0["SYN_CRAB:Prefactor"], rel=0.05)
+    s2, _ = fit_of(dict(base, optimizer={"optimizer": "NEWTON", "tol": 1e-4}))
+    assert s2["key"] != s0["key"]
+    # the isotropic table three times brighter, same size and mtime
+    st = iso.stat()
+    lines = []
+    for line in iso.read_text().splitlines():
+        e, *vals = line.split()           # energy, value, error: "%.6e" keeps the width
+        lines.append(" ".join([e] + [f"{3 * float(v):.6e}" for v in vals]))
+    iso.write_text("\n".join(lines) + "\n")
+    os.utime(iso, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert iso.stat().st_size == st.st_size and iso.stat().st_mtime_ns == st.st_mtime_ns
+    s3, v3 = fit_of(base)
+    assert s3["key"] != s0["key"] and s3["status"] == "computed"
+    assert v3["isodiff:Normalization"] == pytest.approx(v0["isodiff:Normalization"] / 3,
+                                                        rel=0.05)
+
+
+def test_a_failed_fit_is_recorded_as_failed_and_the_run_ends_with_an_error(run):
+    from fermixr.errors import StepError
+
+    doc, out, _ = run
+    steps = STEPS[:STEPS.index("fit")] + [
+        {"fit": {"optimizer": "NEWTON", "max_iter": 1, "retries": 1}}, "get_params"]
+    for _ in range(2):            # computed, then taken from the store: failed both times
+        with pytest.raises(StepError, match=r"1 analysis step\(s\) failed: step fit"):
+            run_recipe(dict(doc, steps=steps), outdir=out, verbose=False)
+        rec = json.loads((out / "run.json").read_text())["analysis_steps"]
+        assert [s["status"] for s in rec][-2:] == ["failed", "computed"] or \
+            [s["status"] for s in rec][-2:] == ["failed", "cached"]
+        assert fermixr.open_run(out)["fit"].attrs["fit_success"] is False

@@ -313,6 +313,44 @@ def _key_inputs(name, params, outdir) -> dict:
     return {}
 
 
+# options of the recipe the analysis steps read (beyond the data products' keys)
+ANALYSIS_OPTIONS = {
+    "gtlike": ("expscale", "src_expscale", "wmap", "edisp", "edisp_disable", "llscan_npts"),
+    "optimizer": ("optimizer", "tol", "max_iter", "init_lambda", "retries",
+                  "min_fit_quality", "verbosity"),
+    "roiopt": ("npred_frac", "npred_threshold", "shape_ts_threshold", "max_free_sources",
+               "skip"),
+    "mc": ("seed",),
+    "binning": ("coordsys",),
+}
+
+
+def analysis_inputs(recipe) -> dict:
+    """Every option the analysis steps read, per component, and the bytes of the files
+    they read (weights maps, FileFunction tables): part of the first key of the chain."""
+    out = []
+    for cfg in recipe.components:
+        opts = {sec: {k: (cfg.get(sec) or {}).get(k) for k in keys}
+                for sec, keys in ANALYSIS_OPTIONS.items()}
+        files = {}
+        wmap = (cfg.get("gtlike") or {}).get("wmap")
+        if wmap and Path(wmap).is_file():
+            files["wmap"] = file_sha256(wmap)
+        out.append({"options": opts, "files": files})
+    return {"components": out}
+
+
+def _model_files(model) -> dict:
+    """sha256 of every spectrum table file the model's sources name (their spatial
+    templates are in the source maps' keys)."""
+    out = {}
+    for s in model:
+        f = s.spectrum_file
+        if f and Path(f).is_file():
+            out[str(f)] = file_sha256(f)
+    return out
+
+
 # ---------------------------------------------------------------------------- running --
 def run_analysis_steps(recipe, steps, outdir, store_root, prep_keys, *, verbose=True,
                        stream=None, force=()) -> list[dict]:
@@ -327,7 +365,9 @@ def run_analysis_steps(recipe, steps, outdir, store_root, prep_keys, *, verbose=
     names = NameIndex(outdir)
     state = load_state(recipe, outdir, store_root)
     ctx = AnalysisContext(recipe, Path(outdir), stream=stream)
-    chain = digest({"data": prep_keys, "model": state.model.to_dict()})
+    chain = digest({"data": prep_keys, "model": state.model.to_dict(),
+                    "analysis": analysis_inputs(recipe),
+                    "model_files": _model_files(state.model)})
     force = set(force or ())
     done, seen = [], {}
     for i, (name, params) in enumerate(steps):

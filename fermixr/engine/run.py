@@ -103,11 +103,11 @@ def run_recipe(recipe, *, outdir=None, scheduler=None, force=(), verbose=True, s
     rec = _load(recipe, overrides)
     out = resolve_outdir(rec)
     tasks = plan_tasks(rec)
-    from .analysis_steps import ANALYSIS_STEPS, run_analysis_steps
+    from .analysis_steps import ANALYSIS_STEPS, raise_for_failures, run_analysis_steps
 
     analysis = [(n, p) for n, p in rec.steps if n in ANALYSIS_STEPS]
     if force:
-        known = {t.step for t in tasks} | {t.name for t in tasks}
+        known = {t.step for t in tasks} | {t.name for t in tasks} | {n for n, _ in analysis}
         bad = [f for f in force if f not in known]
         if bad:
             raise RecipeError(
@@ -125,7 +125,7 @@ def run_recipe(recipe, *, outdir=None, scheduler=None, force=(), verbose=True, s
         keys = {name: st.key for name, st in states.items()
                 if name.split("/")[0] in ("counts", "srcmaps", "drm")}
         done = run_analysis_steps(rec, analysis, out, store_root(rec, out), keys,
-                                  verbose=verbose, stream=stream)
+                                  verbose=verbose, stream=stream, force=force)
         manifest = out / "run.json"
         doc = json.loads(manifest.read_text())
         doc["analysis_steps"] = done
@@ -138,6 +138,7 @@ def run_recipe(recipe, *, outdir=None, scheduler=None, force=(), verbose=True, s
             f"{n_cached} cached; products in {out}",
             file=stream,
         )
+    raise_for_failures(done)
     return states
 
 
