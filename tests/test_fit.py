@@ -10,9 +10,9 @@ from scipy import stats
 from fermixr.conventions import validate_product
 from fermixr.errors import RecipeError
 from fermixr.fit import FitResult, fit
-from fermixr.fit.toy import toy_roi
 from fermixr.likelihood.cost import BinnedPoissonCost
 from fermixr.likelihood.priors import GaussianPrior
+from fermixr.simulate.toy import toy_roi
 
 FREE = {"PS": ["Prefactor", "Index"], "iso": ["Prefactor"], "gal": ["norm"]}
 TRUTH = np.array([3.0, 2.2, 1.5, 5.0])          # scaled truth of FREE, in cost order

@@ -7,12 +7,12 @@ import pytest
 from scipy import special, stats
 
 from fermixr.errors import GeometryError, RecipeError
-from fermixr.fit.toy import toy_roi
 from fermixr.likelihood.cost import BinnedPoissonCost, CostSum, SourceTerm
 from fermixr.likelihood.npred import model_counts
 from fermixr.likelihood.priors import GaussianPrior, gaussian_priors_from_errors
 from fermixr.model.parameters import Parameter
 from fermixr.model.source import Source
+from fermixr.simulate.toy import toy_roi
 
 FREE_ALL = {"PS": ["Prefactor", "Index"], "iso": ["Prefactor"],
             "gal": ["norm", "alpha", "beta"]}
