@@ -55,6 +55,7 @@ from pathlib import Path
 from xml.sax.saxutils import quoteattr
 
 from ..errors import FermixrError, FileFormatError, InputFileError, RecipeError
+from ..io.paths import expand_path
 from .parameters import Parameter
 from .skymodel import SkyModel
 from .source import Source
@@ -78,31 +79,6 @@ _SPATIAL_PARAM_ALIASES = {
     "MapCubeFunction": {"Prefactor": "Normalization", "Value": "Normalization"},
     "ConstantValue": {"Normalization": "Value"},
 }
-
-
-# --------------------------------------------------------------------------------------
-# paths
-# --------------------------------------------------------------------------------------
-_ENV_RE = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)|\$\{([A-Za-z_][A-Za-z0-9_]*)\}"
-                     r"|\$([A-Za-z_][A-Za-z0-9_]*)")
-
-
-def expand_path(path: str | os.PathLike, base: str | os.PathLike | None = None,
-                env: dict | None = None) -> str:
-    """``path`` with ``$VAR``, ``${VAR}``, ``$(VAR)`` and ``~`` expanded and, when still
-    relative, joined to ``base``.  Undefined variables are left as written (the file is
-    then reported missing with the variable's name in it)."""
-    env = os.environ if env is None else env
-
-    def sub(m):
-        key = m.group(1) or m.group(2) or m.group(3)
-        return env.get(key, m.group(0))
-
-    s = _ENV_RE.sub(sub, os.fspath(path))
-    s = os.path.expanduser(s)
-    if base is not None and not os.path.isabs(s) and not s.startswith("$"):
-        s = os.path.join(os.fspath(base), s)
-    return os.path.normpath(s) if not s.startswith("$") else s
 
 
 # --------------------------------------------------------------------------------------
