@@ -448,14 +448,13 @@ def _position(s: Source):
     if "ra" in s.meta and "dec" in s.meta:
         return (float(s.meta["ra"]), float(s.meta["dec"]))
     if s.spatial_model == "SpatialMap" and s.spatial_file and os.path.isfile(s.spatial_file):
-        try:
-            from astropy.io import fits
+        from ..io.mapcube import template_reference
 
-            h = fits.getheader(s.spatial_file)
-            lon, lat = float(h["CRVAL1"]), float(h["CRVAL2"])
-        except (OSError, KeyError, ValueError, TypeError):
+        ref = template_reference(s.spatial_file)
+        if ref is None:
             return None
-        if str(h.get("CTYPE1", "")).upper().startswith("GLON"):
+        lon, lat, ctype1 = ref
+        if ctype1.upper().startswith("GLON"):
             return _gal_to_cel(lon, lat)
         return (lon, lat)
     return None

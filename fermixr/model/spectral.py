@@ -37,7 +37,8 @@ from typing import ClassVar
 
 import numpy as np
 
-from ..errors import FileFormatError, GeometryError, InputFileError, RecipeError
+from ..errors import FileFormatError, GeometryError, RecipeError
+from ..io.filefunction import read_filefunction_table
 from . import _kernels as K
 from .parameters import Parameter
 
@@ -740,30 +741,11 @@ class FileFunction(SpectralModel):
 
     @classmethod
     def from_file(cls, path, *, extrapolate: bool = False) -> "FileFunction":
-        """Read a Science Tools FileFunction text table."""
+        """Read a Science Tools FileFunction text table
+        (:func:`fermixr.io.filefunction.read_filefunction_table`)."""
         path = Path(path).expanduser()
-        if not path.is_file():
-            raise InputFileError(f"FileFunction file {str(path)!r} does not exist")
-        rows = []
-        with open(path, "r") as fh:
-            for k, line in enumerate(fh, start=1):
-                s = line.strip()
-                if not s or s.startswith("#"):
-                    continue
-                tok = s.split()
-                if len(tok) < 2:
-                    raise FileFormatError(f"FileFunction file {str(path)!r} line {k}: expected "
-                                          f"two or three columns (energy MeV, dN/dE[, error]); "
-                                          f"got {s!r}")
-                try:
-                    rows.append((float(tok[0]), float(tok[1])))
-                except ValueError:
-                    raise FileFormatError(f"FileFunction file {str(path)!r} line {k}: "
-                                          f"{s!r} is not numeric") from None
-        if not rows:
-            raise FileFormatError(f"FileFunction file {str(path)!r} holds no data rows")
-        arr = np.asarray(rows)
-        return cls(arr[:, 0], arr[:, 1], extrapolate=extrapolate, source=str(path))
+        energy, dnde = read_filefunction_table(path)
+        return cls(energy, dnde, extrapolate=extrapolate, source=str(path))
 
     @property
     def energy(self) -> np.ndarray:
