@@ -8,7 +8,7 @@ import pytest
 from scipy import stats
 
 from fermixr.conventions import validate_product
-from fermixr.errors import RecipeError
+from fermixr.errors import LikelihoodError, RecipeError
 from fermixr.fit import FitResult, fit
 from fermixr.likelihood.cost import BinnedPoissonCost
 from fermixr.likelihood.priors import GaussianPrior
@@ -246,7 +246,7 @@ def test_fit_errors(roi, mu):
         fit(cost, optimizer="LBFGS")
     with pytest.raises(RecipeError, match="min_fit_quality"):
         fit(cost, min_fit_quality=5)
-    with pytest.raises(RecipeError, match="prior on 'NULL:Prefactor'"):
+    with pytest.raises(LikelihoodError, match="prior on 'NULL:Prefactor'"):
         fit(cost + GaussianPrior("NULL:Prefactor", 0.0, 1.0))
 
 

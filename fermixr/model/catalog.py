@@ -45,7 +45,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import FileFormatError, InputFileError, RecipeError
+from ..errors import FileFormatError, InputFileError, ModelError
 from ..geom.frames import ait_offsets
 from ..io.catalog import (CATALOG_NAMES, COLS_4FGL, CatalogTable, catalog_search_dirs,
                           extended_template_dirs, find_extended_template, python_value,
@@ -108,7 +108,7 @@ def sky_selection_mask(ra, dec, center: tuple[float, float], *,
                 glon, glat = _to_gal(ra, dec)
             x, y = ait_offsets(float(l0[0]), float(b0[0]), glon, glat, "GAL")
         else:
-            raise RecipeError(f"coordsys {coordsys!r}: expected CEL or GAL")
+            raise ModelError(f"coordsys {coordsys!r}: expected CEL or GAL")
         with np.errstate(invalid="ignore"):
             mask &= np.maximum(np.abs(x), np.abs(y)) < float(src_radius_roi)
     return mask
@@ -498,6 +498,6 @@ def read_catalog(path: str | os.PathLike, *, extdir: str | os.PathLike | None = 
         mask = cat.select(center, src_radius=src_radius, src_roiwidth=src_roiwidth,
                           coordsys=coordsys)
     elif center is None and (src_radius is not None or src_roiwidth is not None):
-        raise RecipeError("read_catalog: src_radius/src_roiwidth need a center (ra, dec)")
+        raise ModelError("read_catalog: src_radius/src_roiwidth need a center (ra, dec)")
     return cat.to_sky_model(mask, extdir=extdir, center=center,
                             radial_as_template=radial_as_template)

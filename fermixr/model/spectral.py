@@ -37,7 +37,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from ..errors import FileFormatError, GeometryError, RecipeError
+from ..errors import FileFormatError, GeometryError, ModelError
 from ..io.filefunction import read_filefunction_table
 from . import _kernels as K
 from .parameters import Parameter
@@ -222,8 +222,8 @@ class SpectralModel:
         try:
             return self.par_names.index(name)
         except ValueError:
-            raise RecipeError(f"spectral model {self.tag} has no parameter {name!r}; its "
-                              f"parameters are {', '.join(self.par_names)}") from None
+            raise ModelError(f"spectral model {self.tag} has no parameter {name!r}; its "
+                             f"parameters are {', '.join(self.par_names)}") from None
 
     def default_p(self) -> np.ndarray:
         """Physical default values (value x scale) in ``params`` order."""
@@ -239,9 +239,9 @@ class SpectralModel:
     def _check_p(self, p) -> np.ndarray:
         p = np.ascontiguousarray(p, dtype=float)
         if p.ndim != 1 or p.size != self.npar:
-            raise RecipeError(f"spectral model {self.tag}: got {p.size} parameter value(s) "
-                              f"{p.tolist()!r}; expected {self.npar} physical values for "
-                              f"({', '.join(self.par_names)})")
+            raise ModelError(f"spectral model {self.tag}: got {p.size} parameter value(s) "
+                             f"{p.tolist()!r}; expected {self.npar} physical values for "
+                             f"({', '.join(self.par_names)})")
         return p
 
     @staticmethod
@@ -759,8 +759,8 @@ class FileFunction(SpectralModel):
 
     def _need_table(self):
         if self._logx is None:
-            raise RecipeError("FileFunction has no table: build it with "
-                              "FileFunction.from_file(path) or FileFunction(energy, dnde)")
+            raise ModelError("FileFunction has no table: build it with "
+                             "FileFunction.from_file(path) or FileFunction(energy, dnde)")
 
     def _shape(self, e):
         self._need_table()
@@ -831,9 +831,9 @@ SPECTRAL_MODELS: dict[str, type[SpectralModel]] = {
 
 
 def get_spectral_model(tag: str) -> type[SpectralModel]:
-    """The spectral model class of a Science Tools tag; RecipeError names unknown tags."""
+    """The spectral model class of a Science Tools tag; ModelError names unknown tags."""
     try:
         return SPECTRAL_MODELS[tag]
     except (KeyError, TypeError):
-        raise RecipeError(f"unknown spectral model {tag!r}; known spectral models: "
-                          f"{', '.join(sorted(SPECTRAL_MODELS))}") from None
+        raise ModelError(f"unknown spectral model {tag!r}; known spectral models: "
+                         f"{', '.join(sorted(SPECTRAL_MODELS))}") from None

@@ -54,7 +54,7 @@ import xml.parsers.expat
 from pathlib import Path
 from xml.sax.saxutils import quoteattr
 
-from ..errors import FermixrError, FileFormatError, InputFileError, RecipeError
+from ..errors import FermixrError, FileFormatError, InputFileError, ModelError
 from ..io.paths import expand_path
 from .parameters import Parameter
 from .skymodel import SkyModel
@@ -108,7 +108,7 @@ def spectral_tag(cls, fallback: str) -> str:
 
 def spectral_defaults(tag: str) -> tuple[str, tuple[Parameter, ...]]:
     """(canonical tag, default parameters in model order) of spectral type ``tag``, in
-    the Science Tools' XML convention; RecipeError naming the type when it is unknown."""
+    the Science Tools' XML convention; ModelError naming the type when it is unknown."""
     cls = _spectral_class(tag)
     if cls is None:
         alias = _XML_SPECTRAL_ALIASES.get(tag)
@@ -118,8 +118,8 @@ def spectral_defaults(tag: str) -> tuple[str, tuple[Parameter, ...]]:
             try:
                 _registry().get_spectral_model(tag)
             except FermixrError as e:
-                raise RecipeError(f"unknown spectral type {tag!r}: {e}") from None
-            raise RecipeError(f"unknown spectral type {tag!r}")
+                raise ModelError(f"unknown spectral type {tag!r}: {e}") from None
+            raise ModelError(f"unknown spectral type {tag!r}")
     pars = []
     for spec in cls.params:
         pars.append(Parameter(name=spec.name, value=float(spec.value), scale=float(spec.scale),
@@ -132,14 +132,14 @@ def spectral_defaults(tag: str) -> tuple[str, tuple[Parameter, ...]]:
 def make_spectral_params(tag: str, given: dict[str, Parameter],
                          where: str = "") -> tuple[str, tuple[Parameter, ...]]:
     """Complete ``given`` parameters (name -> Parameter) with the defaults of ``tag`` and
-    put them in model order; RecipeError for a parameter the model does not have."""
+    put them in model order; ModelError for a parameter the model does not have."""
     canon, defaults = spectral_defaults(tag)
     names = [p.name for p in defaults]
     unknown = [k for k in given if k not in names]
     if unknown:
-        raise RecipeError(f"{where}spectral type {canon!r} has no parameter "
-                          f"{', '.join(map(repr, unknown))}; its parameters are "
-                          f"{', '.join(names)}")
+        raise ModelError(f"{where}spectral type {canon!r} has no parameter "
+                         f"{', '.join(map(repr, unknown))}; its parameters are "
+                         f"{', '.join(names)}")
     return canon, tuple(given.get(p.name, p) for p in defaults)
 
 
@@ -291,13 +291,13 @@ def _spectrum_from_node(node: _Node, where: str):
         tag = "PowerLaw2"
     try:
         canon, defaults = spectral_defaults(tag)
-    except RecipeError as e:
+    except ModelError as e:
         raise FileFormatError(f"{where}, line {node.line}: {e}") from None
     pars = _rename(pars, _PARAM_ALIASES["*"])
     pars = _rename(pars, _PARAM_ALIASES.get(canon, {}))
     try:
         canon, params = make_spectral_params(canon, pars)
-    except RecipeError as e:
+    except ModelError as e:
         raise FileFormatError(f"{where}, line {node.line}: {e}") from None
     return xml_type, canon, params
 
@@ -308,7 +308,7 @@ def _spatial_from_node(node: _Node, where: str):
         raise FileFormatError(f"{where}, line {node.line}: <spatialModel> has no type")
     try:
         kind = spatial_type(_XML_SPATIAL_ALIASES.get(xml_type, xml_type))
-    except RecipeError as e:
+    except ModelError as e:
         raise FileFormatError(f"{where}, line {node.line}: {e}") from None
     pars = _rename(_read_params(node, where), _SPATIAL_PARAM_ALIASES.get(kind, {}))
     defaults = SPATIAL_PARAMS[kind]
@@ -377,7 +377,7 @@ def _source_from_node(node: _Node, label: str, base: Path, check_files: bool,
         return Source(name=name.strip(), spectrum=tag, spectral=spectral, spatial_model=kind,
                       spatial=spatial, spatial_file=spatial_file, spectrum_file=spectrum_file,
                       meta=meta)
-    except RecipeError as e:
+    except ModelError as e:
         raise FileFormatError(f"{where}, line {node.line}: {e}") from None
 
 
