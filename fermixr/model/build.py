@@ -49,6 +49,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import FermixrError, InputFileError, ModelError
+from ..io.paths import find_file
 from .catalog import angular_separation, open_catalog, resolve_catalog, sky_selection_mask
 from .parameters import Parameter
 from .skymodel import SkyModel
@@ -120,20 +121,6 @@ def _diffuse_dirs(base, diffuse_dir) -> list[Path]:
     return dirs
 
 
-def _resolve_file(f: str, dirs: list[Path], where: str, what: str) -> str:
-    s = expand_path(f)
-    if os.path.isabs(s):
-        if os.path.isfile(s):
-            return s
-    else:
-        for d in dirs:
-            q = d / s
-            if q.is_file():
-                return str(q)
-    looked = "" if os.path.isabs(s) else f" in {', '.join(str(d) for d in dirs) or '(no folders)'}"
-    raise InputFileError(f"{where}: {what} {f!r} not found{looked}")
-
-
 def diffuse_source(name: str, file: str, *, pars: dict | None = None,
                    where: str = "diffuse") -> Source:
     """A Fermipy diffuse component from its template ``file`` (already resolved): ``.txt`` ->
@@ -193,7 +180,7 @@ def _diffuse_sources(cfg: dict, base, dirs) -> list[Source]:
                     continue
                 raise ModelError(f"{where}: no 'file' in {sorted(d)}")
             name = d.pop("name", None) or (opt if len(items) == 1 else f"{opt}{i:02d}")
-            f = _resolve_file(str(d.pop("file")), dirs, where, "diffuse template")
+            f = find_file(str(d.pop("file")), dirs, where, "diffuse template")
             src = diffuse_source(str(name), f, pars=d, where=where)
             out.append(("diffuse", src.replace(meta={**src.meta, "free": explicitly_free(d)}),
                         where))

@@ -55,6 +55,7 @@ from pathlib import Path
 from xml.sax.saxutils import quoteattr
 
 from ..errors import FermixrError, FileFormatError, InputFileError, ModelError
+from ..io.model_xml import read_xml_bytes, write_text_atomic
 from ..io.paths import expand_path
 from .parameters import Parameter
 from .skymodel import SkyModel
@@ -196,12 +197,8 @@ def read_xml(path: str | os.PathLike, *, check_files: bool = False,
 
     ``check_files``: raise InputFileError when a FileFunction table or a spatial template
     the model names does not exist."""
-    p = Path(expand_path(path, env=env))
-    if not p.is_file():
-        raise InputFileError(f"XML model file {os.fspath(path)!r} not found"
-                             + (f" (expanded to {str(p)!r})" if str(p) != os.fspath(path) else ""))
-    return parse_xml(p.read_bytes(), base=p.parent, label=str(p), check_files=check_files,
-                     env=env)
+    p, content = read_xml_bytes(path, env=env)
+    return parse_xml(content, base=p.parent, label=str(p), check_files=check_files, env=env)
 
 
 def parse_xml(text: str | bytes, *, base: str | os.PathLike | None = None,
@@ -456,9 +453,4 @@ def write_xml(model: SkyModel, path: str | os.PathLike, *,
     renamed into place).  Template and table files in the XML's folder (or below) are
     written with relative names, others with absolute ones.  Returns the path."""
     p = Path(expand_path(path))
-    p.parent.mkdir(parents=True, exist_ok=True)
-    text = to_xml_string(model, folder=p.parent, title=title)
-    tmp = p.with_name(f".{p.name}.tmp{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, p)
-    return p
+    return write_text_atomic(p, to_xml_string(model, folder=p.parent, title=title))
