@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from fermixr.io.synthetic import SyntheticConfig, make_example_dataset
+from fermixr.simulate.synthetic import SyntheticConfig, make_example_dataset
 
 
 def main(argv=None) -> int:

@@ -11,19 +11,18 @@ import json
 import sys
 from pathlib import Path
 
-from .errors import (
-    FermixrError,
-    FileFormatError,
-    FilterSyntaxError,
-    GeometryError,
-    InputFileError,
-    IRFError,
-    RecipeError,
-    SelectionError,
-)
+from .errors import FermixrError
 
-BAD_INPUT = (RecipeError, InputFileError, FileFormatError, FilterSyntaxError, GeometryError,
-             IRFError, SelectionError)
+# bad input (recipe, options, input files, model values): every fermixr error that is also
+# a ValueError, a LookupError or a FileNotFoundError; other fermixr errors (StepError,
+# StoreError) and anything else are failures while computing
+BAD_INPUT_BASES = (ValueError, LookupError, FileNotFoundError)
+
+
+def exit_code(exc: BaseException) -> int:
+    """2 for bad input (a :class:`FermixrError` that is a ValueError, LookupError or
+    FileNotFoundError), 1 for any other failure."""
+    return 2 if isinstance(exc, FermixrError) and isinstance(exc, BAD_INPUT_BASES) else 1
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -74,16 +73,12 @@ def main(argv=None) -> int:
     warnings.simplefilter("default", RecipeDeprecationWarning)
     try:
         return _dispatch(args)
-    except BAD_INPUT as exc:
+    except Exception as exc:
         if args.debug:
             raise
-        print(f"fermixr: error: {exc}", file=sys.stderr)
-        return 2
-    except (FermixrError, Exception) as exc:  # a failure while computing
-        if args.debug:
-            raise
-        print(f"fermixr: failed: {exc}", file=sys.stderr)
-        return 1
+        code = exit_code(exc)
+        print(f"fermixr: {'error' if code == 2 else 'failed'}: {exc}", file=sys.stderr)
+        return code
 
 
 def _dispatch(args) -> int:

@@ -71,9 +71,9 @@ def test_priors_pull_the_fit(gta):
 
 def test_bad_input_leaves_the_state(gta):
     before = gta.model
-    with pytest.raises(RecipeError, match="no source matches 'Nope'"):
+    with pytest.raises(ModelError, match="no source matches 'Nope'"):
         gta.free_source("Nope")
-    with pytest.raises(RecipeError, match="above its maximum"):
+    with pytest.raises(ModelError, match="above its maximum"):
         gta.set_parameter("SYN_CRAB", "Index", 99.0, true_value=False)
     assert gta.model == before
     other = Analysis.__new__(Analysis)
@@ -131,7 +131,7 @@ def test_add_move_and_respectrum_a_source(gta):
     assert "test_src" not in a.model
     assert a.model.names == gta.model.names
     assert "test_src" not in gta.state.components[0].maps      # the original is untouched
-    with pytest.raises(RecipeError, match="already in the sky model"):
+    with pytest.raises(ModelError, match="already in the sky model"):
         a.add_source("SYN_CRAB", {"ra": 1.0, "dec": 2.0})
 
 

@@ -67,3 +67,42 @@ def test_empty_selection_names_the_cuts_and_writes_no_events(tmp_path):
     assert r.returncode == 2, r.stderr
     assert "events" not in products and "counts" not in products
     assert "selection" in r.stderr.lower() and "no event" in r.stderr.lower()
+
+
+def test_bad_model_value_is_bad_input(tmp_path):
+    """A sky-model value the recipe schema lets through (a spectral model's name) fails in
+    the model layer with a ModelError: exit 2, one line naming the source."""
+    doc = yaml.safe_load(_recipe(tmp_path).read_text())
+    doc["model"] = {"isodiff": str((EXAMPLE.parent / doc["model"]["isodiff"]).resolve()),
+                    "sources": [{"name": "extra", "ra": 83.0, "dec": 22.5,
+                                 "SpectrumType": "PowerLow"}]}
+    p = tmp_path / "recipe.yaml"
+    p.write_text(yaml.safe_dump(doc))
+    r, products = _run(tmp_path, p)
+    assert r.returncode == 2, r.stderr
+    lines = [ln for ln in r.stderr.splitlines() if ln.startswith("fermixr: error")]
+    assert len(lines) == 1 and "(extra).SpectrumType: unknown spectral type 'PowerLow'" \
+        in lines[0], r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_exit_codes_follow_the_builtin_base():
+    """Every fermixr error that is a ValueError, LookupError or FileNotFoundError is bad
+    input (exit 2); the others (StoreError, StepError) and foreign errors are failures
+    (exit 1)."""
+    import inspect
+
+    from fermixr import errors
+    from fermixr.cli import exit_code
+
+    classes = [c for _, c in inspect.getmembers(errors, inspect.isclass)
+               if issubclass(c, errors.FermixrError) and c is not errors.FermixrError]
+    assert {"RecipeError", "ModelError", "LikelihoodError", "FileFormatError",
+            "StoreError", "StepError"} <= {c.__name__ for c in classes}
+    for c in classes:
+        bad_input = issubclass(c, (ValueError, LookupError, FileNotFoundError))
+        assert exit_code(c("x")) == (2 if bad_input else 1), c.__name__
+    assert exit_code(errors.StepError("x")) == 1
+    assert exit_code(errors.ModelError("x")) == 2
+    assert exit_code(ValueError("x")) == 1
+    assert exit_code(KeyError("x")) == 1

@@ -14,7 +14,7 @@ import pytest
 import yaml
 from astropy.io import fits
 
-from fermixr.errors import FileFormatError, InputFileError, RecipeError
+from fermixr.errors import FileFormatError, InputFileError, ModelError
 from fermixr.model.spatial import GAUSS_R68
 from fermixr.model.catalog import (angular_separation, open_catalog, read_catalog,
                                    resolve_catalog, sky_selection_mask)
@@ -216,7 +216,7 @@ def test_mkn421_name_matching(tmp_path):
     assert src.meta["CLASS1"] == "BLL" and src.meta["Signif_Avg"] == F32(210.5)
     assert src.meta["TS"] == pytest.approx(F32(210.5) ** 2)
     assert m.find("b2 1103+39").name == "4FGL J1105.8+3944"
-    with pytest.raises(RecipeError, match=r"no source matches 'Mkn 501'"):
+    with pytest.raises(ModelError, match=r"no source matches 'Mkn 501'"):
         m.find("Mkn 501")
 
 
@@ -224,7 +224,7 @@ def test_ambiguous_association(tmp_path):
     rows = [pl_row("4FGL J0001.0+0000", 0.25, 0.0, ASSOC2="PKS 0000-00"),
             pl_row("4FGL J0002.0+0000", 0.5, 0.0, ASSOC1="PKS 0000-00")]
     m = read_catalog(write_catalog(tmp_path / "cat.fits", rows))
-    with pytest.raises(RecipeError, match=r"'pks 0000-00' matches several sources: "
+    with pytest.raises(ModelError, match=r"'pks 0000-00' matches several sources: "
                                           r"4FGL J0001.0\+0000, 4FGL J0002.0\+0000"):
         m.find("pks 0000-00")
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fermixr.errors import GeometryError, RecipeError
+from fermixr.errors import GeometryError, LikelihoodError
 from fermixr.irf.drm import identity_drm, true_energy_axis
 from fermixr.likelihood import _dispersed_kernels as KD
 from fermixr.likelihood.cost import SourceTerm
@@ -291,9 +291,9 @@ def test_errors_name_the_mismatch():
     with pytest.raises(GeometryError, match="scales: 3 factor"):
         DispersedPoissonCost(counts, maps, true, terms, drms, scales=[1, 2, 3])
     cost = DispersedPoissonCost(counts, maps, true, terms, drms)
-    with pytest.raises(RecipeError, match="no source 'zz'"):
+    with pytest.raises(LikelihoodError, match="no source 'zz'"):
         cost.source_cube("zz")
-    with pytest.raises(RecipeError, match="called with 2 value"):
+    with pytest.raises(LikelihoodError, match="called with 2 value"):
         cost(np.ones(2))
 
 

@@ -8,11 +8,11 @@ import pytest
 from scipy import stats
 
 from fermixr.conventions import validate_product
-from fermixr.errors import RecipeError
+from fermixr.errors import LikelihoodError, RecipeError
 from fermixr.fit import FitResult, fit
-from fermixr.fit.toy import toy_roi
 from fermixr.likelihood.cost import BinnedPoissonCost
 from fermixr.likelihood.priors import GaussianPrior
+from fermixr.simulate.toy import toy_roi
 
 FREE = {"PS": ["Prefactor", "Index"], "iso": ["Prefactor"], "gal": ["norm"]}
 TRUTH = np.array([3.0, 2.2, 1.5, 5.0])          # scaled truth of FREE, in cost order
@@ -246,7 +246,7 @@ def test_fit_errors(roi, mu):
         fit(cost, optimizer="LBFGS")
     with pytest.raises(RecipeError, match="min_fit_quality"):
         fit(cost, min_fit_quality=5)
-    with pytest.raises(RecipeError, match="prior on 'NULL:Prefactor'"):
+    with pytest.raises(LikelihoodError, match="prior on 'NULL:Prefactor'"):
         fit(cost + GaussianPrior("NULL:Prefactor", 0.0, 1.0))
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from fermixr.conventions import validate_product
-from fermixr.errors import FileFormatError, InputFileError
+from fermixr.errors import FileFormatError, InputFileError, SelectionError
 from fermixr.io.ft1 import read_ft1, read_ft1_gti
 from fermixr.io.gti import normalize_intervals
 
@@ -140,3 +140,5 @@ def test_missing_gti_extension(tmp_path):
 def test_normalize_intervals_union():
     s, e = normalize_intervals([5, 0, 2, 10, 9], [6, 3, 4, 10, 12])
     assert s.tolist() == [0, 5, 9] and e.tolist() == [4, 6, 12]
+    with pytest.raises(SelectionError, match=r"START and STOP differ in length \(2 vs 1\)"):
+        normalize_intervals([0, 5], [3])

@@ -110,6 +110,9 @@ def test_not_fits_and_missing_file(tmp_path):
     fits.PrimaryHDU(np.zeros((3, 3))).writeto(q)
     with pytest.raises(FileFormatError, match="img.fits.*SC_DATA"):
         read_ft2(q)
+    # something that names no file at all
+    with pytest.raises(InputFileError, match=r"scfile: got 42 \(int\); expected an FT2 file"):
+        read_ft2(42)
 
 
 @pytest.mark.shared_data

@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 from scipy import special, stats
 
-from fermixr.errors import GeometryError, RecipeError
-from fermixr.fit.toy import toy_roi
+from fermixr.errors import GeometryError, LikelihoodError
 from fermixr.likelihood.cost import BinnedPoissonCost, CostSum, SourceTerm
 from fermixr.likelihood.npred import model_counts
 from fermixr.likelihood.priors import GaussianPrior, gaussian_priors_from_errors
 from fermixr.model.parameters import Parameter
 from fermixr.model.source import Source
+from fermixr.simulate.toy import toy_roi
 
 FREE_ALL = {"PS": ["Prefactor", "Index"], "iso": ["Prefactor"],
             "gal": ["norm", "alpha", "beta"]}
@@ -238,9 +238,9 @@ def test_gaussian_prior_adds(roi, data):
 
 def test_prior_on_fixed_parameter_is_an_error(roi, data):
     c = _cost(roi, data, free={"PS": ["Prefactor"]})
-    with pytest.raises(RecipeError, match="prior on 'PS:Index'.*not a free parameter"):
+    with pytest.raises(LikelihoodError, match="prior on 'PS:Index'.*not a free parameter"):
         c + GaussianPrior("PS:Index", 2.0, 0.1)
-    with pytest.raises(RecipeError, match="sigma"):
+    with pytest.raises(LikelihoodError, match="sigma"):
         GaussianPrior("PS:Index", 2.0, 0.0)
 
 
@@ -271,10 +271,10 @@ def test_bad_shapes_are_errors(roi, data):
         BinnedPoissonCost(data, roi.srcmaps, roi.energies[:-1], terms)
     with pytest.raises(GeometryError, match="wmap must have"):
         BinnedPoissonCost(data, roi.srcmaps, roi.energies, terms, wmap=np.ones(5))
-    with pytest.raises(RecipeError, match="src_expscale names 'nope'"):
+    with pytest.raises(LikelihoodError, match="src_expscale names 'nope'"):
         BinnedPoissonCost(data, roi.srcmaps, roi.energies, terms, src_expscale={"nope": 0})
-    with pytest.raises(RecipeError, match="counts must be finite"):
+    with pytest.raises(LikelihoodError, match="counts must be finite"):
         BinnedPoissonCost(-data, roi.srcmaps, roi.energies, terms)
     c = BinnedPoissonCost(data, roi.srcmaps, roi.energies, terms)
-    with pytest.raises(RecipeError, match="called with 2 value"):
+    with pytest.raises(LikelihoodError, match="called with 2 value"):
         c([1.0, 2.0])

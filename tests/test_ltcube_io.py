@@ -110,6 +110,26 @@ def test_not_a_livetime_cube(tmp_path, crab_day=None):
         read_ltcube(q)
 
 
+def test_unknown_binning_keyword_names_the_file(tmp_path):
+    p = write_ltcube(_cube(np.random.default_rng(3)), tmp_path / "lt.fits")
+    with fits.open(p, mode="update") as h:
+        h["EXPOSURE"].header["THETABIN"] = "LOG(COSTHETA)"
+    with pytest.raises(FileFormatError, match=r"lt\.fits.*THETABIN='LOG\(COSTHETA\)'"):
+        read_ltcube(p)
+
+
+def test_bad_binning_arguments_are_geometry_errors():
+    from fermixr.errors import GeometryError
+    from fermixr.io.ltcube import nbins_from_dcostheta, nside_from_binsz
+
+    with pytest.raises(GeometryError, match="dcostheta must be in"):
+        nbins_from_dcostheta(0.0)
+    with pytest.raises(GeometryError, match="binsz must be > 0"):
+        nside_from_binsz(-1.0)
+    with pytest.raises(GeometryError, match="ordering must be"):
+        _cube(np.random.default_rng(4), ordering="ZIGZAG")
+
+
 def test_check_against_gti():
     rng = np.random.default_rng(3)
     ds = _cube(rng, gti=((100.0, 200.0), (300.0, 400.0)))

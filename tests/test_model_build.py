@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fermixr.errors import InputFileError, RecipeError
+from fermixr.errors import InputFileError, ModelError
 from fermixr.model.build import build_sky_model, source_from_dict
 
 from test_catalog import MKN421, pl_row, write_catalog
@@ -90,10 +90,10 @@ def test_diffuse_errors(diffuse_dir, tmp_path):
         build_sky_model({"galdiff": "gll_iem_v99.fits", "diffuse_dir": str(diffuse_dir)},
                         CENTER, base=tmp_path)
     (diffuse_dir / "template.dat").write_text("")
-    with pytest.raises(RecipeError, match=r"model.galdiff: template .*template.dat' is "
+    with pytest.raises(ModelError, match=r"model.galdiff: template .*template.dat' is "
                                           r"neither a .txt"):
         build_sky_model({"galdiff": str(diffuse_dir / "template.dat")}, CENTER)
-    with pytest.raises(RecipeError, match=r"model.isodiff\[1\]: no 'file'"):
+    with pytest.raises(ModelError, match=r"model.isodiff\[1\]: no 'file'"):
         build_sky_model({"isodiff": [str(diffuse_dir / "iso_P8R3_SOURCE_V3_v1.txt"),
                                      {"name": "x"}]}, CENTER)
 
@@ -150,7 +150,7 @@ def test_last_catalog_wins_and_xmatch(tmp_path):
     m2 = build_sky_model({"catalogs": [str(old), str(new)], "assoc_xmatch_columns": []},
                          center)
     assert len(m2) == 4 and m2["4FGL J1104.4+3812"].spectrum == "LogParabola"
-    with pytest.raises(RecipeError, match=r"'Mkn 421' matches several sources: "
+    with pytest.raises(ModelError, match=r"'Mkn 421' matches several sources: "
                                           r"3FGL J1104.4\+3812, 4FGL J1104.4\+3812"):
         m2.find("Mkn 421")
     # merge_sources false: the first model stays, the new name becomes an association
@@ -165,7 +165,7 @@ def test_ambiguous_merge_is_an_error(tmp_path):
     a = write_catalog(tmp_path / "a.fits", [pl_row("A1", 10.0, 10.0, ASSOC1="Blazar X"),
                                             pl_row("A2", 10.5, 10.0, ASSOC1="Blazar Y")])
     b = write_catalog(tmp_path / "b.fits", [pl_row("Blazar X", 10.0, 10.0, ASSOC1="Blazar Y")])
-    with pytest.raises(RecipeError, match=r"source 'Blazar X' matches several sources already "
+    with pytest.raises(ModelError, match=r"source 'Blazar X' matches several sources already "
                                           r"in the model \(A1, A2\)"):
         build_sky_model({"catalogs": [str(a), str(b)],
                          "assoc_xmatch_columns": ["ASSOC1"]}, (10.0, 10.0))
@@ -230,20 +230,20 @@ def test_source_dict_conventions():
 
 
 def test_recipe_source_errors(tmp_path):
-    with pytest.raises(RecipeError, match=r"model.sources\[1\]: no 'name'"):
+    with pytest.raises(ModelError, match=r"model.sources\[1\]: no 'name'"):
         build_sky_model({"sources": [{"name": "ok"}, {"ra": 1.0, "dec": 2.0}]}, CENTER)
-    with pytest.raises(RecipeError, match=r"model.sources\[0\] \(x\).SpectrumType: unknown "
+    with pytest.raises(ModelError, match=r"model.sources\[0\] \(x\).SpectrumType: unknown "
                                           r"spectral type 'PowerLow'"):
         build_sky_model({"sources": [{"name": "x", "SpectrumType": "PowerLow"}]}, CENTER)
-    with pytest.raises(RecipeError, match=r"model.sources\[0\] \(y\).SpatialModel: unknown "
+    with pytest.raises(ModelError, match=r"model.sources\[0\] \(y\).SpatialModel: unknown "
                                           r"spatial model 'Gauss'"):
         build_sky_model({"sources": [{"name": "y", "SpatialModel": "Gauss"}]}, CENTER)
     with pytest.raises(InputFileError, match=r"\(m\).Spatial_Filename: 'nomap.fits' not found"):
         build_sky_model({"sources": [{"name": "m", "SpatialModel": "SpatialMap",
                                       "Spatial_Filename": "nomap.fits"}]}, CENTER, base=tmp_path)
-    with pytest.raises(RecipeError, match=r"Index.value: got 'soft'; expected a number"):
+    with pytest.raises(ModelError, match=r"Index.value: got 'soft'; expected a number"):
         build_sky_model({"sources": [{"name": "z", "Index": {"value": "soft"}}]}, CENTER)
-    with pytest.raises(RecipeError, match=r"roi_center: got 'crab'"):
+    with pytest.raises(ModelError, match=r"roi_center: got 'crab'"):
         build_sky_model({}, "crab")
 
 

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from fermixr.errors import RecipeError
+from fermixr.errors import ModelError
 from fermixr.model import Parameter, SkyModel, Source
 from fermixr.model.spatial import (DISK_R68, GAUSS_R68, param_to_width, spatial_type,
                                    width_to_param)
@@ -25,9 +25,9 @@ def test_parameter_scaled_convention_and_fermipy_numbers():
     assert p.min * p.scale == pytest.approx(1e-14) and p.max * p.scale == pytest.approx(1e-6)
     d = Parameter.from_any("Prefactor", {"value": 3.0, "scale": 1e-11, "free": True}, pref)
     assert (d.value, d.scale, d.free, d.min) == (3.0, 1e-11, True, 1e-5)
-    with pytest.raises(RecipeError, match=r"src\.Prefactor: unknown keys \['vlaue'\]"):
+    with pytest.raises(ModelError, match=r"src\.Prefactor: unknown keys \['vlaue'\]"):
         Parameter.from_any("Prefactor", {"vlaue": 1}, pref, where="src")
-    with pytest.raises(RecipeError, match="above its maximum"):
+    with pytest.raises(ModelError, match="above its maximum"):
         Parameter("Index", 7.0, -1.0, 0.0, 5.0).check()
 
 
@@ -46,7 +46,7 @@ def test_source_is_immutable_and_roundtrips():
     assert s.param("Index").value == 2.0 and t.param("Index").physical == -2.5
     np.testing.assert_allclose(t.spectral_values(), [1e-11, -2.5, 1000.0])
     assert Source.from_dict(t.to_dict()) == t
-    with pytest.raises(RecipeError, match="has no parameter 'index'"):
+    with pytest.raises(ModelError, match="has no parameter 'index'"):
         s.param("index")
 
 
@@ -54,12 +54,12 @@ def test_name_matching_case_whitespace_associations():
     m = SkyModel((_src(), _src("PKS 2155-304", ("4FGL J2158.8-3013",))))
     for key in ("mkn421", "Mkn 421", " MKN  421 ", "4FGL J1104.4+3812", "4fglj1104.4+3812"):
         assert m.find(key).name == "Mkn 421"
-    with pytest.raises(RecipeError, match="no source matches 'Crab'"):
+    with pytest.raises(ModelError, match="no source matches 'Crab'"):
         m.find("Crab")
     amb = SkyModel((_src("a", ("X",)), _src("b", ("X",))))
-    with pytest.raises(RecipeError, match="matches several sources: a, b"):
+    with pytest.raises(ModelError, match="matches several sources: a, b"):
         amb.find("x")
-    with pytest.raises(RecipeError, match="two sources named"):
+    with pytest.raises(ModelError, match="two sources named"):
         SkyModel((_src(), _src("MKN421")))
     m2 = m.merge(SkyModel((_src().with_param("Index", value=3.0),)))
     assert m2.find("mkn421").param("Index").value == 3.0 and len(m2) == 2
@@ -74,5 +74,5 @@ def test_spatial_widths():
     # GAUSS_R68 is the 68% radius of a 2-D Gaussian; DISK_R68 that of a uniform disk
     assert GAUSS_R68 == pytest.approx(math.sqrt(-2 * math.log(0.32)), rel=1e-12)
     assert DISK_R68 == pytest.approx(math.sqrt(0.68), rel=1e-12)
-    with pytest.raises(RecipeError, match="unknown spatial model 'Blob'"):
+    with pytest.raises(ModelError, match="unknown spatial model 'Blob'"):
         spatial_type("Blob")

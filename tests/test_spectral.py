@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from scipy import integrate, special
 
-from fermixr.errors import FileFormatError, GeometryError, InputFileError, RecipeError
+from fermixr.errors import FileFormatError, GeometryError, InputFileError, ModelError
 from fermixr.model import _kernels as K
 from fermixr.model import spectral as S
 
@@ -464,7 +464,7 @@ def test_filefunction_bad_files(tmp_path):
     (tmp_path / "neg.txt").write_text("100 1e-9\n200 0\n")
     with pytest.raises(FileFormatError, match="row 2"):
         S.FileFunction.from_file(tmp_path / "neg.txt")
-    with pytest.raises(RecipeError, match="no table"):
+    with pytest.raises(ModelError, match="no table"):
         S.FileFunction().evaluate(100.0, [1.0])
 
 
@@ -529,16 +529,16 @@ def test_registry_and_errors():
         "PowerLaw", "PowerLaw2", "BrokenPowerLaw", "BrokenPowerLaw2", "LogParabola",
         "ExpCutoff", "PLSuperExpCutoff", "PLSuperExpCutoff2", "PLSuperExpCutoff3",
         "PLSuperExpCutoff4", "BandFunction", "ConstantValue", "FileFunction"}
-    with pytest.raises(RecipeError, match=r"unknown spectral model 'PowerLow'.*LogParabola.*"
+    with pytest.raises(ModelError, match=r"unknown spectral model 'PowerLow'.*LogParabola.*"
                                           r"PowerLaw2"):
         S.get_spectral_model("PowerLow")
     with pytest.raises(ValueError):
         S.get_spectral_model("DMFitFunction")
     pl = S.PowerLaw()
-    with pytest.raises(RecipeError, match=r"expected 3 physical values for \(Prefactor, "
+    with pytest.raises(ModelError, match=r"expected 3 physical values for \(Prefactor, "
                                           r"Index, Scale\)"):
         pl.evaluate(100.0, [1e-12, -2.0])
-    with pytest.raises(RecipeError, match="no parameter 'index'"):
+    with pytest.raises(ModelError, match="no parameter 'index'"):
         pl.make_p(index=-2.0)
     with pytest.raises(GeometryError, match="energies > 0"):
         pl.evaluate([0.0, 100.0], pl.default_p())

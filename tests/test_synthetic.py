@@ -1,4 +1,4 @@
-"""The built-in synthetic example data set (fermixr.io.synthetic, examples/data)."""
+"""The built-in synthetic example data set (fermixr.simulate.synthetic, examples/data)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 import yaml
 from astropy.io import fits
 
-from fermixr.io import synthetic as S
+from fermixr.simulate import synthetic as S
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "data"
 BCF = EXAMPLE / "caldb" / "data" / "glast" / "lat" / "bcf"

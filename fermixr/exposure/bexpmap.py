@@ -4,7 +4,8 @@ output), resampled onto the analysis geometry.
 As the Science Tools read a binned exposure map: the value at a sky direction is the
 bilinear interpolation of the four surrounding pixel centres (in the map's pixel grid),
 and between energy planes the exposure is interpolated linearly in log(exposure) versus
-log(energy).  Energies outside the map's planes are an error, not an extrapolation.
+log(energy).  Energies outside the map's planes are an error, not an extrapolation.  The
+file is read by :func:`fermixr.io.st_fits.read_bexpmap`.
 """
 
 from __future__ import annotations
@@ -13,37 +14,10 @@ import numpy as np
 import xarray as xr
 
 from ..conventions import DIM_ENERGY_TRUE, UNIT_ENERGY, UNIT_EXPOSURE
-from ..errors import FileFormatError, GeometryError, InputFileError
+from ..errors import GeometryError
 from ..geom.coords import geom_attrs, geom_coords, sky_dims
 from ..geom.frames import transform
-from ..geom.wcs import WcsGeom
-
-
-def read_bexpmap(path):
-    """(WcsGeom of the map, energies MeV, cube (n_energy, ny, nx) cm2 s) of a gtexpcube2
-    WCS file."""
-    from astropy.io import fits
-
-    try:
-        hl = fits.open(path)
-    except FileNotFoundError:
-        raise InputFileError(f"gtlike.bexpmap: file {str(path)!r} does not exist") from None
-    except OSError as exc:
-        raise FileFormatError(f"gtlike.bexpmap: cannot read {str(path)!r}: {exc}") from None
-    with hl:
-        if "ENERGIES" not in hl or hl[0].data is None or hl[0].data.ndim != 3:
-            raise FileFormatError(
-                f"gtlike.bexpmap {str(path)!r} is not a gtexpcube2 exposure cube: expected a "
-                "3-D primary image (energy, lat, lon) and an ENERGIES table"
-            )
-        cube = np.asarray(hl[0].data, dtype=np.float64)
-        energies = np.asarray(hl["ENERGIES"].data.field(0), dtype=np.float64)
-        geom = WcsGeom.from_header(hl[0].header)
-    if cube.shape[0] != energies.size:
-        raise FileFormatError(
-            f"gtlike.bexpmap {str(path)!r}: {cube.shape[0]} planes but {energies.size} energies"
-        )
-    return geom, energies, cube
+from ..io.st_fits import read_bexpmap
 
 
 def _bilinear(cube, px, py):

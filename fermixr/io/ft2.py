@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import gzip
 import re
+import reprlib
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
-from ..errors import FileFormatError
+from ..errors import FileFormatError, InputFileError
 from .filelist import resolve_files
 
 __all__ = [
@@ -247,7 +248,8 @@ def _resolve(files) -> list[Path]:
     if isinstance(files, (str, Path)) or (isinstance(files, (list, tuple))
                                           and all(isinstance(f, (str, Path)) for f in files)):
         return resolve_files(files, what="scfile")
-    raise TypeError(f"FT2 files must be a path, a list of paths or an @list file; got {type(files)}")
+    raise InputFileError(f"scfile: got {reprlib.repr(files)} ({type(files).__name__}); expected "
+                         "an FT2 file path, a list of paths or an @list file")
 
 
 def check_ft2_columns(files, columns: Iterable[str]) -> list[Path]:

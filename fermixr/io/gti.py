@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..conventions import ATTR_MJDREF, ATTR_PRODUCT, ATTR_TSTART, ATTR_TSTOP, DIM_GTI, FERMI_MJDREF, UNIT_TIME
-from ..errors import FileFormatError
+from ..errors import FileFormatError, SelectionError
 
 
 def normalize_intervals(start, stop):
@@ -19,7 +19,7 @@ def normalize_intervals(start, stop):
     s = np.asarray(start, dtype=np.float64).reshape(-1)
     e = np.asarray(stop, dtype=np.float64).reshape(-1)
     if s.shape != e.shape:
-        raise ValueError(f"GTI START and STOP differ in length ({s.size} vs {e.size})")
+        raise SelectionError(f"GTI START and STOP differ in length ({s.size} vs {e.size})")
     keep = e > s
     s, e = s[keep], e[keep]
     if s.size == 0:

@@ -38,7 +38,7 @@ import numpy as np
 import xarray as xr
 
 from ..conventions import DIM_COSTHETA, DIM_GTI, DIM_PHI, DIM_PIX, FERMI_MJDREF
-from ..errors import FileFormatError, InputFileError
+from ..errors import FileFormatError, GeometryError, InputFileError
 from .filelist import resolve_files
 
 __all__ = [
@@ -69,7 +69,7 @@ def nbins_from_dcostheta(dcostheta: float) -> int:
     cos theta = 0 to 1.  ``dcostheta=0.025`` (the default) gives 40 bins, ``0.05`` gives 20."""
     dcostheta = float(dcostheta)
     if not (0.0 < dcostheta <= 1.0):
-        raise ValueError(f"dcostheta must be in (0, 1], got {dcostheta!r}")
+        raise GeometryError(f"dcostheta must be in (0, 1], got {dcostheta!r}")
     return int(1.0 / dcostheta)
 
 
@@ -79,7 +79,7 @@ def nside_from_binsz(binsz: float) -> int:
     1 deg -> 64, 4 deg -> 16."""
     binsz = float(binsz)
     if not binsz > 0:
-        raise ValueError(f"binsz must be > 0 deg, got {binsz!r}")
+        raise GeometryError(f"binsz must be > 0 deg, got {binsz!r}")
     n = 1
     while 12 * n * n < 41252.0 / (binsz * binsz) and n < 512:
         n *= 2
@@ -93,7 +93,8 @@ def costheta_edges(nbins: int, cosmin: float = 0.0, thetabin: str = THETABIN_SQR
     if thetabin.upper() == THETABIN_SQRT:
         f = f * f
     elif thetabin.upper() != THETABIN_LIN:
-        raise ValueError(f"unknown THETABIN {thetabin!r}; expected {THETABIN_SQRT!r} or {THETABIN_LIN!r}")
+        raise GeometryError(f"unknown THETABIN {thetabin!r}; expected {THETABIN_SQRT!r} or "
+                            f"{THETABIN_LIN!r}")
     return 1.0 - f * (1.0 - cosmin)
 
 
@@ -148,18 +149,18 @@ def make_ltcube_dataset(
     ordering = ordering.upper()
     frame = frame.upper()
     if ordering not in ("NESTED", "RING"):
-        raise ValueError(f"ordering must be 'NESTED' or 'RING', got {ordering!r}")
+        raise GeometryError(f"ordering must be 'NESTED' or 'RING', got {ordering!r}")
     if frame not in ("CEL", "GAL"):
-        raise ValueError(f"frame must be 'CEL' or 'GAL', got {frame!r}")
+        raise GeometryError(f"frame must be 'CEL' or 'GAL', got {frame!r}")
     exposure = np.asarray(exposure, dtype=np.float64)
     weighted_exposure = np.asarray(weighted_exposure, dtype=np.float64)
     npix = 12 * nside * nside
     if exposure.shape[0] != npix or exposure.ndim not in (2, 3):
-        raise ValueError(
+        raise GeometryError(
             f"exposure must have shape (12*nside^2={npix}, nbins[, nphi]); got {exposure.shape}"
         )
     if weighted_exposure.shape != exposure.shape:
-        raise ValueError(
+        raise GeometryError(
             f"weighted_exposure shape {weighted_exposure.shape} differs from exposure "
             f"shape {exposure.shape}"
         )
@@ -172,7 +173,7 @@ def make_ltcube_dataset(
     gti_start = np.asarray(gti_start, dtype=np.float64).ravel()
     gti_stop = np.asarray(gti_stop, dtype=np.float64).ravel()
     if gti_start.shape != gti_stop.shape:
-        raise ValueError("gti_start and gti_stop differ in length")
+        raise GeometryError("gti_start and gti_stop differ in length")
     if tstart is None:
         tstart = float(gti_start.min()) if gti_start.size else 0.0
     if tstop is None:
@@ -297,6 +298,8 @@ def _read_one(path: Path) -> xr.Dataset:
             wexp = np.zeros_like(exp)
         # binning table against the keywords
         tb = hdul["CTHETABOUNDS"].data
+        if thetabin not in (THETABIN_SQRT, THETABIN_LIN):
+            _fail(path, f"THETABIN={thetabin!r}; expected {THETABIN_SQRT!r} or {THETABIN_LIN!r}")
         edges = costheta_edges(nbins, cosmin, thetabin)
         try:
             cmin = np.asarray(tb["CTHETA_MIN"], dtype=np.float64)

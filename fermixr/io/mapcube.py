@@ -59,3 +59,16 @@ def read_template(path, what: str = "SpatialMap"):
     if data.ndim != 2:
         raise FileFormatError(f"{what}: {str(path)!r}: expected a 2-D image, got {data.shape}")
     return data, geom
+
+
+def template_reference(path):
+    """(CRVAL1, CRVAL2, CTYPE1) of a spatial template's primary header (Fermipy takes a
+    SpatialMap's position from them); None when the file cannot be read or lacks them."""
+    from astropy.io import fits
+
+    try:
+        h = fits.getheader(path)
+        lon, lat = float(h["CRVAL1"]), float(h["CRVAL2"])
+    except (OSError, KeyError, ValueError, TypeError):
+        return None
+    return lon, lat, str(h.get("CTYPE1", ""))

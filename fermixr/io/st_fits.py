@@ -242,3 +242,32 @@ def srcmap_hdu_names(path) -> list[str]:
         raise InputFileError(f"gtlike.srcmap: file {str(p)!r} does not exist")
     with fits.open(p) as hl:
         return [h.name for h in hl[1:] if h.is_image and h.name not in ("EBOUNDS", "GTI")]
+
+
+def read_bexpmap(path):
+    """(WcsGeom of the map, energies MeV, cube (n_energy, ny, nx) cm2 s) of a gtexpcube2
+    WCS file."""
+    from astropy.io import fits
+
+    from ..geom.wcs import WcsGeom
+
+    try:
+        hl = fits.open(path)
+    except FileNotFoundError:
+        raise InputFileError(f"gtlike.bexpmap: file {str(path)!r} does not exist") from None
+    except OSError as exc:
+        raise FileFormatError(f"gtlike.bexpmap: cannot read {str(path)!r}: {exc}") from None
+    with hl:
+        if "ENERGIES" not in hl or hl[0].data is None or hl[0].data.ndim != 3:
+            raise FileFormatError(
+                f"gtlike.bexpmap {str(path)!r} is not a gtexpcube2 exposure cube: expected a "
+                "3-D primary image (energy, lat, lon) and an ENERGIES table"
+            )
+        cube = np.asarray(hl[0].data, dtype=np.float64)
+        energies = np.asarray(hl["ENERGIES"].data.field(0), dtype=np.float64)
+        geom = WcsGeom.from_header(hl[0].header)
+    if cube.shape[0] != energies.size:
+        raise FileFormatError(
+            f"gtlike.bexpmap {str(path)!r}: {cube.shape[0]} planes but {energies.size} energies"
+        )
+    return geom, energies, cube

@@ -34,7 +34,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ..errors import GeometryError, RecipeError
+from ..errors import GeometryError, LikelihoodError
 from ..model.spectral import SpectralModel, get_spectral_model
 from . import _kernels as K
 from .npred import node_weights, second_node_weights
@@ -89,8 +89,8 @@ class Cost:
     def _x(self, x) -> np.ndarray:
         x = np.asarray(x, dtype=np.float64).ravel()
         if x.size != self.npar:
-            raise RecipeError(f"cost of {self.npar} free parameter(s) "
-                              f"({', '.join(self.parameters)}) called with {x.size} value(s)")
+            raise LikelihoodError(f"cost of {self.npar} free parameter(s) "
+                                  f"({', '.join(self.parameters)}) called with {x.size} value(s)")
         return x
 
     def __add__(self, other):
@@ -119,10 +119,10 @@ class CostSum(Cost):
             elif isinstance(c, Cost):
                 flat.append(c)
             else:
-                raise RecipeError(f"CostSum: {c!r} is not a cost (expected a "
-                                  "BinnedPoissonCost, a prior or a CostSum)")
+                raise LikelihoodError(f"CostSum: {c!r} is not a cost (expected a "
+                                      "BinnedPoissonCost, a prior or a CostSum)")
         if not flat:
-            raise RecipeError("CostSum needs at least one cost")
+            raise LikelihoodError("CostSum needs at least one cost")
         likes = [c for c in flat if not c.is_prior]
         priors = [c for c in flat if c.is_prior]
         names: list[str] = []
@@ -135,7 +135,7 @@ class CostSum(Cost):
         for c in priors:
             for n in c.parameters:
                 if n not in index:
-                    raise RecipeError(
+                    raise LikelihoodError(
                         f"prior on {n!r}: that is not a free parameter of the likelihood "
                         f"(free parameters: {', '.join(names) or 'none'}); free it or drop "
                         "the prior")
@@ -159,8 +159,8 @@ class CostSum(Cost):
         bad = np.flatnonzero(lo > hi)
         if bad.size:
             n = names[bad[0]]
-            raise RecipeError(f"parameter {n!r}: the components' bounds do not overlap "
-                              f"(intersection [{lo[bad[0]]}, {hi[bad[0]]}])")
+            raise LikelihoodError(f"parameter {n!r}: the components' bounds do not overlap "
+                                  f"(intersection [{lo[bad[0]]}, {hi[bad[0]]}])")
         self.x0 = x0
         self.bounds = np.stack([lo, hi], axis=1)
 
@@ -230,12 +230,12 @@ class SourceTerm:
         if isinstance(model, type):
             model = model()
         if not isinstance(model, SpectralModel):
-            raise RecipeError(f"source {name!r}: {model!r} is not a spectral model")
+            raise LikelihoodError(f"source {name!r}: {model!r} is not a spectral model")
         npar = model.npar
         p = np.array(p, dtype=np.float64).ravel()
         if p.size != npar:
-            raise RecipeError(f"source {name!r}: {p.size} parameter value(s) for "
-                              f"{model.tag} ({', '.join(model.par_names)})")
+            raise LikelihoodError(f"source {name!r}: {p.size} parameter value(s) for "
+                                  f"{model.tag} ({', '.join(model.par_names)})")
         if free is None:
             fr = np.zeros(npar, dtype=bool)
         elif all(isinstance(f, str) for f in np.atleast_1d(free)) and np.size(free):
@@ -245,13 +245,13 @@ class SourceTerm:
         else:
             fr = np.array(free, dtype=bool).ravel()
             if fr.size != npar:
-                raise RecipeError(f"source {name!r}: free mask of {fr.size} entries for "
-                                  f"{npar} parameters ({', '.join(model.par_names)})")
+                raise LikelihoodError(f"source {name!r}: free mask of {fr.size} entries for "
+                                      f"{npar} parameters ({', '.join(model.par_names)})")
         sc = (np.array([q.scale for q in model.params], dtype=float) if scale is None
               else np.array(scale, dtype=float).ravel())
         if sc.size != npar or np.any(sc == 0) or not np.all(np.isfinite(sc)):
-            raise RecipeError(f"source {name!r}: scales {sc.tolist()} must be {npar} "
-                              "finite non-zero numbers")
+            raise LikelihoodError(f"source {name!r}: scales {sc.tolist()} must be {npar} "
+                                  "finite non-zero numbers")
         if bounds is None:
             b = np.array([[-np.inf if q.min is None else q.min,
                            np.inf if q.max is None else q.max] for q in model.params],
@@ -261,11 +261,11 @@ class SourceTerm:
                           for lo, hi in bounds], dtype=float).reshape(npar, 2)
         if np.any(b[:, 0] > b[:, 1]):
             k = int(np.flatnonzero(b[:, 0] > b[:, 1])[0])
-            raise RecipeError(f"source {name!r}: parameter {model.par_names[k]} has min "
-                              f"{b[k, 0]} > max {b[k, 1]}")
+            raise LikelihoodError(f"source {name!r}: parameter {model.par_names[k]} has min "
+                                  f"{b[k, 0]} > max {b[k, 1]}")
         if not np.all(np.isfinite(p)):
-            raise RecipeError(f"source {name!r}: parameter values {p.tolist()} are not "
-                              "all finite")
+            raise LikelihoodError(f"source {name!r}: parameter values {p.tolist()} are not "
+                                  "all finite")
         for a in (p, fr, sc, b):
             a.setflags(write=False)
         return cls(name, model, p, fr, sc, b)
@@ -279,13 +279,13 @@ class SourceTerm:
             try:
                 model = get_spectral_model(source.spectrum)()
             except TypeError as exc:
-                raise RecipeError(f"source {source.name!r}: cannot make a default "
-                                  f"{source.spectrum} instance ({exc}); pass model=") from None
+                raise LikelihoodError(f"source {source.name!r}: cannot make a default "
+                                      f"{source.spectrum} instance ({exc}); pass model=") from None
         pars = {q.name: q for q in source.spectral}
         missing = [n for n in model.par_names if n not in pars]
         if missing:
-            raise RecipeError(f"source {source.name!r}: spectral parameters {missing} of "
-                              f"{model.tag} are missing")
+            raise LikelihoodError(f"source {source.name!r}: spectral parameters {missing} of "
+                                  f"{model.tag} are missing")
         qs = [pars[n] for n in model.par_names]
         return cls.make(source.name, model, [q.physical for q in qs],
                         free=[q.free for q in qs],
@@ -300,9 +300,9 @@ class SourceTerm:
             return cls.from_source(item)
         if isinstance(item, (tuple, list)) and 3 <= len(item) <= 6:
             return cls.make(*item)
-        raise RecipeError(f"cannot read a likelihood source from {item!r}; expected a "
-                          "SourceTerm, a fermixr Source or a tuple (name, model, p, free"
-                          "[, bounds[, scale]])")
+        raise LikelihoodError(f"cannot read a likelihood source from {item!r}; expected a "
+                              "SourceTerm, a fermixr Source or a tuple (name, model, p, free"
+                              "[, bounds[, scale]])")
 
     @property
     def x(self) -> np.ndarray:
@@ -348,7 +348,9 @@ class _MapCost(Cost):
         self.counts = np.ascontiguousarray(counts.reshape(nm, -1), dtype=np.float64)
         npix = self.counts.shape[1]
         if not np.all(np.isfinite(self.counts)) or np.any(self.counts < 0):
-            raise RecipeError("counts must be finite and >= 0")
+            b, j = np.argwhere(~np.isfinite(self.counts) | (self.counts < 0))[0]
+            raise LikelihoodError(f"counts must be finite and >= 0; energy bin {b}, pixel {j} "
+                                  f"holds {self.counts[b, j]!r}")
         e = np.asarray(nodes, dtype=np.float64).ravel()
         if n_nodes is not None and e.size != n_nodes:
             raise GeometryError(f"energies must be the {n_nodes} node energies (MeV) of "
@@ -371,7 +373,7 @@ class _MapCost(Cost):
         names = [t.name for t in terms]
         if len(set(names)) != len(names):
             dup = sorted({n for n in names if names.count(n) > 1})
-            raise RecipeError(f"sources named more than once: {dup}")
+            raise LikelihoodError(f"sources named more than once: {dup}")
         self.sources = tuple(terms)
         self.source_names = tuple(names)
         if wmap is None:
@@ -383,7 +385,9 @@ class _MapCost(Cost):
                                     f"{w.shape}")
             w = np.ascontiguousarray(w.reshape(nm, npix))
             if not np.all(np.isfinite(w)) or np.any(w < 0):
-                raise RecipeError("wmap (likelihood weights) must be finite and >= 0")
+                b, j = np.argwhere(~np.isfinite(w) | (w < 0))[0]
+                raise LikelihoodError(f"wmap (likelihood weights) must be finite and >= 0; "
+                                      f"energy bin {b}, pixel {j} holds {w[b, j]!r}")
             self.wmap = w
         self.expscale = np.ones(len(terms))
         self._last: _Eval | None = None
@@ -558,8 +562,8 @@ class _MapCost(Cost):
         try:
             return self.source_names.index(name)
         except ValueError:
-            raise RecipeError(f"no source {name!r} in this likelihood component "
-                              f"({', '.join(self.source_names)})") from None
+            raise LikelihoodError(f"no source {name!r} in this likelihood component "
+                                  f"({', '.join(self.source_names)})") from None
 
 
 # =======================================================================================
@@ -603,14 +607,14 @@ class BinnedPoissonCost(_MapCost):
             if isinstance(src_expscale, dict):
                 for k, v in src_expscale.items():
                     if k not in names:
-                        raise RecipeError(f"src_expscale names {k!r}, which is not a source "
-                                          f"of this component ({', '.join(names)})")
+                        raise LikelihoodError(f"src_expscale names {k!r}, which is not a source "
+                                              f"of this component ({', '.join(names)})")
                     esc[names.index(k)] *= float(v)
             else:
                 f = np.asarray(src_expscale, dtype=float).ravel()
                 if f.size != len(names):
-                    raise RecipeError(f"src_expscale: {f.size} factors for {len(names)} "
-                                      "sources")
+                    raise LikelihoodError(f"src_expscale: {f.size} factors for {len(names)} "
+                                          "sources")
                 esc *= f
         self.expscale = esc
         if bin_range is None:

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import GeometryError
+
 
 def node_weights(energies, dnde) -> tuple[np.ndarray, np.ndarray]:
     """(lower, upper) weights, each (n_bins,): counts_i = lower_i S_i + upper_i S_{i+1}."""
@@ -74,8 +76,8 @@ def measured_model_counts(srcmap, true_edges, dnde, drm=None, n_extra: int = 0):
         return true_counts[n_extra:n_true - n_extra]
     m = np.asarray(drm, dtype=np.float64)
     if m.shape[1] != true_counts.shape[0]:
-        raise ValueError(f"response matrix has {m.shape[1]} true-energy bins, the source map "
-                         f"{true_counts.shape[0]}")
+        raise GeometryError(f"response matrix has {m.shape[1]} true-energy bins, the source "
+                            f"map {true_counts.shape[0]}")
     return np.tensordot(m, true_counts, axes=(1, 0))
 
 

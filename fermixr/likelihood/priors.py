@@ -18,7 +18,7 @@ from typing import Iterable
 
 import numpy as np
 
-from ..errors import RecipeError
+from ..errors import LikelihoodError
 from .cost import Cost
 
 __all__ = ["GaussianPrior", "gaussian_priors_from_errors"]
@@ -29,12 +29,12 @@ class GaussianPrior(Cost):
 
     def __init__(self, parameter: str, mean: float, sigma: float):
         if not isinstance(parameter, str) or ":" not in parameter:
-            raise RecipeError(f"prior parameter {parameter!r}: expected 'source:param'")
+            raise LikelihoodError(f"prior parameter {parameter!r}: expected 'source:param'")
         mean = float(mean)
         sigma = float(sigma)
         if not math.isfinite(mean) or not (math.isfinite(sigma) and sigma > 0):
-            raise RecipeError(f"prior on {parameter!r}: mean {mean} and sigma {sigma} must "
-                              "be finite with sigma > 0")
+            raise LikelihoodError(f"prior on {parameter!r}: mean {mean} and sigma {sigma} must "
+                                  "be finite with sigma > 0")
         self.parameter = parameter
         self.parameters = (parameter,)
         self.mean = mean

@@ -48,7 +48,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import FermixrError, InputFileError, RecipeError
+from ..errors import FermixrError, InputFileError, ModelError
+from ..io.paths import find_file
 from .catalog import angular_separation, open_catalog, resolve_catalog, sky_selection_mask
 from .parameters import Parameter
 from .skymodel import SkyModel
@@ -82,9 +83,9 @@ def _coord(center) -> tuple[float, float]:
     try:
         ra, dec = (float(center[0]), float(center[1]))
     except (TypeError, ValueError, IndexError):
-        raise RecipeError(f"roi_center: got {center!r}; expected (ra, dec) in deg") from None
+        raise ModelError(f"roi_center: got {center!r}; expected (ra, dec) in deg") from None
     if not (math.isfinite(ra) and math.isfinite(dec)) or abs(dec) > 90:
-        raise RecipeError(f"roi_center: ({ra}, {dec}) is not a valid (ra, dec) in deg")
+        raise ModelError(f"roi_center: ({ra}, {dec}) is not a valid (ra, dec) in deg")
     return ra, dec
 
 
@@ -120,20 +121,6 @@ def _diffuse_dirs(base, diffuse_dir) -> list[Path]:
     return dirs
 
 
-def _resolve_file(f: str, dirs: list[Path], where: str, what: str) -> str:
-    s = expand_path(f)
-    if os.path.isabs(s):
-        if os.path.isfile(s):
-            return s
-    else:
-        for d in dirs:
-            q = d / s
-            if q.is_file():
-                return str(q)
-    looked = "" if os.path.isabs(s) else f" in {', '.join(str(d) for d in dirs) or '(no folders)'}"
-    raise InputFileError(f"{where}: {what} {f!r} not found{looked}")
-
-
 def diffuse_source(name: str, file: str, *, pars: dict | None = None,
                    where: str = "diffuse") -> Source:
     """A Fermipy diffuse component from its template ``file`` (already resolved): ``.txt`` ->
@@ -161,12 +148,12 @@ def diffuse_source(name: str, file: str, *, pars: dict | None = None,
         kind, spectrum_file, spatial_file = "MapCubeFunction", None, file
         alt = _MAPCUBE_RE.sub("", base)
     else:
-        raise RecipeError(f"{where}: template {file!r} is neither a .txt isotropic spectrum "
-                          "nor a .fits/.fit(.gz) map cube")
+        raise ModelError(f"{where}: template {file!r} is neither a .txt isotropic spectrum "
+                         "nor a .fits/.fit(.gz) map cube")
     for k, v in (pars or {}).items():
         if k not in spec:
-            raise RecipeError(f"{where}: the {tag} spectrum of a diffuse component has no "
-                              f"parameter {k!r}; it has {', '.join(spec)}")
+            raise ModelError(f"{where}: the {tag} spectrum of a diffuse component has no "
+                             f"parameter {k!r}; it has {', '.join(spec)}")
         spec[k] = Parameter.from_any(k, v, spec[k], where=where)
     assoc = (alt,) if normalize_name(alt) != normalize_name(name) else ()
     return Source(name=name, spectrum=tag, spectral=tuple(spec.values()), spatial_model=kind,
@@ -185,15 +172,15 @@ def _diffuse_sources(cfg: dict, base, dirs) -> list[Source]:
             elif isinstance(t, dict):
                 d = dict(t)
             else:
-                raise RecipeError(f"{where}: got {t!r}; expected a file name or a "
-                                  "{name, file} dictionary")
+                raise ModelError(f"{where}: got {t!r}; expected a file name or a "
+                                 "{name, file} dictionary")
             if "file" not in d:
                 if opt == "diffuse" and "name" in d:
                     out.append(("source", d, where))
                     continue
-                raise RecipeError(f"{where}: no 'file' in {sorted(d)}")
+                raise ModelError(f"{where}: no 'file' in {sorted(d)}")
             name = d.pop("name", None) or (opt if len(items) == 1 else f"{opt}{i:02d}")
-            f = _resolve_file(str(d.pop("file")), dirs, where, "diffuse template")
+            f = find_file(str(d.pop("file")), dirs, where, "diffuse template")
             src = diffuse_source(str(name), f, pars=d, where=where)
             out.append(("diffuse", src.replace(meta={**src.meta, "free": explicitly_free(d)}),
                         where))
@@ -230,11 +217,11 @@ def source_from_dict(d: dict, roi_center: tuple[float, float] | None = None, *,
     and dicts follow :meth:`Parameter.from_any`; a photon index given as a number is the
     positive index (``Index: 2.0`` means dN/dE ~ E^-2)."""
     if not isinstance(d, dict):
-        raise RecipeError(f"{where}: got {d!r}; expected a source dictionary")
+        raise ModelError(f"{where}: got {d!r}; expected a source dictionary")
     d = dict(d)
     name = d.get("name", d.get("Source_Name"))
     if name is None or not str(name).strip():
-        raise RecipeError(f"{where}: no 'name' in {sorted(d)}")
+        raise ModelError(f"{where}: no 'name' in {sorted(d)}")
     name = str(name).strip()
     where = f"{where} ({name})"
     smodel = d.get("SpatialModel", "PointSource")
@@ -242,13 +229,13 @@ def source_from_dict(d: dict, roi_center: tuple[float, float] | None = None, *,
         smodel = d.get("SpatialType", "ConstantValue")
     try:
         kind = spatial_type(str(smodel))
-    except RecipeError as e:
-        raise RecipeError(f"{where}.SpatialModel: {e}") from None
+    except ModelError as e:
+        raise ModelError(f"{where}.SpatialModel: {e}") from None
     stype = str(d.get("SpectrumType", "PowerLaw"))
     try:
         tag, defaults = spectral_defaults(stype)
-    except RecipeError as e:
-        raise RecipeError(f"{where}.SpectrumType: {e}") from None
+    except ModelError as e:
+        raise ModelError(f"{where}.SpectrumType: {e}") from None
     idx = _index_names(tag)
     spec = {p.name: (_flip_index_default(p) if p.name in idx else p) for p in defaults}
     spat_defaults = {p.name: p for p in SPATIAL_PARAMS[kind]}
@@ -263,8 +250,8 @@ def source_from_dict(d: dict, roi_center: tuple[float, float] | None = None, *,
             try:
                 ra, dec = float(rd[0]), float(rd[1])
             except (TypeError, ValueError, IndexError):
-                raise RecipeError(f"{where}.radec: got {d['radec']!r}; expected "
-                                  "[ra, dec]") from None
+                raise ModelError(f"{where}.radec: got {d['radec']!r}; expected "
+                                 "[ra, dec]") from None
         elif d.get("ra") is not None and d.get("dec") is not None:
             ra, dec = _num(d["ra"], f"{where}.ra"), _num(d["dec"], f"{where}.dec")
         elif d.get("glon") is not None and d.get("glat") is not None:
@@ -275,10 +262,10 @@ def source_from_dict(d: dict, roi_center: tuple[float, float] | None = None, *,
         elif roi_center is not None:
             ra, dec = _coord(roi_center)
         else:
-            raise RecipeError(f"{where}: no position (ra/dec, glon/glat or radec) and no ROI "
-                              "centre to default to")
+            raise ModelError(f"{where}: no position (ra/dec, glon/glat or radec) and no ROI "
+                             "centre to default to")
         if abs(dec) > 90:
-            raise RecipeError(f"{where}: dec {dec} is outside [-90, 90]")
+            raise ModelError(f"{where}: dec {dec} is outside [-90, 90]")
 
     # parameters: spectral_pars / spatial_pars first, then top-level keys
     given_spec = dict(d.get("spectral_pars") or {})
@@ -296,14 +283,14 @@ def source_from_dict(d: dict, roi_center: tuple[float, float] | None = None, *,
                           f"{', '.join(spat_defaults)}", UserWarning, stacklevel=2)
     for k, v in given_spec.items():
         if k not in spec:
-            raise RecipeError(f"{where}.spectral_pars: {tag} has no parameter {k!r}; it has "
-                              f"{', '.join(spec)}")
+            raise ModelError(f"{where}.spectral_pars: {tag} has no parameter {k!r}; it has "
+                             f"{', '.join(spec)}")
         spec[k] = Parameter.from_any(k, v, spec[k], where=where)
     spat = dict(spat_defaults)
     for k, v in given_spat.items():
         if k not in spat:
-            raise RecipeError(f"{where}.spatial_pars: {kind} has no parameter {k!r}; it has "
-                              f"{', '.join(spat)}")
+            raise ModelError(f"{where}.spatial_pars: {kind} has no parameter {k!r}; it has "
+                             f"{', '.join(spat)}")
         if isinstance(v, dict):
             v = {"scale": 1.0, **v}   # positions and widths are not rescaled (Fermipy)
             spat[k] = Parameter.from_any(k, v, spat[k], where=where)
@@ -319,8 +306,8 @@ def source_from_dict(d: dict, roi_center: tuple[float, float] | None = None, *,
     if width is not None and kind in ("RadialGaussian", "RadialDisk"):
         pname, size = width_to_param(kind, _num(width, f"{where}.SpatialWidth"))
         if size <= 0:
-            raise RecipeError(f"{where}.SpatialWidth: got {width!r}; expected a positive "
-                              "68% containment radius in deg")
+            raise ModelError(f"{where}.SpatialWidth: got {width!r}; expected a positive "
+                             "68% containment radius in deg")
         p = spat[pname]
         spat[pname] = p.replace(value=size / p.scale,
                                 max=None if p.max is None else max(p.max, size / p.scale))
@@ -329,7 +316,7 @@ def source_from_dict(d: dict, roi_center: tuple[float, float] | None = None, *,
     sfile = d.get("Spectrum_Filename", d.get("filefunction"))
     if tag == "FileFunction":
         if not sfile:
-            raise RecipeError(f"{where}: a FileFunction spectrum needs Spectrum_Filename")
+            raise ModelError(f"{where}: a FileFunction spectrum needs Spectrum_Filename")
     if sfile:
         spectrum_file = expand_path(str(sfile), base)
         if check_files and not os.path.isfile(spectrum_file):
@@ -337,7 +324,7 @@ def source_from_dict(d: dict, roi_center: tuple[float, float] | None = None, *,
                                  f"(looked for {spectrum_file})")
     tfile = d.get("Spatial_Filename", d.get("mapcube"))
     if kind in ("SpatialMap", "MapCubeFunction") and not tfile:
-        raise RecipeError(f"{where}: a {kind} spatial model needs Spatial_Filename")
+        raise ModelError(f"{where}: a {kind} spatial model needs Spatial_Filename")
     if tfile:
         spatial_file = expand_path(str(tfile), base)
         if check_files and not os.path.isfile(spatial_file):
@@ -376,9 +363,9 @@ def _num(v, label: str) -> float:
     try:
         x = float(v)
     except (TypeError, ValueError):
-        raise RecipeError(f"{label}: got {v!r}; expected a number") from None
+        raise ModelError(f"{label}: got {v!r}; expected a number") from None
     if not math.isfinite(x):
-        raise RecipeError(f"{label}: got {v!r}; expected a finite number")
+        raise ModelError(f"{label}: got {v!r}; expected a finite number")
     return x
 
 
@@ -393,7 +380,7 @@ def merge_source(sources: list[Source], new: Source, *, merge: bool = True,
                  xmatch_columns=("3FGL_Name",)) -> list[Source]:
     """Fermipy's ``load_source``: a new list with ``new`` added, merged into the one source
     it matches (by name, association or ``xmatch_columns`` value) or, with ``merge=False``,
-    recorded as an extra name of that source.  RecipeError when it matches several."""
+    recorded as an extra name of that source.  ModelError when it matches several."""
     keys = [normalize_name(new.name)]
     assoc = new.meta.get("assoc", {}) if isinstance(new.meta.get("assoc"), dict) else {}
     for col in xmatch_columns or ():
@@ -407,9 +394,9 @@ def merge_source(sources: list[Source], new: Source, *, merge: bool = True,
         out.append(new)
         return out
     if len(hits) > 1:
-        raise RecipeError(f"source {new.name!r} matches several sources already in the model "
-                          f"({', '.join(sources[i].name for i in hits)}) by name or "
-                          f"association; rename it or drop one of them")
+        raise ModelError(f"source {new.name!r} matches several sources already in the model "
+                         f"({', '.join(sources[i].name for i in hits)}) by name or "
+                         f"association; rename it or drop one of them")
     i = hits[0]
     old = sources[i]
     if merge:
@@ -448,14 +435,13 @@ def _position(s: Source):
     if "ra" in s.meta and "dec" in s.meta:
         return (float(s.meta["ra"]), float(s.meta["dec"]))
     if s.spatial_model == "SpatialMap" and s.spatial_file and os.path.isfile(s.spatial_file):
-        try:
-            from astropy.io import fits
+        from ..io.mapcube import template_reference
 
-            h = fits.getheader(s.spatial_file)
-            lon, lat = float(h["CRVAL1"]), float(h["CRVAL2"])
-        except (OSError, KeyError, ValueError, TypeError):
+        ref = template_reference(s.spatial_file)
+        if ref is None:
             return None
-        if str(h.get("CTYPE1", "")).upper().startswith("GLON"):
+        lon, lat, ctype1 = ref
+        if ctype1.upper().startswith("GLON"):
             return _gal_to_cel(lon, lat)
         return (lon, lat)
     return None
@@ -524,7 +510,7 @@ def build_sky_model(model_cfg: dict | None, roi_center=(0.0, 0.0), *,
     for i, c in enumerate(_listify(cfg.get("catalogs"))):
         where = f"model.catalogs[{i}]"
         if not isinstance(c, (str, os.PathLike)):
-            raise RecipeError(f"{where}: got {c!r}; expected a catalog name or file")
+            raise ModelError(f"{where}: got {c!r}; expected a catalog name or file")
         path = resolve_catalog(c, base=base)
         if path.suffix.lower() == ".xml":
             xm = read_xml(path)

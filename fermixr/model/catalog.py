@@ -1,5 +1,8 @@
 """Fermi-LAT source catalogs (4FGL DR1..DR4, 3FGL, and files in their format) as sky models.
 
+The files are found and read by :mod:`fermixr.io.catalog` (plain columns); this module
+selects rows and builds the sources.
+
 Format facts used here (FSSC catalog descriptions; Fermipy's ``catalog.py`` and
 ``roi_model.py``; the LAT's ``make4FGLxml``):
 
@@ -36,58 +39,30 @@ folder (``Extended_14years``, ``Extended_12years``, ``Extended_8years``,
 from __future__ import annotations
 
 import dataclasses
-import glob
 import math
 import os
-import re
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import FileFormatError, InputFileError, RecipeError
+from ..errors import FileFormatError, InputFileError, ModelError
 from ..geom.frames import ait_offsets
+from ..io.catalog import (CATALOG_NAMES, COLS_4FGL, CatalogTable, catalog_search_dirs,
+                          extended_template_dirs, find_extended_template, python_value,
+                          read_catalog_table, resolve_catalog, strip_text)
 from .parameters import Parameter
 from .skymodel import SkyModel
 from .source import Source
 from .spatial import GAUSS_R68, SPATIAL_PARAMS
-from .xml import expand_path, spectral_defaults
+from .xml import spectral_defaults
 
 __all__ = ["FermiCatalog", "open_catalog", "read_catalog", "resolve_catalog",
            "catalog_search_dirs", "sky_selection_mask", "angular_separation",
            "CATALOG_NAMES"]
 
-MAIN_HDU = "LAT_Point_Source_Catalog"
-EXT_HDUS = ("ExtendedSources", "EXTENDED_SOURCES", "Extended Sources")
-
-# bare catalog names -> file name patterns (the highest version found wins)
-CATALOG_NAMES: dict[str, tuple[str, ...]] = {
-    "3FGL": ("gll_psc_v16.fit", "gll_psc_v1[0-6].fit"),
-    "4FGL": ("gll_psc_v2[0-2].fit", "gll_psc_v19.fit"),
-    "4FGL-DR1": ("gll_psc_v2[0-2].fit", "gll_psc_v19.fit"),
-    "4FGL-DR2": ("gll_psc_v2[3-7].fit",),
-    "4FGL-DR3": ("gll_psc_v2[89].fit", "gll_psc_v3[01].fit"),
-    "4FGL-DR4": ("gll_psc_v3[2-9].fit",),
-    "FERMIXR_EXAMPLE": ("fermixr_example.fits",),
-}
-# standard extended-source archive folder of each catalog family
-_EXT_ARCHIVES = {"3FGL": ("Extended_archive_v15",),
-                 "4FGL-DR1": ("Extended_8years", "LAT_extended_sources_8years"),
-                 "4FGL-DR2": ("Extended_8years", "LAT_extended_sources_8years"),
-                 "4FGL-DR3": ("Extended_12years",),
-                 "4FGL-DR4": ("Extended_14years", "Extended_12years")}
-
 _ASSOC_NAME_COLS = ("1FHL_Name", "2FGL_Name", "3FGL_Name", "2FHL_Name", "3FHL_Name",
                     "Extended_Source_Name")
 
-# spectral columns by catalog family and spectrum kind
-_COLS_4FGL = {"PowerLaw": ("PL_Flux_Density", "PL_Index"),
-              "LogParabola": ("LP_Flux_Density", "LP_Index", "LP_beta"),
-              "PLEC4": ("PLEC_Flux_Density", "PLEC_IndexS", "PLEC_ExpfactorS", "PLEC_Exp_Index"),
-              "PLEC2": ("PLEC_Flux_Density", "PLEC_Index", "PLEC_Expfactor", "PLEC_Exp_Index")}
-_COLS_3FGL = {"PowerLaw": ("Flux_Density", "Spectral_Index"),
-              "LogParabola": ("Flux_Density", "Spectral_Index", "beta"),
-              "PLEC": ("Flux_Density", "Spectral_Index", "Cutoff")}
-_BASE_COLS = ("Source_Name", "RAJ2000", "DEJ2000", "SpectrumType", "Pivot_Energy")
 
 
 # --------------------------------------------------------------------------------------
@@ -133,125 +108,19 @@ def sky_selection_mask(ra, dec, center: tuple[float, float], *,
                 glon, glat = _to_gal(ra, dec)
             x, y = ait_offsets(float(l0[0]), float(b0[0]), glon, glat, "GAL")
         else:
-            raise RecipeError(f"coordsys {coordsys!r}: expected CEL or GAL")
+            raise ModelError(f"coordsys {coordsys!r}: expected CEL or GAL")
         with np.errstate(invalid="ignore"):
             mask &= np.maximum(np.abs(x), np.abs(y)) < float(src_radius_roi)
     return mask
 
 
 # --------------------------------------------------------------------------------------
-# finding catalog files
-# --------------------------------------------------------------------------------------
-def catalog_search_dirs(base: str | os.PathLike | None = None) -> list[Path]:
-    """Folders searched for a catalog given by a bare name, in order: ``base``,
-    ``$FERMIXR_CATALOG_DIR``, fermixr's own ``catalogs`` folder, ``$FERMIPY_DATA_DIR/catalogs``,
-    ``$FERMI_DIR/refdata/fermi/catalogs``."""
-    dirs: list[Path] = []
-    if base is not None:
-        dirs.append(Path(base))
-    for var, sub in (("FERMIXR_CATALOG_DIR", ""),):
-        if os.environ.get(var):
-            dirs.extend(Path(p) for p in os.environ[var].split(os.pathsep) if p)
-    here = Path(__file__).resolve().parent.parent
-    dirs += [here / "_data" / "catalogs", here.parent / "catalogs"]
-    for var, sub in (("FERMIPY_DATA_DIR", "catalogs"), ("FERMI_DIR", "refdata/fermi/catalogs")):
-        if os.environ.get(var):
-            dirs.append(Path(os.environ[var]) / sub)
-    out, seen = [], set()
-    for d in dirs:
-        k = str(d)
-        if k not in seen:
-            seen.add(k)
-            out.append(d)
-    return out
-
-
-def _version_key(p: Path):
-    m = re.search(r"v(\d+)", p.name)
-    return (int(m.group(1)) if m else -1, p.name)
-
-
-def resolve_catalog(name: str | os.PathLike, *, base: str | os.PathLike | None = None) -> Path:
-    """The file of catalog ``name``: a path (``$VARS`` and ``~`` expanded, relative to
-    ``base``) or a bare name (3FGL, 4FGL, 4FGL-DR1..DR4, fermixr_example) looked up in
-    :func:`catalog_search_dirs`.  InputFileError says where it looked."""
-    s = os.fspath(name)
-    key = s.strip().upper().replace("_", "-") if not os.sep in s else ""
-    key = {"FERMIXR-EXAMPLE": "FERMIXR_EXAMPLE"}.get(key, key)
-    p = Path(expand_path(s, base))
-    if p.is_file():
-        return p
-    if key in CATALOG_NAMES:
-        dirs = catalog_search_dirs(base)
-        found = []
-        for pattern in CATALOG_NAMES[key]:
-            for d in dirs:
-                found += [Path(f) for f in glob.glob(str(d / pattern))]
-        if found:
-            return max(found, key=_version_key)
-        raise InputFileError(
-            f"catalog {s!r}: no file matching {' or '.join(CATALOG_NAMES[key])} in "
-            f"{', '.join(str(d) for d in dirs)}; download it from the FSSC or give its path "
-            "(or set FERMIXR_CATALOG_DIR)")
-    if not os.path.isabs(s) and base is not None:
-        hint = f" (looked for {p})"
-    else:
-        hint = "" if str(p) == s else f" (expanded to {p})"
-    raise InputFileError(f"catalog file {s!r} not found{hint}; known catalog names: "
-                         f"{', '.join(sorted(CATALOG_NAMES))}")
-
-
-# --------------------------------------------------------------------------------------
 # the catalog table
 # --------------------------------------------------------------------------------------
-def _strip(v) -> str:
-    if isinstance(v, bytes):
-        v = v.decode("ascii", "replace")
-    return str(v).strip()
-
-
-def _pyval(v):
-    if isinstance(v, (bytes, np.bytes_)):
-        return v.decode("ascii", "replace").strip()
-    if isinstance(v, str):
-        return v.strip()
-    if isinstance(v, np.bool_):
-        return bool(v)
-    if isinstance(v, np.integer):
-        return int(v)
-    if isinstance(v, np.floating):
-        return float(v)
-    return v
-
-
 @dataclasses.dataclass(frozen=True, eq=False)
-class FermiCatalog:
-    """A catalog FITS file held as plain columns.
-
-    ``family``: ``4FGL-DR1``/``4FGL-DR2`` (PLSuperExpCutoff2 columns), ``4FGL-DR3``
-    (PLSuperExpCutoff4 columns; DR4 has the same layout and is reported as DR4 when the
-    header says so) or ``3FGL``."""
-
-    path: Path
-    family: str
-    columns: dict            # name -> numpy array (main HDU)
-    extended: dict           # Extended name (stripped) -> {column: value}
-    header: dict
-
-    def __len__(self) -> int:
-        return len(self.columns["Source_Name"])
-
-    @property
-    def names(self) -> list[str]:
-        return [_strip(v) for v in self.columns["Source_Name"]]
-
-    @property
-    def ra(self) -> np.ndarray:
-        return np.asarray(self.columns["RAJ2000"], dtype=np.float64)
-
-    @property
-    def dec(self) -> np.ndarray:
-        return np.asarray(self.columns["DEJ2000"], dtype=np.float64)
+class FermiCatalog(CatalogTable):
+    """A catalog file's table (:class:`fermixr.io.catalog.CatalogTable`: path, family,
+    columns, extended, header) with the selection and the sources of Fermipy."""
 
     def glonlat(self) -> tuple[np.ndarray, np.ndarray]:
         """Galactic coordinates computed from RAJ2000/DEJ2000 (as Fermipy does; the
@@ -292,11 +161,11 @@ class FermiCatalog:
             v = col[i]
             if isinstance(v, np.ndarray) and v.ndim > 0:
                 continue  # band fluxes, light curves: left in the file
-            row[k] = _pyval(v)
+            row[k] = python_value(v)
         return row
 
     def _where(self, i: int) -> str:
-        return f"{self.path}: source {_strip(self.columns['Source_Name'][i])!r} (row {i + 1})"
+        return f"{self.path}: source {strip_text(self.columns['Source_Name'][i])!r} (row {i + 1})"
 
     def _source(self, i: int, extdir, center, glon: float, glat: float,
                 radial_as_template: bool) -> Source:
@@ -304,7 +173,7 @@ class FermiCatalog:
         name = row["Source_Name"]
         ra, dec = float(row["RAJ2000"]), float(row["DEJ2000"])
         tag, spectral = self._spectrum(i, row)
-        ext_name = _strip(row.get("Extended_Source_Name", ""))
+        ext_name = strip_text(row.get("Extended_Source_Name", ""))
         meta = dict(row)
         meta.update(catalog=str(self.path), catalog_family=self.family, catalog_row=i,
                     ra=ra, dec=dec, glon=glon, glat=glat)
@@ -374,8 +243,8 @@ class FermiCatalog:
         return out
 
     def _extended_model(self, i, ext: dict, ra, dec, extdir, radial_as_template):
-        func = _strip(ext.get("Spatial_Function", ""))
-        form = _strip(ext.get("Model_Form", ""))
+        func = strip_text(ext.get("Spatial_Function", ""))
+        form = strip_text(ext.get("Model_Form", ""))
         major = ext.get("Model_SemiMajor")
         minor = ext.get("Model_SemiMinor", major)
         circular = major is not None and minor is not None and \
@@ -398,7 +267,7 @@ class FermiCatalog:
                     base[2].replace(value=size, max=max(base[2].max or size, size)))
             assert pars[2].name == pname
             return kind, pars, None
-        fname = _strip(ext.get("Spatial_Filename", ""))
+        fname = strip_text(ext.get("Spatial_Filename", ""))
         if not fname:
             raise FileFormatError(f"{self._where(i)}: extended source without a "
                                   "Spatial_Filename in the ExtendedSources HDU")
@@ -412,31 +281,10 @@ class FermiCatalog:
         return "SpatialMap", SPATIAL_PARAMS["SpatialMap"], str(path)
 
     def template_dirs(self, extdir=None) -> list[Path]:
-        dirs: list[Path] = []
-        archives = _EXT_ARCHIVES.get(self.family, ())
-        if extdir is not None:
-            e = Path(expand_path(extdir))
-            if not e.is_dir() and os.environ.get("FERMIPY_DATA_DIR"):
-                e = Path(os.environ["FERMIPY_DATA_DIR"]) / "catalogs" / os.fspath(extdir)
-            dirs += [e, e / "Templates"]
-        roots = [self.path.parent]
-        if os.environ.get("FERMIPY_DATA_DIR"):
-            roots.append(Path(os.environ["FERMIPY_DATA_DIR"]) / "catalogs")
-        for r in roots:
-            dirs += [r, r / "Templates"]
-            for a in archives:
-                dirs += [r / a, r / a / "Templates"]
-        return dirs
+        return extended_template_dirs(self.family, self.path, extdir)
 
     def find_template(self, fname: str, extdir=None) -> Path | None:
-        p = Path(expand_path(fname))
-        if p.is_absolute() and p.is_file():
-            return p
-        for d in self.template_dirs(extdir):
-            q = d / fname
-            if q.is_file():
-                return q
-        return None
+        return find_extended_template(fname, self.family, self.path, extdir)
 
     # -- spectra ----------------------------------------------------------------------
     def _value(self, i, row, col) -> float:
@@ -459,7 +307,7 @@ class FermiCatalog:
         return v if math.isfinite(v) and v > 0 else None
 
     def _spectrum(self, i: int, row: dict) -> tuple[str, tuple[Parameter, ...]]:
-        stype = _strip(row["SpectrumType"])
+        stype = strip_text(row["SpectrumType"])
         e0 = self._value(i, row, "Pivot_Energy")
         val = lambda c: self._value(i, row, c)  # noqa: E731
         if self.family.startswith("4FGL"):
@@ -468,15 +316,15 @@ class FermiCatalog:
                            self._err(row, "PL_Flux_Density"), self._err(row, "PL_Index"))
             if stype == "LogParabola":
                 return _lp(val("LP_Flux_Density"), val("LP_Index"), val("LP_beta"), e0,
-                           [self._err(row, c) for c in _COLS_4FGL["LogParabola"]])
+                           [self._err(row, c) for c in COLS_4FGL["LogParabola"]])
             if stype.startswith("PLSuperExpCutoff") or stype.startswith("PLExpCutoff"):
                 if "PLEC_IndexS" in self.columns:
                     return _plec4(val("PLEC_Flux_Density"), val("PLEC_IndexS"),
                                   val("PLEC_ExpfactorS"), val("PLEC_Exp_Index"), e0,
-                                  [self._err(row, c) for c in _COLS_4FGL["PLEC4"]])
+                                  [self._err(row, c) for c in COLS_4FGL["PLEC4"]])
                 return _plec2(val("PLEC_Flux_Density"), val("PLEC_Index"),
                               val("PLEC_Expfactor"), val("PLEC_Exp_Index"), e0,
-                              [self._err(row, c) for c in _COLS_4FGL["PLEC2"]])
+                              [self._err(row, c) for c in COLS_4FGL["PLEC2"]])
         else:
             if stype == "PowerLaw":
                 return _pl(val("Flux_Density"), val("Spectral_Index"), e0,
@@ -629,99 +477,13 @@ def _plec4(k, gs, d, b, e0, errs):
 # --------------------------------------------------------------------------------------
 # opening a file
 # --------------------------------------------------------------------------------------
-def _family(path: Path, cols: set, header: dict, types: set) -> str:
-    if {"PL_Flux_Density", "LP_Flux_Density", "PLEC_Flux_Density"} & cols:
-        if "PLEC_IndexS" in cols or "PLEC_ExpfactorS" in cols:
-            text = " ".join(str(header.get(k, "")) for k in ("CDS-NAME", "RELEASE", "VERSION"))
-            return "4FGL-DR4" if "DR4" in text.upper() else "4FGL-DR3"
-        text = " ".join(str(header.get(k, "")) for k in ("CDS-NAME", "RELEASE", "VERSION"))
-        return "4FGL-DR2" if "DR2" in text.upper() else "4FGL-DR1"
-    if "Flux_Density" in cols:
-        return "3FGL"
-    raise FileFormatError(f"{path}: HDU {MAIN_HDU} has none of the flux-density columns of "
-                          "a 4FGL (PL_Flux_Density, LP_Flux_Density, PLEC_Flux_Density) or "
-                          "3FGL (Flux_Density) catalog")
-
-
-def _required(family: str, cols: set, types: set) -> dict[str, list[str]]:
-    """Missing columns, keyed by what needs them."""
-    missing: dict[str, list[str]] = {}
-    base = [c for c in _BASE_COLS if c not in cols]
-    if base:
-        missing["every source"] = base
-    for t in sorted(types):
-        if family.startswith("4FGL"):
-            if t.startswith("PLSuperExpCutoff") or t.startswith("PLExpCutoff"):
-                need = _COLS_4FGL["PLEC4"] if family in ("4FGL-DR3", "4FGL-DR4") \
-                    else _COLS_4FGL["PLEC2"]
-            else:
-                need = _COLS_4FGL.get(t, ())
-        else:
-            need = _COLS_3FGL["PLEC"] if t in ("PLExpCutoff", "PLSuperExpCutoff") \
-                else _COLS_3FGL.get(t, ())
-        m = [c for c in need if c not in cols]
-        if m:
-            missing[f"SpectrumType {t}"] = m
-    return missing
-
-
 def open_catalog(path: str | os.PathLike) -> FermiCatalog:
-    """Open a 4FGL/3FGL-format FITS catalog.  FileFormatError names the file and the
+    """Open a 4FGL/3FGL-format FITS catalog (read by
+    :func:`fermixr.io.catalog.read_catalog_table`).  FileFormatError names the file and the
     missing HDU or columns."""
-    from astropy.io import fits
-
-    p = Path(expand_path(path))
-    if not p.is_file():
-        raise InputFileError(f"catalog file {os.fspath(path)!r} not found")
-    try:
-        hdul = fits.open(p, memmap=False)
-    except OSError as e:
-        raise FileFormatError(f"{p}: not a readable FITS file ({e})") from None
-    with hdul:
-        names = [h.name for h in hdul]
-        main = None
-        if MAIN_HDU.upper() in names:
-            main = hdul[MAIN_HDU]
-        else:
-            for h in hdul[1:]:
-                if isinstance(h, fits.BinTableHDU) and "Source_Name" in h.columns.names:
-                    main = h
-                    break
-        if main is None:
-            raise FileFormatError(f"{p}: no HDU {MAIN_HDU} (or any table with a Source_Name "
-                                  f"column); HDUs: {', '.join(names)}")
-        header = {k: main.header[k] for k in main.header if k and not k.startswith("T")}
-        header.update({k: hdul[0].header[k] for k in hdul[0].header if k})
-        cols = {c: np.array(main.data[c]) for c in main.columns.names}
-        ext = {}
-        has_ext = False
-        for en in EXT_HDUS:
-            if en.upper() in names:
-                eh = hdul[en]
-                has_ext = True
-                enames = eh.columns.names
-                if "Source_Name" not in enames:
-                    raise FileFormatError(f"{p}: HDU {en} has no Source_Name column")
-                data = eh.data
-                for r in range(len(data) if data is not None else 0):
-                    d = {c: _pyval(data[c][r]) for c in enames
-                         if not (isinstance(data[c][r], np.ndarray) and data[c][r].ndim > 0)}
-                    key = _strip(d["Source_Name"]).replace(" ", "").lower()
-                    ext[key] = d
-                break
-    colset = set(cols)
-    types = set(_strip(v) for v in cols["SpectrumType"]) if "SpectrumType" in cols else set()
-    family = _family(p, colset, header, types)
-    missing = _required(family, colset, types)
-    if missing:
-        parts = "; ".join(f"{', '.join(v)} (for {k})" for k, v in missing.items())
-        raise FileFormatError(f"{p}: HDU {main.name} of this {family}-format catalog lacks "
-                              f"columns {parts}")
-    if "Extended_Source_Name" in cols and not has_ext:
-        if any(_strip(v) for v in cols["Extended_Source_Name"]):
-            raise FileFormatError(f"{p}: sources name extended models (Extended_Source_Name) "
-                                  f"but there is no ExtendedSources HDU; HDUs: {', '.join(names)}")
-    return FermiCatalog(path=p, family=family, columns=cols, extended=ext, header=header)
+    table = read_catalog_table(path)
+    return FermiCatalog(**{f.name: getattr(table, f.name)
+                           for f in dataclasses.fields(CatalogTable)})
 
 
 def read_catalog(path: str | os.PathLike, *, extdir: str | os.PathLike | None = None,
@@ -736,6 +498,6 @@ def read_catalog(path: str | os.PathLike, *, extdir: str | os.PathLike | None = 
         mask = cat.select(center, src_radius=src_radius, src_roiwidth=src_roiwidth,
                           coordsys=coordsys)
     elif center is None and (src_radius is not None or src_roiwidth is not None):
-        raise RecipeError("read_catalog: src_radius/src_roiwidth need a center (ra, dec)")
+        raise ModelError("read_catalog: src_radius/src_roiwidth need a center (ra, dec)")
     return cat.to_sky_model(mask, extdir=extdir, center=center,
                             radial_as_template=radial_as_template)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import math
 
-from ..errors import RecipeError
+from ..errors import ModelError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,17 +44,17 @@ class Parameter:
         return dataclasses.replace(self, value=float(x) / self.scale)
 
     def check(self, where: str = "") -> "Parameter":
-        """Raise RecipeError if the value lies outside its bounds or is not finite."""
+        """Raise ModelError if the value lies outside its bounds or is not finite."""
         label = f"{where}.{self.name}" if where else self.name
         if not math.isfinite(self.value) or not math.isfinite(self.scale) or self.scale == 0:
-            raise RecipeError(f"{label}: value {self.value!r} x scale {self.scale!r} is not a "
-                              "finite number with a non-zero scale")
+            raise ModelError(f"{label}: value {self.value!r} x scale {self.scale!r} is not a "
+                             "finite number with a non-zero scale")
         if self.min is not None and self.max is not None and self.min > self.max:
-            raise RecipeError(f"{label}: min {self.min} > max {self.max}")
+            raise ModelError(f"{label}: min {self.min} > max {self.max}")
         if self.min is not None and self.value < self.min:
-            raise RecipeError(f"{label}: value {self.value} is below its minimum {self.min}")
+            raise ModelError(f"{label}: value {self.value} is below its minimum {self.min}")
         if self.max is not None and self.value > self.max:
-            raise RecipeError(f"{label}: value {self.value} is above its maximum {self.max}")
+            raise ModelError(f"{label}: value {self.value} is above its maximum {self.max}")
         return self
 
     def to_dict(self) -> dict:
@@ -83,15 +83,15 @@ class Parameter:
             obj = {"value": obj}
         unknown = set(obj) - {"value", "scale", "min", "max", "free", "error", "name"}
         if unknown:
-            raise RecipeError(f"{label}: unknown keys {sorted(unknown)}; expected value, "
-                              "scale, min, max, free")
+            raise ModelError(f"{label}: unknown keys {sorted(unknown)}; expected value, "
+                             "scale, min, max, free")
         kw = {}
         for k in ("value", "scale", "min", "max", "error"):
             if k in obj and obj[k] is not None:
                 try:
                     kw[k] = float(obj[k])
                 except (TypeError, ValueError):
-                    raise RecipeError(f"{label}.{k}: got {obj[k]!r}; expected a number") from None
+                    raise ModelError(f"{label}.{k}: got {obj[k]!r}; expected a number") from None
         if "free" in obj:
             kw["free"] = _as_bool(obj["free"], f"{label}.free")
         if "scale" not in kw and "value" in kw and base.scale > 0:
@@ -113,4 +113,4 @@ def _as_bool(v, label: str) -> bool:
         return bool(v)
     if isinstance(v, str) and v.strip().lower() in ("true", "false", "1", "0", "yes", "no"):
         return v.strip().lower() in ("true", "1", "yes")
-    raise RecipeError(f"{label}: got {v!r}; expected true or false")
+    raise ModelError(f"{label}: got {v!r}; expected true or false")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from ..errors import RecipeError
+from ..errors import ModelError
 from .source import Source, normalize_name
 
 
@@ -17,7 +17,7 @@ class SkyModel:
         for s in self.sources:
             k = normalize_name(s.name)
             if k in seen:
-                raise RecipeError(f"sky model: two sources named {seen[k]!r} and {s.name!r}")
+                raise ModelError(f"sky model: two sources named {seen[k]!r} and {s.name!r}")
             seen[k] = s.name
 
     def __len__(self):
@@ -41,10 +41,10 @@ class SkyModel:
         if len(hits) == 1:
             return hits[0]
         if not hits:
-            raise RecipeError(f"no source matches {name!r} in the sky model "
-                              f"({len(self.sources)} sources)")
-        raise RecipeError(f"{name!r} matches several sources: "
-                          f"{', '.join(s.name for s in hits)}")
+            raise ModelError(f"no source matches {name!r} in the sky model "
+                             f"({len(self.sources)} sources)")
+        raise ModelError(f"{name!r} matches several sources: "
+                         f"{', '.join(s.name for s in hits)}")
 
     def __getitem__(self, name: str) -> Source:
         return self.find(name)
@@ -52,7 +52,7 @@ class SkyModel:
     def __contains__(self, name: str) -> bool:
         try:
             self.find(name)
-        except RecipeError:
+        except ModelError:
             return False
         return True
 
@@ -62,7 +62,7 @@ class SkyModel:
 
     def add(self, source: Source) -> "SkyModel":
         if normalize_name(source.name) in {normalize_name(n) for n in self.names}:
-            raise RecipeError(f"source {source.name!r} is already in the sky model")
+            raise ModelError(f"source {source.name!r} is already in the sky model")
         return SkyModel(self.sources + (source,))
 
     def remove(self, name: str) -> "SkyModel":

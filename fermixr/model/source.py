@@ -7,7 +7,7 @@ from __future__ import annotations
 import dataclasses
 import re
 
-from ..errors import RecipeError
+from ..errors import ModelError
 from .parameters import Parameter
 from .spatial import DIFFUSE_TYPES, spatial_type
 
@@ -37,7 +37,7 @@ class Source:
         object.__setattr__(self, "spatial_model", spatial_type(self.spatial_model))
         names = [p.name for p in self.spectral] + [p.name for p in self.spatial]
         if len(set(p.name for p in self.spectral)) != len(self.spectral):
-            raise RecipeError(f"source {self.name!r}: duplicate spectral parameter in {names}")
+            raise ModelError(f"source {self.name!r}: duplicate spectral parameter in {names}")
 
     # -- access -----------------------------------------------------------------------
     @property
@@ -56,8 +56,8 @@ class Source:
         for p in self.spectral + self.spatial:
             if p.name == name:
                 return p
-        raise RecipeError(f"source {self.name!r} has no parameter {name!r}; it has "
-                          f"{', '.join(p.name for p in self.spectral + self.spatial)}")
+        raise ModelError(f"source {self.name!r} has no parameter {name!r}; it has "
+                         f"{', '.join(p.name for p in self.spectral + self.spatial)}")
 
     @property
     def param_names(self) -> list[str]:

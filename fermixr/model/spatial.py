@@ -16,7 +16,7 @@ themselves are evaluated (and PSF-convolved) in :mod:`fermixr.srcmap.extended`.
 
 from __future__ import annotations
 
-from ..errors import RecipeError
+from ..errors import ModelError
 from .parameters import Parameter
 
 GAUSS_R68 = 1.5095921854516636  # 68% radius / sigma of a 2-D Gaussian: sqrt(-2 ln 0.32)
@@ -46,8 +46,8 @@ def spatial_type(name: str) -> str:
     """The canonical spatial type of ``name`` (XML function names and aliases accepted)."""
     t = ALIASES.get(name, name)
     if t not in SPATIAL_PARAMS:
-        raise RecipeError(f"unknown spatial model {name!r}; known: "
-                          f"{', '.join(sorted(set(SPATIAL_PARAMS) | set(ALIASES)))}")
+        raise ModelError(f"unknown spatial model {name!r}; known: "
+                         f"{', '.join(sorted(set(SPATIAL_PARAMS) | set(ALIASES)))}")
     return t
 
 
@@ -62,7 +62,7 @@ def width_to_param(kind: str, width_deg: float) -> tuple[str, float]:
         return "Sigma", width_deg / GAUSS_R68
     if kind == "RadialDisk":
         return "Radius", width_deg / DISK_R68
-    raise RecipeError(f"SpatialWidth applies to RadialGaussian and RadialDisk, not {kind}")
+    raise ModelError(f"SpatialWidth applies to RadialGaussian and RadialDisk, not {kind}")
 
 
 def param_to_width(kind: str, value_deg: float) -> float:

@@ -37,7 +37,8 @@ from typing import ClassVar
 
 import numpy as np
 
-from ..errors import FileFormatError, GeometryError, InputFileError, RecipeError
+from ..errors import FileFormatError, GeometryError, ModelError
+from ..io.filefunction import read_filefunction_table
 from . import _kernels as K
 from .parameters import Parameter
 
@@ -221,8 +222,8 @@ class SpectralModel:
         try:
             return self.par_names.index(name)
         except ValueError:
-            raise RecipeError(f"spectral model {self.tag} has no parameter {name!r}; its "
-                              f"parameters are {', '.join(self.par_names)}") from None
+            raise ModelError(f"spectral model {self.tag} has no parameter {name!r}; its "
+                             f"parameters are {', '.join(self.par_names)}") from None
 
     def default_p(self) -> np.ndarray:
         """Physical default values (value x scale) in ``params`` order."""
@@ -238,9 +239,9 @@ class SpectralModel:
     def _check_p(self, p) -> np.ndarray:
         p = np.ascontiguousarray(p, dtype=float)
         if p.ndim != 1 or p.size != self.npar:
-            raise RecipeError(f"spectral model {self.tag}: got {p.size} parameter value(s) "
-                              f"{p.tolist()!r}; expected {self.npar} physical values for "
-                              f"({', '.join(self.par_names)})")
+            raise ModelError(f"spectral model {self.tag}: got {p.size} parameter value(s) "
+                             f"{p.tolist()!r}; expected {self.npar} physical values for "
+                             f"({', '.join(self.par_names)})")
         return p
 
     @staticmethod
@@ -740,30 +741,11 @@ class FileFunction(SpectralModel):
 
     @classmethod
     def from_file(cls, path, *, extrapolate: bool = False) -> "FileFunction":
-        """Read a Science Tools FileFunction text table."""
+        """Read a Science Tools FileFunction text table
+        (:func:`fermixr.io.filefunction.read_filefunction_table`)."""
         path = Path(path).expanduser()
-        if not path.is_file():
-            raise InputFileError(f"FileFunction file {str(path)!r} does not exist")
-        rows = []
-        with open(path, "r") as fh:
-            for k, line in enumerate(fh, start=1):
-                s = line.strip()
-                if not s or s.startswith("#"):
-                    continue
-                tok = s.split()
-                if len(tok) < 2:
-                    raise FileFormatError(f"FileFunction file {str(path)!r} line {k}: expected "
-                                          f"two or three columns (energy MeV, dN/dE[, error]); "
-                                          f"got {s!r}")
-                try:
-                    rows.append((float(tok[0]), float(tok[1])))
-                except ValueError:
-                    raise FileFormatError(f"FileFunction file {str(path)!r} line {k}: "
-                                          f"{s!r} is not numeric") from None
-        if not rows:
-            raise FileFormatError(f"FileFunction file {str(path)!r} holds no data rows")
-        arr = np.asarray(rows)
-        return cls(arr[:, 0], arr[:, 1], extrapolate=extrapolate, source=str(path))
+        energy, dnde = read_filefunction_table(path)
+        return cls(energy, dnde, extrapolate=extrapolate, source=str(path))
 
     @property
     def energy(self) -> np.ndarray:
@@ -777,8 +759,8 @@ class FileFunction(SpectralModel):
 
     def _need_table(self):
         if self._logx is None:
-            raise RecipeError("FileFunction has no table: build it with "
-                              "FileFunction.from_file(path) or FileFunction(energy, dnde)")
+            raise ModelError("FileFunction has no table: build it with "
+                             "FileFunction.from_file(path) or FileFunction(energy, dnde)")
 
     def _shape(self, e):
         self._need_table()
@@ -849,9 +831,9 @@ SPECTRAL_MODELS: dict[str, type[SpectralModel]] = {
 
 
 def get_spectral_model(tag: str) -> type[SpectralModel]:
-    """The spectral model class of a Science Tools tag; RecipeError names unknown tags."""
+    """The spectral model class of a Science Tools tag; ModelError names unknown tags."""
     try:
         return SPECTRAL_MODELS[tag]
     except (KeyError, TypeError):
-        raise RecipeError(f"unknown spectral model {tag!r}; known spectral models: "
-                          f"{', '.join(sorted(SPECTRAL_MODELS))}") from None
+        raise ModelError(f"unknown spectral model {tag!r}; known spectral models: "
+                         f"{', '.join(sorted(SPECTRAL_MODELS))}") from None

@@ -54,7 +54,9 @@ import xml.parsers.expat
 from pathlib import Path
 from xml.sax.saxutils import quoteattr
 
-from ..errors import FermixrError, FileFormatError, InputFileError, RecipeError
+from ..errors import FermixrError, FileFormatError, InputFileError, ModelError
+from ..io.model_xml import read_xml_bytes, write_text_atomic
+from ..io.paths import expand_path
 from .parameters import Parameter
 from .skymodel import SkyModel
 from .source import Source
@@ -78,31 +80,6 @@ _SPATIAL_PARAM_ALIASES = {
     "MapCubeFunction": {"Prefactor": "Normalization", "Value": "Normalization"},
     "ConstantValue": {"Normalization": "Value"},
 }
-
-
-# --------------------------------------------------------------------------------------
-# paths
-# --------------------------------------------------------------------------------------
-_ENV_RE = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)|\$\{([A-Za-z_][A-Za-z0-9_]*)\}"
-                     r"|\$([A-Za-z_][A-Za-z0-9_]*)")
-
-
-def expand_path(path: str | os.PathLike, base: str | os.PathLike | None = None,
-                env: dict | None = None) -> str:
-    """``path`` with ``$VAR``, ``${VAR}``, ``$(VAR)`` and ``~`` expanded and, when still
-    relative, joined to ``base``.  Undefined variables are left as written (the file is
-    then reported missing with the variable's name in it)."""
-    env = os.environ if env is None else env
-
-    def sub(m):
-        key = m.group(1) or m.group(2) or m.group(3)
-        return env.get(key, m.group(0))
-
-    s = _ENV_RE.sub(sub, os.fspath(path))
-    s = os.path.expanduser(s)
-    if base is not None and not os.path.isabs(s) and not s.startswith("$"):
-        s = os.path.join(os.fspath(base), s)
-    return os.path.normpath(s) if not s.startswith("$") else s
 
 
 # --------------------------------------------------------------------------------------
@@ -132,7 +109,7 @@ def spectral_tag(cls, fallback: str) -> str:
 
 def spectral_defaults(tag: str) -> tuple[str, tuple[Parameter, ...]]:
     """(canonical tag, default parameters in model order) of spectral type ``tag``, in
-    the Science Tools' XML convention; RecipeError naming the type when it is unknown."""
+    the Science Tools' XML convention; ModelError naming the type when it is unknown."""
     cls = _spectral_class(tag)
     if cls is None:
         alias = _XML_SPECTRAL_ALIASES.get(tag)
@@ -142,8 +119,8 @@ def spectral_defaults(tag: str) -> tuple[str, tuple[Parameter, ...]]:
             try:
                 _registry().get_spectral_model(tag)
             except FermixrError as e:
-                raise RecipeError(f"unknown spectral type {tag!r}: {e}") from None
-            raise RecipeError(f"unknown spectral type {tag!r}")
+                raise ModelError(f"unknown spectral type {tag!r}: {e}") from None
+            raise ModelError(f"unknown spectral type {tag!r}")
     pars = []
     for spec in cls.params:
         pars.append(Parameter(name=spec.name, value=float(spec.value), scale=float(spec.scale),
@@ -156,14 +133,14 @@ def spectral_defaults(tag: str) -> tuple[str, tuple[Parameter, ...]]:
 def make_spectral_params(tag: str, given: dict[str, Parameter],
                          where: str = "") -> tuple[str, tuple[Parameter, ...]]:
     """Complete ``given`` parameters (name -> Parameter) with the defaults of ``tag`` and
-    put them in model order; RecipeError for a parameter the model does not have."""
+    put them in model order; ModelError for a parameter the model does not have."""
     canon, defaults = spectral_defaults(tag)
     names = [p.name for p in defaults]
     unknown = [k for k in given if k not in names]
     if unknown:
-        raise RecipeError(f"{where}spectral type {canon!r} has no parameter "
-                          f"{', '.join(map(repr, unknown))}; its parameters are "
-                          f"{', '.join(names)}")
+        raise ModelError(f"{where}spectral type {canon!r} has no parameter "
+                         f"{', '.join(map(repr, unknown))}; its parameters are "
+                         f"{', '.join(names)}")
     return canon, tuple(given.get(p.name, p) for p in defaults)
 
 
@@ -220,12 +197,8 @@ def read_xml(path: str | os.PathLike, *, check_files: bool = False,
 
     ``check_files``: raise InputFileError when a FileFunction table or a spatial template
     the model names does not exist."""
-    p = Path(expand_path(path, env=env))
-    if not p.is_file():
-        raise InputFileError(f"XML model file {os.fspath(path)!r} not found"
-                             + (f" (expanded to {str(p)!r})" if str(p) != os.fspath(path) else ""))
-    return parse_xml(p.read_bytes(), base=p.parent, label=str(p), check_files=check_files,
-                     env=env)
+    p, content = read_xml_bytes(path, env=env)
+    return parse_xml(content, base=p.parent, label=str(p), check_files=check_files, env=env)
 
 
 def parse_xml(text: str | bytes, *, base: str | os.PathLike | None = None,
@@ -315,13 +288,13 @@ def _spectrum_from_node(node: _Node, where: str):
         tag = "PowerLaw2"
     try:
         canon, defaults = spectral_defaults(tag)
-    except RecipeError as e:
+    except ModelError as e:
         raise FileFormatError(f"{where}, line {node.line}: {e}") from None
     pars = _rename(pars, _PARAM_ALIASES["*"])
     pars = _rename(pars, _PARAM_ALIASES.get(canon, {}))
     try:
         canon, params = make_spectral_params(canon, pars)
-    except RecipeError as e:
+    except ModelError as e:
         raise FileFormatError(f"{where}, line {node.line}: {e}") from None
     return xml_type, canon, params
 
@@ -332,7 +305,7 @@ def _spatial_from_node(node: _Node, where: str):
         raise FileFormatError(f"{where}, line {node.line}: <spatialModel> has no type")
     try:
         kind = spatial_type(_XML_SPATIAL_ALIASES.get(xml_type, xml_type))
-    except RecipeError as e:
+    except ModelError as e:
         raise FileFormatError(f"{where}, line {node.line}: {e}") from None
     pars = _rename(_read_params(node, where), _SPATIAL_PARAM_ALIASES.get(kind, {}))
     defaults = SPATIAL_PARAMS[kind]
@@ -401,7 +374,7 @@ def _source_from_node(node: _Node, label: str, base: Path, check_files: bool,
         return Source(name=name.strip(), spectrum=tag, spectral=spectral, spatial_model=kind,
                       spatial=spatial, spatial_file=spatial_file, spectrum_file=spectrum_file,
                       meta=meta)
-    except RecipeError as e:
+    except ModelError as e:
         raise FileFormatError(f"{where}, line {node.line}: {e}") from None
 
 
@@ -480,9 +453,4 @@ def write_xml(model: SkyModel, path: str | os.PathLike, *,
     renamed into place).  Template and table files in the XML's folder (or below) are
     written with relative names, others with absolute ones.  Returns the path."""
     p = Path(expand_path(path))
-    p.parent.mkdir(parents=True, exist_ok=True)
-    text = to_xml_string(model, folder=p.parent, title=title)
-    tmp = p.with_name(f".{p.name}.tmp{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, p)
-    return p
+    return write_text_atomic(p, to_xml_string(model, folder=p.parent, title=title))

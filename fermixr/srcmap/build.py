@@ -18,7 +18,7 @@ import numpy as np
 import xarray as xr
 
 from ..conventions import DIM_ENERGY_TRUE, DIM_SOURCE, UNIT_ENERGY, UNIT_EXPOSURE
-from ..errors import RecipeError
+from ..errors import ModelError
 from ..exposure.expcube import exposure_at
 from ..exposure.psftable import psf_table
 from ..geom.coords import geom_attrs, geom_coords, sky_dims
@@ -67,7 +67,7 @@ def source_map_array(spatial: dict, geom, energies, ltcube, irfs, roi_center, *,
 
         tmpl = read_template(spatial["Spatial_Filename"], what=f"source {name!r} SpatialMap")
         return extended_source_map(geom, e, tmpl, expfn, off, val, oversample=oversample)
-    raise RecipeError(f"source {name!r}: no source-map method for spatial model {kind!r}")
+    raise ModelError(f"source {name!r}: no source-map method for spatial model {kind!r}")
 
 
 def srcmap_dataset(name: str, values: np.ndarray, geom, energies, **attrs) -> xr.Dataset:
@@ -86,7 +86,7 @@ def srcmap_dataset(name: str, values: np.ndarray, geom, energies, **attrs) -> xr
 def concat_srcmaps(parts: list[xr.Dataset]) -> xr.Dataset:
     """Join per-source products along ``source`` (same geometry and energies required)."""
     if not parts:
-        raise RecipeError("no source maps to join")
+        raise ModelError("no source maps to join")
     out = xr.concat(parts, dim=DIM_SOURCE, join="exact", combine_attrs="drop_conflicts")
     out.attrs["fermixr_product"] = "srcmaps"
     return out
