@@ -17,8 +17,6 @@ KERNEL_OK = {"numpy", "numba", "math", "types", "__future__"}
 EXCEPTIONS = {
     # the recipe's analysis steps run the Analysis facade's methods
     ("engine.analysis_steps", "api"),
-    # LivetimeProfile.from_ltcube reads one pixel of a livetime-cube product
-    ("irf.mean", "exposure"),
 }
 
 

@@ -61,7 +61,7 @@ def psf_table(ltcube, irfs, ra: float, dec: float, energies, *, evtype=3, caldb=
     ``norm_correction`` (the renormalisation factor applied).
     """
     from ..irf.irfset import load_irfs
-    from .expcube import ltcube_arrays, ltcube_costheta, ltcube_pixel_rows
+    from ..irf.livetime import ltcube_arrays, ltcube_costheta, ltcube_pixel_rows
 
     irf = load_irfs(irfs, evtype, caldb)
     e = np.atleast_1d(np.asarray(energies, dtype=np.float64)).ravel()
