@@ -14,10 +14,7 @@ BASE = {"errors", "conventions", "geom", "_jit", "_version", "__init__"}
 COMPUTE = ORDER[:ORDER.index("fit") + 1]
 KERNEL_OK = {"numpy", "numba", "math", "types", "__future__"}
 # known imports against the order, each for a reason
-EXCEPTIONS = {
-    # LivetimeProfile.from_ltcube reads one pixel of a livetime-cube product
-    ("irf.mean", "exposure"),
-}
+EXCEPTIONS: set = set()   # none left: every import follows the order
 
 
 def _imports(path: Path):

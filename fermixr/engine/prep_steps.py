@@ -146,7 +146,7 @@ def exposure_bexpmap_step(inputs, params, ctx):
                                  evtype=int(params["evtype"]))
 
 
-@register_step("psf", version="1", product="psf")
+@register_step("psf", version="2", product="psf")
 def psf_step(inputs, params, ctx):
     """Exposure-weighted PSF at the ROI centre versus energy and offset (gtpsf)."""
     from ..exposure.psftable import psf_table
@@ -175,7 +175,7 @@ def drm_step(inputs, params, ctx):
     return ds
 
 
-@register_step("srcmap", version="1", product="srcmaps")
+@register_step("srcmap", version="2", product="srcmaps")
 def srcmap_step(inputs, params, ctx):
     """One source's map: PSF-convolved exposure x spatial model at the energy nodes."""
     from ..geom import geom_from_dict

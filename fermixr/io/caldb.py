@@ -1,9 +1,18 @@
 """Find and read the LAT instrument response files of a CALDB.
 
 A CALDB is located from an explicit folder or ``$CALDB``; both the CALDB root (the folder
-holding ``data/glast/lat/bcf``) and the ``bcf`` folder itself are accepted.  IRF names are
-the ones Fermipy writes (``P8R2_SOURCE_V6``, ``P8R3_SOURCE_V2``, ``P7SOURCE_V6``,
-``P7REP_SOURCE_V15`` ...).  Files follow the standard layout:
+holding ``data/glast/lat/bcf``) and the ``bcf`` folder itself are accepted.
+
+IRF names resolve through the CALDB index (``data/glast/lat/caldb.indx[.gz]``, HDU
+``CIF``), as the Science Tools' CALDB lookup does: a row per response HDU, with the IRF
+name in the ``VERSION(...)`` boundary of ``CAL_CBD``, the event type in ``DETNAM``
+(FRONT, BACK, PSF0..3, EDISP0..3), the kind of table in ``CAL_CNAM`` (EFF_AREA, PHI_DEP,
+EFFICIENCY_PARS, RPSF, PSF_SCALING, EDISP, EDISP_SCALING), the file in ``CAL_DIR`` /
+``CAL_FILE`` (relative to the CALDB root; a gzipped copy is accepted) and the HDU number
+in ``CAL_XNO``; rows whose ``CAL_QUAL`` is not 0 are ignored.  So any IRF a user's CALDB
+lists (``P8R3_SOURCE_V3``, ``P8R3_ULTRACLEANVETO_V3``, ...) resolves, whatever its file
+names.  Without an index, or for a name the index does not list, files following the
+standard naming are found directly:
 
 * Pass 8: ``bcf/{ea,psf,edisp}/{aeff,psf,edisp}_<IRF>_{FB,PSF,EDISP}.fits[.gz]`` with one
   HDU per event type (``EFFECTIVE AREA_FRONT``, ``RPSF_PSF2``, ``ENERGY DISPERSION_EDISP0``,
@@ -37,6 +46,8 @@ __all__ = [
     "resolve_caldb",
     "evtype_names",
     "evtype_mask",
+    "CaldbIndexEntry",
+    "read_caldb_index",
     "caldb_irf_names",
     "find_irf_files",
     "read_table",
@@ -110,25 +121,120 @@ def _index_path(bcf: Path) -> Path | None:
     return None
 
 
-@functools.lru_cache(maxsize=16)
-def _index_names(bcf: Path) -> tuple[str, ...]:
-    """IRF names listed in the CALDB index (``VERSION(...)`` of the boundary keywords)."""
+# the index's CAL_CNAM of each table of an event type (_REQUIRED: those it must list)
+_INDEX_CNAMS = {
+    "aeff": "EFF_AREA",
+    "psf": "RPSF",
+    "edisp": "EDISP",
+    "phi_dependence": "PHI_DEP",
+    "efficiency": "EFFICIENCY_PARS",
+    "psf_scaling": "PSF_SCALING",
+    "edisp_scaling": "EDISP_SCALING",
+}
+_REQUIRED = ("aeff", "psf", "edisp")
+
+
+@dataclass(frozen=True)
+class CaldbIndexEntry:
+    """One row of a CALDB index: IRF name (``VERSION`` boundary), event type
+    (``DETNAM``), table kind (``CAL_CNAM``), the file as listed (``CAL_DIR/CAL_FILE``)
+    and as found on disk (None when absent), and the HDU number (``CAL_XNO``)."""
+
+    irfs: str
+    event_type: str
+    cnam: str
+    listed: str
+    path: Path | None
+    hdu: int
+    row: int
+
+
+def _text(v) -> str:
+    return " ".join(str(x) for x in np.atleast_1d(v)).strip()
+
+
+def _listed_file(index: Path, bcf: Path, cal_dir: str, cal_file: str) -> Path | None:
+    """The file a row names: ``CAL_DIR`` is relative to the CALDB root (the index sits in
+    ``<root>/data/glast/lat``); a folder moved as a whole is found through the part of
+    ``CAL_DIR`` below ``bcf``.  ``x.fits`` may be stored as ``x.fits.gz`` and back."""
+    names = [cal_file]
+    names.append(cal_file[:-3] if cal_file.endswith(".gz") else cal_file + ".gz")
+    d = cal_dir.strip("/")
+    folders = [anc / d for anc in list(index.parents)[:4]]
+    if "bcf/" in d + "/":
+        folders.append(bcf / d.split("bcf", 1)[1].strip("/"))
+    folders.append(bcf / Path(d).name)
+    for f in folders:
+        for n in names:
+            if (f / n).is_file():
+                return f / n
+    return None
+
+
+def read_caldb_index(caldb: str | os.PathLike | None = None) -> tuple[CaldbIndexEntry, ...]:
+    """The rows of the CALDB index beside the ``bcf`` folder (empty when there is none)
+    whose ``CAL_QUAL`` is 0 and that name an IRF (a ``VERSION(...)`` boundary).
+
+    A file that is not a CALDB index (no ``CIF`` table with the columns DETNAM, CAL_DIR,
+    CAL_FILE, CAL_CNAM, CAL_CBD, CAL_XNO) raises :class:`FileFormatError` naming it."""
+    bcf = resolve_caldb(caldb)
     idx = _index_path(bcf)
     if idx is None:
         return ()
+    st = idx.stat()
+    return _read_index_cached(str(idx), str(bcf), st.st_mtime_ns, st.st_size)
+
+
+@functools.lru_cache(maxsize=16)
+def _read_index_cached(idx: str, bcf: str, _mtime: int, _size: int
+                       ) -> tuple[CaldbIndexEntry, ...]:
     from astropy.io import fits
 
-    names: list[str] = []
+    need = ("DETNAM", "CAL_DIR", "CAL_FILE", "CAL_CNAM", "CAL_CBD", "CAL_XNO")
     try:
         with fits.open(idx) as hdul:
-            cbd = hdul["CIF"].data["CAL_CBD"]
-            for row in cbd:
-                text = " ".join(np.atleast_1d(row).astype(str))
-                m = re.search(r"VERSION\(([^)]+)\)", text)
-                if m and m.group(1) not in names:
-                    names.append(m.group(1))
-    except (OSError, KeyError):
-        return ()
+            if "CIF" not in [h.name.upper() for h in hdul]:
+                raise FileFormatError(
+                    f"CALDB index {idx!r} has no CIF table; HDUs: "
+                    f"{', '.join(h.name for h in hdul)}")
+            data = hdul["CIF"].data
+            cols = [c.upper() for c in data.columns.names]
+            missing = [c for c in need if c not in cols]
+            if missing:
+                raise FileFormatError(
+                    f"CALDB index {idx!r} lacks the columns {', '.join(missing)} of a "
+                    f"CALDB index (CIF); columns: {', '.join(cols)}")
+            rows = {c: list(data[c]) for c in need}
+            qual = list(data["CAL_QUAL"]) if "CAL_QUAL" in cols else [0] * len(data)
+    except OSError as exc:
+        raise FileFormatError(f"cannot read CALDB index {idx!r}: {exc}") from None
+    out = []
+    version = re.compile(r"VERSION\(([^)]+)\)", re.IGNORECASE)
+    for i in range(len(qual)):
+        if int(qual[i]) != 0:
+            continue
+        m = version.search(_text(rows["CAL_CBD"][i]))
+        if m is None:
+            continue
+        cal_dir, cal_file = _text(rows["CAL_DIR"][i]), _text(rows["CAL_FILE"][i])
+        out.append(CaldbIndexEntry(
+            irfs=m.group(1).strip(),
+            event_type=_text(rows["DETNAM"][i]).upper(),
+            cnam=_text(rows["CAL_CNAM"][i]).upper(),
+            listed=f"{cal_dir}/{cal_file}",
+            path=_listed_file(Path(idx), Path(bcf), cal_dir, cal_file),
+            hdu=int(rows["CAL_XNO"][i]),
+            row=i + 1,
+        ))
+    return tuple(out)
+
+
+def _index_names(bcf: Path) -> tuple[str, ...]:
+    """IRF names listed in the CALDB index, in index order."""
+    names: list[str] = []
+    for e in read_caldb_index(bcf):
+        if e.irfs not in names:
+            names.append(e.irfs)
     return tuple(names)
 
 
@@ -149,7 +255,11 @@ def caldb_irf_names(caldb: str | os.PathLike | None = None, *, with_files: bool 
     """IRF names the CALDB offers: those in its index plus those with effective-area
     files.  ``with_files=True`` keeps only the names whose files are present."""
     bcf = resolve_caldb(caldb)
-    present = _file_names(bcf)
+    present = []
+    for e in read_caldb_index(bcf):
+        if e.cnam == "EFF_AREA" and e.path is not None and e.irfs not in present:
+            present.append(e.irfs)
+    present += [n for n in _file_names(bcf) if n not in present]
     if with_files:
         return present
     out = list(_index_names(bcf))
@@ -288,6 +398,9 @@ def find_irf_files(irfs: str, evtype=3, caldb: str | os.PathLike | None = None
     bcf = resolve_caldb(caldb)
     name = _clean_irf_name(irfs)
     partition, types = evtype_names(evtype)
+    indexed = {e.irfs.upper(): e.irfs for e in read_caldb_index(bcf)}
+    if name.upper() in indexed:
+        return _files_from_index(bcf, indexed[name.upper()], evtype, types)
     upper = {n.upper(): n for n in caldb_irf_names(bcf)}
     if name.upper() in upper:
         name = upper[name.upper()]
@@ -311,8 +424,11 @@ def find_irf_files(irfs: str, evtype=3, caldb: str | os.PathLike | None = None
                 f"{bcf / 'ea' / f'aeff_{name}_{partition}.fits.gz'}; IRFs with files "
                 f"here: {', '.join(present) or 'none'}"
             )
+        index = _index_path(bcf)
+        where = f"the CALDB index {index}" if index is not None else \
+            f"the CALDB at {bcf} (no caldb.indx beside it)"
         raise IRFError(
-            f"unknown IRF name {irfs!r}; the CALDB at {bcf} offers: "
+            f"unknown IRF name {irfs!r}; {where} offers: "
             f"{', '.join(offered) or 'none'} (files present for: "
             f"{', '.join(present) or 'none'})"
         )
@@ -387,6 +503,63 @@ def find_irf_files(irfs: str, evtype=3, caldb: str | os.PathLike | None = None
             psf_scaling=_pick(files["psf"], "PSF_SCALING_PARAMS"),
             edisp_scaling=_pick(files["edisp"], "EDISP_SCALING_PARAMS"),
         )
+    return out
+
+
+def _index_hdu(entry: CaldbIndexEntry, index: Path) -> tuple[Path, str]:
+    """(file, EXTNAME) of the HDU an index row points to."""
+    names = _hdu_names(entry.path)
+    if not 1 <= entry.hdu <= len(names):
+        raise FileFormatError(
+            f"CALDB index {index} row {entry.row} ({entry.irfs} {entry.event_type} "
+            f"{entry.cnam}) points to HDU {entry.hdu} of {entry.path}, which has "
+            f"{len(names)} extensions")
+    ext = names[entry.hdu - 1]
+    if not ext or names.count(ext) > 1:
+        raise FileFormatError(
+            f"HDU {entry.hdu} of {entry.path} (CALDB index {index} row {entry.row}) has "
+            f"{'no EXTNAME' if not ext else f'the EXTNAME {ext!r} of another HDU'}; "
+            f"a response table needs a name of its own")
+    return (entry.path, ext)
+
+
+def _files_from_index(bcf: Path, name: str, evtype, types: list[str]) -> dict[str, IRFFiles]:
+    """The response files of an IRF the CALDB index lists, for the event types
+    ``types``: for each type and table kind the index row (the last one when several
+    qualify), its file and HDU."""
+    index = _index_path(bcf)
+    rows = [e for e in read_caldb_index(bcf) if e.irfs == name]
+    have = []
+    for e in rows:
+        if e.event_type not in have:
+            have.append(e.event_type)
+    missing = [t for t in types if t not in have]
+    if missing:
+        raise IRFError(
+            f"IRF {name!r} has no {'+'.join(missing)} responses in the CALDB index {index} "
+            f"(event type mask {evtype_mask(evtype)}); the index lists it for "
+            f"{', '.join(have) or 'no event type'}")
+    out: dict[str, IRFFiles] = {}
+    for t in types:
+        found: dict[str, tuple[Path, str] | None] = {}
+        for kind, cnam in _INDEX_CNAMS.items():
+            hits = [e for e in rows if e.event_type == t and e.cnam == cnam]
+            if not hits:
+                if kind in _REQUIRED:
+                    listed = sorted({e.cnam for e in rows if e.event_type == t})
+                    raise IRFError(
+                        f"IRF {name!r} {t}: the CALDB index {index} lists no {cnam} table "
+                        f"(it lists {', '.join(listed)})")
+                found[kind] = None
+                continue
+            entry = hits[-1]
+            if entry.path is None:
+                root = list(index.parents)[:4][-1]
+                raise InputFileError(
+                    f"IRF {name!r} {t} {cnam}: the CALDB index {index} (row {entry.row}) "
+                    f"lists {entry.listed}, which is not under {root} nor in {bcf}")
+            found[kind] = _index_hdu(entry, index)
+        out[t] = IRFFiles(irfs=name, event_type=t, is_front=(t != "BACK"), **found)
     return out
 
 

@@ -77,7 +77,7 @@ class LivetimeProfile:
     @classmethod
     def from_ltcube(cls, ltcube, ra: float, dec: float) -> "LivetimeProfile":
         """The profile of the livetime-cube pixel holding (ra, dec) (deg, ICRS)."""
-        from ..exposure.expcube import ltcube_pixel_rows, ltcube_arrays
+        from .livetime import ltcube_arrays, ltcube_pixel_rows
 
         arr = ltcube_arrays(ltcube)
         row = ltcube_pixel_rows(ltcube, np.atleast_1d(ra), np.atleast_1d(dec))[0]
