@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import functools
 import math
 import os
 import re
@@ -756,6 +757,27 @@ class Recipe:
             model.update(out.get("model") or {})
             out["model"] = model
         return out
+
+    @functools.cached_property
+    def options(self) -> tuple:
+        """The resolved options of each component (:class:`fermixr.engine.resolved.Resolved`:
+        ``rec.options[0].selection.zmax``), in the order of :attr:`components`."""
+        from .resolved import resolve
+
+        return tuple(resolve(c) for c in self.components)
+
+    def step_section(self, index: int, component: int = 0):
+        """The section object of step ``index`` (e.g. ``fit`` -> the ``optimizer`` section,
+        ``optimize`` -> ``roiopt``) of ``component``, with the step's own parameters for
+        that section merged over it; None for a step without a section.  The step's extra
+        parameters are in :meth:`step_options`."""
+        name, params = self.steps[index]
+        spec = O.STEPS[name]
+        if not spec.section:
+            return None
+        base = getattr(self.options[component], spec.section)
+        mine = {k: v for k, v in params.items() if k in O.SECTIONS[spec.section]}
+        return base.replace(**mine) if mine else base
 
     def to_dict(self) -> dict:
         """The resolved recipe as plain data.  Components appear fully resolved, so that
