@@ -483,12 +483,17 @@ def test_overrides_accept_numpy_scalars():
 
 
 @pytest.mark.parametrize("roiwidth,binsz,npix", [
-    (10.0, 0.1, 100), (7.0, 0.1, 70), (10.0, 0.3, 34), (12.0, 0.1, 120), (15, 0.2, 75),
-    (10.0, 0.25, 40), (3.3, 0.1, 33),
+    (10.0, 0.1, 100), (7.0, 0.1, 70), (10.0, 0.3, 33), (10.0, 0.35, 29), (12.0, 0.1, 120),
+    (15, 0.2, 75), (10.0, 0.25, 40), (3.3, 0.1, 33), (2.5, 1.0, 2),
 ])
-def test_npix_is_ceil_of_roiwidth_over_binsz(roiwidth, binsz, npix):
+def test_npix_is_fermipys_rounding_of_roiwidth_over_binsz(roiwidth, binsz, npix):
+    """Fermipy: npix = int(np.round(roiwidth / binsz)); the recipe and the geometry agree."""
     r = _quiet(load_recipe, {"binning": {"roiwidth": roiwidth, "binsz": binsz}})
     assert r.config["binning"]["npix"] == npix
+    from fermixr.geom import WcsGeom
+
+    assert WcsGeom.from_config({"roiwidth": roiwidth, "binsz": binsz}, (0.0, 0.0)).npix == (
+        npix, npix)
     assert r.config["selection"]["radius"] == pytest.approx(
         math.sqrt(2) * 0.5 * npix * binsz + 0.5, rel=1e-15)
 

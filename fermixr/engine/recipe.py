@@ -576,13 +576,6 @@ def _expand_file_entry(x, where, base, bare):
     return x
 
 
-def _ceil_tolerant(q: float) -> int:
-    r = round(q)
-    if abs(q - r) <= 1e-9 * max(1.0, abs(q)):
-        return int(r)
-    return int(math.ceil(q))
-
-
 def resolve_config(cfg: Mapping, *, base_dir: str | os.PathLike | None = None,
                    given: Mapping | None = None, environ: Mapping | None = None) -> dict:
     """Fill the derived options of a defaults-filled configuration (the ``derived`` column
@@ -619,7 +612,9 @@ def resolve_config(cfg: Mapping, *, base_dir: str | os.PathLike | None = None,
     b = c["binning"]
     gb = given.get("binning") or {}
     if b.get("npix") is None:
-        b["npix"] = _ceil_tolerant(b["roiwidth"] / b["binsz"])
+        from ..geom.wcs import npix_for_width
+
+        b["npix"] = npix_for_width(b["roiwidth"], b["binsz"])
     elif "roiwidth" not in gb:
         b["roiwidth"] = float(b["npix"] * b["binsz"])
 
