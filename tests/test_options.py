@@ -167,3 +167,111 @@ def test_published_schema_accepts_recipes_and_rejects_bad_ones():
     ]
     for doc in bad:
         assert list(v.iter_errors(doc)), doc
+
+
+# --- every option consumed, or marked accepted-without-effect / not implemented -----------
+
+
+def _table_options():
+    for sec, opts in O.SECTIONS.items():
+        if sec in O.PENDING_SECTIONS:
+            continue
+        for key, opt in opts.items():
+            if not opt.alias_of:
+                yield sec, key, opt
+
+
+def test_every_option_is_read_or_marked():
+    """The option table and the consumers' declarations (resolved.READS) cover each other:
+    an option nobody reads must be marked no_effect (with the reason) or not_implemented."""
+    from fermixr.engine.resolved import READS
+
+    declared = {o for r in READS.values() for o in r.options}
+    orphans, both = [], []
+    for sec, key, opt in _table_options():
+        name = f"{sec}.{key}"
+        marked = bool(opt.no_effect or opt.not_implemented)
+        if name in declared and opt.no_effect:
+            both.append(name)
+        elif name not in declared and not marked:
+            orphans.append(name)
+    assert not orphans, f"options neither read by a declared consumer nor marked: {orphans}"
+    assert not both, f"options declared read and also marked without effect: {both}"
+    unknown = sorted(o for o in declared
+                     if o.split(".")[0] not in O.SECTIONS
+                     or o.split(".", 1)[1] not in O.SECTIONS[o.split(".")[0]])
+    assert not unknown, f"READS names options the table does not have: {unknown}"
+    for sec, key, opt in _table_options():
+        for why in (opt.no_effect, opt.not_implemented):
+            assert why is None or len(why) > 20, f"{sec}.{key}: give the reason"
+
+
+def test_declared_readers_name_the_options_they_read():
+    """Each consumer's module reads each option it declares (as an attribute ``.key`` of a
+    resolved section or a mapping key ``"key"``): a declaration cannot outlive the code."""
+    import importlib
+    import inspect
+    import re
+
+    from fermixr.engine.resolved import READS
+
+    missing = []
+    for consumer, reads in READS.items():
+        mods = (reads.module,) if isinstance(reads.module, str) else reads.module
+        src = "\n".join(inspect.getsource(importlib.import_module(m)) for m in mods)
+        for name in reads.options:
+            key = name.split(".", 1)[1]
+            if not re.search(rf"\.{key}\b|[\"']{key}[\"']", src):
+                missing.append(f"{consumer} ({reads.module}): {name}")
+    assert not missing, missing
+
+
+def test_option_without_effect_warns_naming_it_and_the_reason():
+    import warnings
+
+    from fermixr.engine.recipe import OptionWithoutEffectWarning, RecipeWarning, load_recipe
+
+    assert issubclass(OptionWithoutEffectWarning, UserWarning)
+    assert issubclass(OptionWithoutEffectWarning, RecipeWarning)
+    with pytest.warns(OptionWithoutEffectWarning,
+                      match=r"gtlike\.minbinsz: set to 0\.1, accepted without effect: "
+                            r"fermixr's diffuse source maps have no minimum rebinning"):
+        load_recipe({"gtlike": {"minbinsz": 0.1}})
+    with pytest.warns(OptionWithoutEffectWarning, match=r"components\[0\]\.logging\.verbosity"):
+        load_recipe({"components": [{"logging": {"verbosity": 1}}]})
+    with pytest.warns(OptionWithoutEffectWarning, match=r"steps\[0\]\.fit\.init_lambda"):
+        load_recipe({"steps": [{"fit": {"init_lambda": 0.1}}]})
+    with pytest.warns(OptionWithoutEffectWarning, match=r"fileio\.workdir: set to '/elsewhere'"):
+        load_recipe({"fileio": {"workdir": "/elsewhere"}})
+    # at its default, or as a resolved recipe holds it (workdir derived = outdir): silent
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        rec = load_recipe({"gtlike": {"minbinsz": 0.05}, "fileio": {"outdir": "/tmp/x"}})
+        load_recipe(rec.to_dict())
+        load_recipe(rec.to_yaml())
+
+
+@pytest.mark.parametrize("where,recipe", [
+    ("gtlike.convolve", {"gtlike": {"convolve": False}}),
+    ("components[1].gtlike.convolve", {"components": [{}, {"gtlike": {"convolve": False}}]}),
+    ("gtlike.resample", {"gtlike": {"resample": False}}),
+    ("gtlike.use_scaled_srcmap", {"gtlike": {"use_scaled_srcmap": True}}),
+    ("steps[0].optimize.skip", {"steps": [{"optimize": {"skip": ["Crab"]}}]}),
+])
+def test_physics_changing_values_fermixr_lacks_are_refused(where, recipe):
+    from fermixr.engine.recipe import load_recipe
+    from fermixr.errors import RecipeError
+
+    import re
+
+    with pytest.raises(RecipeError, match=re.escape(where) + r": got .*; not implemented: "):
+        load_recipe(recipe)
+    # the default value is what fermixr does: accepted silently
+    load_recipe({"gtlike": {"convolve": True, "resample": True}})
+
+
+def test_schema_annotates_marked_options():
+    s = O.recipe_schema()["$defs"]
+    assert "x-not-implemented" in s["section_gtlike"]["properties"]["convolve"]
+    assert "x-no-effect" in s["section_gtlike"]["properties"]["minbinsz"]
+    assert "x-no-effect" not in s["section_gtlike"]["properties"]["expscale"]

@@ -242,7 +242,8 @@ selection:
   roicut: no
   target: Crab
   radius: null
-optimizer: {tol: 1e-4, init_lambda: 1E-5}
+optimizer: {tol: 1e-4}
+roiopt: {npred_threshold: 1E-5}
 """)
     r = _quiet(load_recipe, p)
     b, s, o = r.config["binning"], r.config["selection"], r.config["optimizer"]
@@ -253,7 +254,8 @@ optimizer: {tol: 1e-4, init_lambda: 1E-5}
     assert s["evtype"] == 60                         # union of PSF0..3
     assert s["roicut"] == "no"                       # YAML 1.1 'no' is a boolean
     assert s["target"] == "Crab"
-    assert o["tol"] == 1e-4 and o["init_lambda"] == 1e-5  # '1e-4' is a float, not a string
+    assert o["tol"] == 1e-4                          # '1e-4' is a float, not a string
+    assert r.config["roiopt"]["npred_threshold"] == 1e-5
 
 
 # --- warnings: unknown keys and old spellings ------------------------------------------------

@@ -22,6 +22,17 @@ Conventions of the table
 * ``listify`` options accept one string where a list is expected (Fermipy does the same).
 * ``alias_of`` marks an accepted old spelling; ``deprecated`` ones warn with a
   :class:`DeprecationWarning`.
+* ``no_effect`` (a reason) marks an option fermixr accepts for Fermipy compatibility but
+  does not use; a recipe that sets it to anything but its default warns with
+  :class:`fermixr.engine.recipe.OptionWithoutEffectWarning` naming the option and the
+  reason.  Schema annotation ``x-no-effect``.
+* ``not_implemented`` (a reason) marks an option whose default is what fermixr does and
+  whose other values would change the physics in a way fermixr does not implement: any
+  other value is refused with a :class:`~fermixr.errors.RecipeError`.  Schema annotation
+  ``x-not-implemented``.
+* Every other option is read by a consumer declared in
+  :data:`fermixr.engine.resolved.READS`; a test checks that the table and the
+  declarations cover each other.
 """
 
 from __future__ import annotations
@@ -58,6 +69,8 @@ class Option:
     fermixr: bool = False              # fermixr's own option, not in Fermipy
     alias_of: str | None = None
     deprecated: bool = False
+    no_effect: str | None = None       # accepted without effect: the reason
+    not_implemented: str | None = None  # values other than the default are refused: why
 
     @property
     def types(self) -> tuple[str, ...]:
@@ -103,6 +116,10 @@ class Option:
             s["x-fermixr"] = True
         if self.deprecated:
             s["deprecated"] = True
+        if self.no_effect:
+            s["x-no-effect"] = self.no_effect
+        if self.not_implemented:
+            s["x-not-implemented"] = self.not_implemented
         return s
 
 
@@ -609,6 +626,84 @@ SECTIONS: dict[str, dict[str, Option]] = {
         "seed": integer(None, "Seed of the random generator of simulations.", minimum=0),
     },
 }
+
+# --- options accepted without effect, and values refused ------------------------------
+_NO_STORE_FOLDERS = ("fermixr keeps its products in the content-addressed store "
+                     "(fileio.cachedir) and writes results to fileio.outdir; it has no "
+                     "working or scratch folder")
+_NO_LOGGING = ("fermixr's messages are set on the command line (--quiet) and by Python's "
+               "logging, not by this option")
+_SCALED = ("used only with gtlike.use_scaled_srcmap, which fermixr does not implement")
+_NO_PLOTTING = "fermixr's plots (write_roi make_plots) do not read the plotting section yet"
+
+NO_EFFECT: dict[tuple[str, str], str] = {
+    ("fileio", "scratchdir"): _NO_STORE_FOLDERS,
+    ("fileio", "workdir"): _NO_STORE_FOLDERS,
+    ("fileio", "usescratch"): _NO_STORE_FOLDERS,
+    ("fileio", "workdir_regex"): _NO_STORE_FOLDERS,
+    ("fileio", "outdir_regex"): _NO_STORE_FOLDERS,
+    ("fileio", "savefits"): "fermixr's intermediate products are zarr stores in "
+                            "fileio.cachedir, kept always; 'fermixr export' writes FITS",
+    ("fileio", "logfile"): "fermixr writes no log file; messages go to stderr and the run "
+                           "record to <outdir>/run.json",
+    ("logging", "prefix"): _NO_LOGGING,
+    ("logging", "chatter"): _NO_LOGGING,
+    ("logging", "verbosity"): _NO_LOGGING,
+    ("data", "cacheft1"): "the selected events are always kept, as the 'events' product "
+                          "of the store",
+    ("gtlike", "minbinsz"): "fermixr's diffuse source maps have no minimum rebinning "
+                            "pixel size; they are computed on the analysis grid "
+                            "oversampled by gtlike.rfactor",
+    ("gtlike", "bexpmap_roi"): "fermixr computes the ROI exposure cube itself, or "
+                               "resamples the all-sky cube given as gtlike.bexpmap",
+    ("gtlike", "srcmap_base"): _SCALED,
+    ("gtlike", "bexpmap_base"): _SCALED,
+    ("gtlike", "bexpmap_roi_base"): _SCALED,
+    ("gtlike", "use_external_srcmap"): "fermixr takes a source's map from gtlike.srcmap "
+                                       "whenever that file holds it, with this flag or "
+                                       "without",
+    ("model", "extract_diffuse"): "fermixr reads the map cubes where they are; cutting "
+                                  "them out around the ROI changes no number",
+    ("optimizer", "init_lambda"): "not passed to the fitter yet: NEWTON starts with its "
+                                  "own damping",
+    ("optimizer", "verbosity"): "the fitters print nothing yet",
+    ("ltcube", "use_local_ltcube"): "the livetime cube is computed on the whole sky; a "
+                                    "local one gives the same exposure inside the ROI",
+    **{("plotting", k): _NO_PLOTTING
+       for k in ("loge_bounds", "catalogs", "graticule_radii", "format", "cmap",
+                 "cmap_resid", "figsize", "label_ts_threshold", "interactive")},
+}
+
+NOT_IMPLEMENTED: dict[tuple[str, str], str] = {
+    ("gtlike", "convolve"): "source maps without PSF convolution (Fermipy's convolve: "
+                            "false) are not implemented; fermixr always convolves with "
+                            "the PSF",
+    ("gtlike", "resample"): "diffuse maps taken without resampling onto the analysis grid "
+                            "(Fermipy's resample: false) are not implemented; fermixr "
+                            "always resamples",
+    ("gtlike", "use_scaled_srcmap"): "source maps scaled from srcmap_base by an exposure "
+                                     "ratio are not implemented; fermixr computes them",
+    ("binning", "hpx_ebin"): "HEALPix maps without an energy axis are not implemented",
+    ("roiopt", "skip"): "leaving sources out of the optimize step is not implemented "
+                        "yet; free or fix them with steps before optimize instead",
+}
+
+
+def _mark_table() -> None:
+    import dataclasses as _dc
+
+    for (sec, key), why in NO_EFFECT.items():
+        SECTIONS[sec][key] = _dc.replace(SECTIONS[sec][key], no_effect=why)
+    for (sec, key), why in NOT_IMPLEMENTED.items():
+        SECTIONS[sec][key] = _dc.replace(SECTIONS[sec][key], not_implemented=why)
+
+
+_mark_table()
+
+# Sections of steps not available yet (the steps refuse to run, so their options cannot
+# act); the option-table test covers every other section.
+PENDING_SECTIONS: tuple[str, ...] = ("sed", "tsmap", "tscube", "residmap", "sourcefind",
+                                     "localize", "extension", "lightcurve")
 
 # Other spellings accepted for whole sections (warns, then renames).
 SECTION_ALIASES: dict[str, str] = {"roiOpt": "roiopt"}

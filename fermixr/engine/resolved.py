@@ -143,18 +143,23 @@ def resolve(config: Mapping) -> Any:
 class Reads:
     """The options one consumer reads.
 
-    ``module``: the module that reads them (a test checks that each option's name appears
-    in its source as an attribute or a key); ``keyed``: the consumer is a planned data step
+    ``module``: the module that reads them, or a tuple of modules when the consumer hands
+    a whole section to a function elsewhere (a test checks that each option's name appears
+    in the source of one of them as an attribute or a key); ``keyed``: the consumer is a planned data step
     whose cache key must change with each of these options (and with no other option) --
     a test plans a recipe, changes each option of the table in turn and compares keys.
     """
 
-    module: str
+    module: str | tuple[str, ...]
     options: tuple[str, ...]
     keyed: bool = False
 
 
 _PLAN = "fermixr.engine.plan"
+# plan hands the binning section to geom_from_config and the model section to
+# build_sky_model
+_PLAN_GEOM = (_PLAN, "fermixr.geom.coords", "fermixr.geom.wcs", "fermixr.geom.hpx")
+_PLAN_MODEL = _PLAN_GEOM + ("fermixr.model.build",)
 
 # consumer -> what it reads.  Data steps (keyed) list what enters their own parameters;
 # a step's key also follows its inputs' keys (the test walks the task graph).  The
@@ -164,7 +169,7 @@ READS: dict[str, Reads] = {
     # --- the recipe machinery -------------------------------------------------------
     "run": Reads("fermixr.engine.run", ("fileio.outdir", "fileio.cachedir")),
     "recipe.resolve": Reads("fermixr.engine.recipe", (
-        "fileio.workdir", "data.caldb", "binning.roiwidth", "binning.npix", "binning.binsz",
+        "data.caldb", "binning.roiwidth", "binning.npix", "binning.binsz",
         "binning.binsperdec", "selection.logemin", "selection.logemax", "selection.glon",
         "selection.glat", "selection.emin", "selection.emax", "selection.zmax",
         "ltcube.zmax")),
@@ -178,7 +183,7 @@ READS: dict[str, Reads] = {
         "selection.tmax", "selection.ra", "selection.dec", "selection.radius",
         "selection.zmax", "selection.evclass", "selection.evtype", "selection.convtype",
         "selection.phasemin", "selection.phasemax"), keyed=True),
-    "counts": Reads(_PLAN, (
+    "counts": Reads(_PLAN_GEOM, (
         "binning.projtype", "binning.proj", "binning.coordsys", "binning.npix",
         "binning.binsz", "binning.roiwidth", "binning.hpx_order",
         "binning.hpx_ordering_scheme", "binning.binsperdec", "binning.enumbins",
@@ -186,7 +191,7 @@ READS: dict[str, Reads] = {
     "ltcube": Reads(_PLAN, (
         "data.scfile", "data.ltcube", "ltcube.zmax", "ltcube.binsz", "ltcube.dcostheta",
         "ltcube.phibins"), keyed=True),
-    "exposure": Reads(_PLAN, (
+    "exposure": Reads(_PLAN_GEOM, (
         "binning.projtype", "binning.proj", "binning.coordsys", "binning.npix",
         "binning.binsz", "binning.roiwidth", "binning.hpx_order",
         "binning.hpx_ordering_scheme", "binning.binsperdec", "binning.enumbins",
@@ -200,7 +205,7 @@ READS: dict[str, Reads] = {
         "selection.ra", "selection.dec", "selection.emin", "selection.emax",
         "binning.binsperdec", "binning.enumbins", "selection.evtype", "gtlike.irfs",
         "gtlike.edisp", "gtlike.edisp_bins", "data.caldb"), keyed=True),
-    "srcmap": Reads(_PLAN, (
+    "srcmap": Reads(_PLAN_MODEL, (
         "binning.projtype", "binning.proj", "binning.coordsys", "binning.npix",
         "binning.binsz", "binning.roiwidth", "binning.hpx_order",
         "binning.hpx_ordering_scheme", "binning.binsperdec", "binning.enumbins",
