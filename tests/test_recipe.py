@@ -167,7 +167,7 @@ def test_all_problems_reported_at_once():
     assert "binning.proj: got 'XYZ'; expected one of 'AIT', 'ARC', 'CAR'" in msg
     assert "binning.hpx_order: got 13; expected an integer >= 0 and <= 12" in msg
     assert "selection.evclass: got 'SOURCE'; expected an integer >= 1" in msg
-    assert "selection.zmax: got 200; expected a number >= 0 and <= 180 or null (in deg)" in msg
+    assert "selection.zmax: got 200; expected a number > 0 and <= 180 or null (in deg)" in msg
     assert "selection.emin: got 1000 with emax 100; expected emin < emax" in msg
     assert "optimizer.optimizer: got 'MIGRAD'; expected one of 'MINUIT', 'NEWMINUIT', " \
            "'NEWTON'" in msg
@@ -186,6 +186,11 @@ def test_all_problems_reported_at_once():
     ("model", "catalogs", [4], r"a string"),
     ("extension", "spatial_model", "Gauss", r"one of 'RadialGaussian', 'RadialDisk'"),
     ("data", "evfile", 5, r"a string or a list"),
+    # bounds that execution assumes: refused here, not deep inside a run
+    ("optimizer", "retries", 0, r"an integer >= 1"),
+    ("selection", "zmax", 0, r"a number > 0 and <= 180 or null"),
+    ("ltcube", "zmax", 0.0, r"a number > 0 and <= 180 or null"),
+    ("gtlike", "expscale", 0.0, r"a number > 0 or null"),
 ])
 def test_each_bad_value_message(section, key, value, expected):
     with pytest.raises(RecipeError, match=rf"{section}\.{key}(\[0\])?: got ") as info:
@@ -667,3 +672,34 @@ def test_inputs_are_not_mutated():
     with pytest.warns(DeprecationWarning):
         load_recipe(src, **over)
     assert src == src0 and over == over0
+
+
+@pytest.mark.parametrize("where,recipe", [
+    ("selection.dec", {"selection": {"ra": 83.6, "dec": float("nan")}}),
+    ("selection.tmin", {"selection": {"tmin": float("inf")}}),
+    ("gtlike.expscale", {"gtlike": {"expscale": float("nan")}}),
+    ("components[0].binning.binsz", {"components": [{"binning": {"binsz": float("-inf")}}]}),
+    ("steps[0].fit.tol", {"steps": [{"fit": {"tol": float("nan")}}]}),
+])
+def test_nan_and_infinity_are_refused(where, recipe):
+    with pytest.raises(RecipeError, match=re.escape(where) + r": got (nan|inf|-inf); "
+                                                             r"expected a finite number"):
+        load_recipe(recipe)
+
+
+def test_nan_in_yaml_is_refused(tmp_path):
+    p = _write(tmp_path, "selection: {ra: 83.6, dec: .nan}\n")
+    with pytest.raises(RecipeError, match=r"selection\.dec: got nan; expected a finite number"):
+        load_recipe(p)
+
+
+def test_table_bounds_are_the_checks_outside_the_schema():
+    from fermixr.engine import options as O
+
+    assert O.bounds("optimizer", "retries") == {"minimum": 1}
+    assert O.bounds("selection", "zmax") == {"exclusiveMinimum": 0, "maximum": 180}
+    O.check_value("optimizer", "retries", 1)
+    for bad in (0, float("nan")):
+        with pytest.raises(RecipeError, match=r"optimizer\.retries: got .*; expected a finite "
+                                              r"number >= 1"):
+            O.check_value("optimizer", "retries", bad)

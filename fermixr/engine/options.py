@@ -340,7 +340,7 @@ SECTIONS: dict[str, dict[str, Option]] = {
         "tmin": num(None, "Start time (mission elapsed time, kept as a float).", unit="s"),
         "tmax": num(None, "Stop time (mission elapsed time, kept as a float).", unit="s"),
         "zmax": num(None, "Maximum zenith angle of events; null applies no cut.", unit="deg",
-                    minimum=0, maximum=180),
+                    exclusive_minimum=0, maximum=180),
         "evclass": integer(128, "Event class bit mask (128 = SOURCE).", minimum=1),
         "evtype": Option(("integer", "array"), 3,
                          "Event type bit mask: FRONT 1, BACK 2, PSF0..3 4, 8, 16, 32, "
@@ -406,7 +406,7 @@ SECTIONS: dict[str, dict[str, Option]] = {
                                 extra={"additionalProperties": {"type": "number",
                                                                 "minimum": 0}}),
         "expscale": num(None, "Exposure scale applied to every source of the component "
-                              "(e.g. the width of a phase interval).", minimum=0),
+                              "(e.g. the width of a phase interval).", exclusive_minimum=0),
     },
     "model": {
         "src_radius": num(None, "Include catalog sources within this radius of the ROI "
@@ -446,8 +446,8 @@ SECTIONS: dict[str, dict[str, Option]] = {
         "max_iter": integer(100, "Iteration limit of the Newton fitter.", minimum=1),
         "init_lambda": num(1e-4, "Initial damping of the Newton fitter; 0 disables "
                                  "damping.", minimum=0),
-        "retries": integer(3, "Attempts when the fit quality is below min_fit_quality.",
-                           minimum=0),
+        "retries": integer(3, "Attempts when the fit quality is below min_fit_quality "
+                              "(the first attempt counts).", minimum=1),
         "min_fit_quality": integer(2, "Minimum fit quality: 3 accurate covariance, 2 forced "
                                       "positive-definite, 1 diagonal only, 0 none.",
                                    minimum=0, maximum=3),
@@ -472,7 +472,8 @@ SECTIONS: dict[str, dict[str, Option]] = {
                          maximum=1),
         "use_local_ltcube": flag(False, "Compute the livetime cube only around the ROI."),
         "zmax": num(None, "Zenith cut of the livetime cube.  The Science Tools' gtltcube "
-                          "default is no cut (180).", unit="deg", minimum=0, maximum=180,
+                          "default is no cut (180).", unit="deg", exclusive_minimum=0,
+                    maximum=180,
                     fermixr=True,
                     derived="selection.zmax, or 180 (no cut) when that is null"),
     },
@@ -1021,6 +1022,38 @@ def section_names() -> list[str]:
 
 def get_option(section: str, key: str) -> Option:
     return SECTIONS[section][key]
+
+
+def bounds(section: str, key: str) -> dict:
+    """The numeric bounds of an option as JSON Schema keywords (``minimum``,
+    ``exclusiveMinimum``, ``maximum``), for checks outside the schema that must agree with
+    it."""
+    o = SECTIONS[section][key]
+    return {k: v for k, v in (("minimum", o.minimum), ("exclusiveMinimum", o.exclusive_minimum),
+                              ("maximum", o.maximum)) if v is not None}
+
+
+def check_value(section: str, key: str, value, where: str | None = None) -> None:
+    """Raise :class:`~fermixr.errors.RecipeError` when ``value`` is outside the table's
+    bounds of ``section.key`` (or not finite): the one place such checks come from."""
+    import math
+
+    from ..errors import RecipeError
+
+    if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
+        return
+    b = bounds(section, key)
+    ok = math.isfinite(value)
+    ok = ok and ("minimum" not in b or value >= b["minimum"])
+    ok = ok and ("exclusiveMinimum" not in b or value > b["exclusiveMinimum"])
+    ok = ok and ("maximum" not in b or value <= b["maximum"])
+    if not ok:
+        words = [f">= {b['minimum']}" if "minimum" in b else None,
+                 f"> {b['exclusiveMinimum']}" if "exclusiveMinimum" in b else None,
+                 f"<= {b['maximum']}" if "maximum" in b else None]
+        want = " and ".join(w for w in words if w) or "finite"
+        raise RecipeError(f"{where or f'{section}.{key}'}: got {value!r}; expected a finite "
+                          f"number {want}".rstrip())
 
 
 def default_config() -> dict:
