@@ -111,9 +111,11 @@ def _prep_tasks(opts, wanted, sfx) -> list[Task]:
             parse_filter(sel.filter)  # a syntax error stops the run before any work
         except Exception as exc:
             raise type(exc)(f"selection.filter: {exc}") from None
+    # the GTI step reads the FT2 only for the filter and the ROI zenith cut
     gti_files = {"evfile": evfiles}
-    if sel.filter or roicut or need_ft2:
+    if sel.filter or roicut:
         gti_files["scfile"] = _files(data.scfile, "data.scfile")
+    scfiles = _files(data.scfile, "data.scfile") if need_ft2 else None
     out.append(Task(
         f"gti{sfx}", "gti",
         {"tmin": sel.tmin, "tmax": sel.tmax, "filter": sel.filter,
@@ -150,7 +152,7 @@ def _prep_tasks(opts, wanted, sfx) -> list[Task]:
                 f"ltcube{sfx}", "ltcube",
                 {"zmax": lt.zmax, "binsz": lt.binsz,
                  "dcostheta": lt.dcostheta, "phibins": lt.phibins},
-                inputs={"gti": f"gti{sfx}"}, files={"scfile": gti_files["scfile"]},
+                inputs={"gti": f"gti{sfx}"}, files={"scfile": scfiles},
             ))
     irf = _irf_params(opts)
     if "exposure" in wanted and gtl.bexpmap:
