@@ -173,6 +173,8 @@ READS: dict[str, Reads] = {
         "binning.binsperdec", "selection.logemin", "selection.logemax", "selection.glon",
         "selection.glat", "selection.emin", "selection.emax", "selection.zmax",
         "ltcube.zmax")),
+    # the CALDB folder locates the IRF files; their content, not the folder, is in the keys
+    "plan.irf": Reads(_PLAN, ("data.caldb",)),
     # --- planned data steps (their parameters are their keys) ------------------------
     "gti": Reads(_PLAN, (
         "data.evfile", "data.scfile", "selection.tmin", "selection.tmax", "selection.filter",
@@ -196,22 +198,22 @@ READS: dict[str, Reads] = {
         "binning.binsz", "binning.roiwidth", "binning.hpx_order",
         "binning.hpx_ordering_scheme", "binning.binsperdec", "binning.enumbins",
         "selection.emin", "selection.emax", "selection.ra", "selection.dec",
-        "selection.evtype", "gtlike.irfs", "gtlike.bexpmap", "data.caldb"), keyed=True),
+        "selection.evtype", "gtlike.irfs", "gtlike.bexpmap"), keyed=True),
     "psf": Reads(_PLAN, (
         "selection.ra", "selection.dec", "selection.emin", "selection.emax",
-        "binning.binsperdec", "binning.enumbins", "selection.evtype", "gtlike.irfs",
-        "data.caldb"), keyed=True),
+        "binning.binsperdec", "binning.enumbins", "selection.evtype", "gtlike.irfs"),
+        keyed=True),
     "drm": Reads(_PLAN, (
         "selection.ra", "selection.dec", "selection.emin", "selection.emax",
         "binning.binsperdec", "binning.enumbins", "selection.evtype", "gtlike.irfs",
-        "gtlike.edisp", "gtlike.edisp_bins", "data.caldb"), keyed=True),
+        "gtlike.edisp", "gtlike.edisp_bins"), keyed=True),
     "srcmap": Reads(_PLAN_MODEL, (
         "binning.projtype", "binning.proj", "binning.coordsys", "binning.npix",
         "binning.binsz", "binning.roiwidth", "binning.hpx_order",
         "binning.hpx_ordering_scheme", "binning.binsperdec", "binning.enumbins",
         "selection.emin", "selection.emax", "selection.ra", "selection.dec",
         "selection.evtype", "gtlike.irfs", "gtlike.edisp", "gtlike.edisp_bins",
-        "gtlike.rfactor", "gtlike.srcmap", "data.caldb",
+        "gtlike.rfactor", "gtlike.srcmap",
         "model.src_radius", "model.src_roiwidth", "model.src_radius_roi", "model.isodiff",
         "model.galdiff", "model.limbdiff", "model.diffuse", "model.sources", "model.extdir",
         "model.diffuse_dir", "model.catalogs", "model.merge_sources",
