@@ -703,3 +703,53 @@ def test_table_bounds_are_the_checks_outside_the_schema():
         with pytest.raises(RecipeError, match=r"optimizer\.retries: got .*; expected a finite "
                                               r"number >= 1"):
             O.check_value("optimizer", "retries", bad)
+
+
+# --- resolved options -------------------------------------------------------------------------
+
+
+def test_resolved_sections_are_frozen_typed_and_filled_once():
+    import dataclasses
+
+    from fermixr.engine.resolved import Resolved, SECTION_TYPES, resolve
+
+    r = _quiet(load_recipe, {"selection": {"zmax": 90, "evtype": [1, 2]},
+                             "binning": {"roiwidth": 3.0, "binsz": 0.1},
+                             "data": {"evfile": ["a.fits", "b.fits"]}})
+    o = r.options[0]
+    assert isinstance(o, Resolved) and type(o.selection) is SECTION_TYPES["selection"]
+    # derived once, by the recipe: ltcube.zmax follows selection.zmax, npix the roiwidth
+    assert (o.selection.zmax, o.ltcube.zmax, o.binning.npix, o.selection.evtype) == (
+        90.0, 90.0, 30, 3)
+    assert o.selection.radius == pytest.approx(math.sqrt(2) * 0.5 * 3.0 + 0.5)
+    # defaults come from the table only
+    assert o.optimizer.retries == O.SECTIONS["optimizer"]["retries"].default == 3
+    assert o.gtlike.edisp is True and o.gtlike.edisp_bins == 1
+    # frozen, lists as tuples, plain data back
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        o.selection.zmax = 100.0
+    assert isinstance(o.data.evfile, tuple)
+    assert o.to_dict() == {s: r.components[0][s] for s in SECTION_TYPES}
+    assert resolve(r.components[0]) == o
+    # no zenith cut given: the livetime cube has none (180), the events no cut (None)
+    o2 = _quiet(load_recipe, {}).options[0]
+    assert (o2.selection.zmax, o2.ltcube.zmax) == (None, 180.0)
+
+
+def test_resolved_options_per_component_and_per_step():
+    r = _quiet(load_recipe, {
+        "optimizer": {"tol": 1e-4},
+        "components": [{"selection": {"evtype": 1}}, {"selection": {"evtype": 2},
+                                                      "binning": {"binsz": 0.2}}],
+        "steps": ["setup", {"fit": {"optimizer": "NEWTON"}}, "optimize"]})
+    a, b = r.options
+    assert (a.selection.evtype, b.selection.evtype) == (1, 2)
+    assert (a.binning.binsz, b.binning.binsz) == (0.1, 0.2)
+    assert r.step_section(0) is None
+    fit = r.step_section(1, component=1)
+    assert (fit.section, fit.optimizer, fit.tol, fit.retries) == ("optimizer", "NEWTON",
+                                                                   1e-4, 3)
+    assert r.step_section(2).npred_frac == 0.95
+    assert r.options[0].optimizer.optimizer == "MINUIT"      # the step changed only itself
+    with pytest.raises(RecipeError, match=r"optimizer: no option 'tolerance'"):
+        fit.replace(tolerance=1.0)
