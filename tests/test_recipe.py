@@ -753,3 +753,17 @@ def test_resolved_options_per_component_and_per_step():
     assert r.options[0].optimizer.optimizer == "MINUIT"      # the step changed only itself
     with pytest.raises(RecipeError, match=r"optimizer: no option 'tolerance'"):
         fit.replace(tolerance=1.0)
+
+
+def test_read_values_give_a_consumers_options_for_its_key():
+    from fermixr.engine.hashing import digest
+    from fermixr.engine.resolved import READS, read_values
+
+    a = _quiet(load_recipe, {}).options[0]
+    b = _quiet(load_recipe, {"gtlike": {"expscale": 2.0}}).options[0]
+    va, vb = read_values(a, "analysis"), read_values(b, "analysis")
+    assert set(va) == set(READS["analysis"].options)
+    assert (va["gtlike.expscale"], vb["gtlike.expscale"]) == (None, 2.0)
+    assert digest(va) != digest(vb)
+    assert read_values(a, "ltcube") == read_values(
+        _quiet(load_recipe, {"selection": {"evtype": 1}}).options[0], "ltcube")

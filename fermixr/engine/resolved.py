@@ -233,3 +233,16 @@ READS: dict[str, Reads] = {
 def declared_reads(option: str) -> list[str]:
     """Consumers declaring that they read ``section.option``."""
     return [name for name, r in READS.items() if option in r.options]
+
+
+def read_values(opts, consumer: str) -> dict:
+    """``{"section.option": value}`` of every option ``consumer`` declares in
+    :data:`READS`, from resolved options ``opts`` (plain data, ready for a cache key): a
+    consumer whose parameters are not planned (an analysis step) puts this in its key so
+    that a change of any option it reads makes a new product."""
+    opts = resolve(opts)
+    out = {}
+    for name in READS[consumer].options:
+        sec, key = name.split(".", 1)
+        out[name] = thaw(getattr(getattr(opts, sec), key))
+    return out
