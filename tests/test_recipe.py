@@ -167,7 +167,7 @@ def test_all_problems_reported_at_once():
     assert "binning.proj: got 'XYZ'; expected one of 'AIT', 'ARC', 'CAR'" in msg
     assert "binning.hpx_order: got 13; expected an integer >= 0 and <= 12" in msg
     assert "selection.evclass: got 'SOURCE'; expected an integer >= 1" in msg
-    assert "selection.zmax: got 200; expected a number >= 0 and <= 180 or null (in deg)" in msg
+    assert "selection.zmax: got 200; expected a number > 0 and <= 180 or null (in deg)" in msg
     assert "selection.emin: got 1000 with emax 100; expected emin < emax" in msg
     assert "optimizer.optimizer: got 'MIGRAD'; expected one of 'MINUIT', 'NEWMINUIT', " \
            "'NEWTON'" in msg
@@ -186,6 +186,11 @@ def test_all_problems_reported_at_once():
     ("model", "catalogs", [4], r"a string"),
     ("extension", "spatial_model", "Gauss", r"one of 'RadialGaussian', 'RadialDisk'"),
     ("data", "evfile", 5, r"a string or a list"),
+    # bounds that execution assumes: refused here, not deep inside a run
+    ("optimizer", "retries", 0, r"an integer >= 1"),
+    ("selection", "zmax", 0, r"a number > 0 and <= 180 or null"),
+    ("ltcube", "zmax", 0.0, r"a number > 0 and <= 180 or null"),
+    ("gtlike", "expscale", 0.0, r"a number > 0 or null"),
 ])
 def test_each_bad_value_message(section, key, value, expected):
     with pytest.raises(RecipeError, match=rf"{section}\.{key}(\[0\])?: got ") as info:
@@ -242,7 +247,8 @@ selection:
   roicut: no
   target: Crab
   radius: null
-optimizer: {tol: 1e-4, init_lambda: 1E-5}
+optimizer: {tol: 1e-4}
+roiopt: {npred_threshold: 1E-5}
 """)
     r = _quiet(load_recipe, p)
     b, s, o = r.config["binning"], r.config["selection"], r.config["optimizer"]
@@ -253,7 +259,8 @@ optimizer: {tol: 1e-4, init_lambda: 1E-5}
     assert s["evtype"] == 60                         # union of PSF0..3
     assert s["roicut"] == "no"                       # YAML 1.1 'no' is a boolean
     assert s["target"] == "Crab"
-    assert o["tol"] == 1e-4 and o["init_lambda"] == 1e-5  # '1e-4' is a float, not a string
+    assert o["tol"] == 1e-4                          # '1e-4' is a float, not a string
+    assert r.config["roiopt"]["npred_threshold"] == 1e-5
 
 
 # --- warnings: unknown keys and old spellings ------------------------------------------------
@@ -483,12 +490,17 @@ def test_overrides_accept_numpy_scalars():
 
 
 @pytest.mark.parametrize("roiwidth,binsz,npix", [
-    (10.0, 0.1, 100), (7.0, 0.1, 70), (10.0, 0.3, 34), (12.0, 0.1, 120), (15, 0.2, 75),
-    (10.0, 0.25, 40), (3.3, 0.1, 33),
+    (10.0, 0.1, 100), (7.0, 0.1, 70), (10.0, 0.3, 33), (10.0, 0.35, 29), (12.0, 0.1, 120),
+    (15, 0.2, 75), (10.0, 0.25, 40), (3.3, 0.1, 33), (2.5, 1.0, 2),
 ])
-def test_npix_is_ceil_of_roiwidth_over_binsz(roiwidth, binsz, npix):
+def test_npix_is_fermipys_rounding_of_roiwidth_over_binsz(roiwidth, binsz, npix):
+    """Fermipy: npix = int(np.round(roiwidth / binsz)); the recipe and the geometry agree."""
     r = _quiet(load_recipe, {"binning": {"roiwidth": roiwidth, "binsz": binsz}})
     assert r.config["binning"]["npix"] == npix
+    from fermixr.geom import WcsGeom
+
+    assert WcsGeom.from_config({"roiwidth": roiwidth, "binsz": binsz}, (0.0, 0.0)).npix == (
+        npix, npix)
     assert r.config["selection"]["radius"] == pytest.approx(
         math.sqrt(2) * 0.5 * npix * binsz + 0.5, rel=1e-15)
 
@@ -660,3 +672,98 @@ def test_inputs_are_not_mutated():
     with pytest.warns(DeprecationWarning):
         load_recipe(src, **over)
     assert src == src0 and over == over0
+
+
+@pytest.mark.parametrize("where,recipe", [
+    ("selection.dec", {"selection": {"ra": 83.6, "dec": float("nan")}}),
+    ("selection.tmin", {"selection": {"tmin": float("inf")}}),
+    ("gtlike.expscale", {"gtlike": {"expscale": float("nan")}}),
+    ("components[0].binning.binsz", {"components": [{"binning": {"binsz": float("-inf")}}]}),
+    ("steps[0].fit.tol", {"steps": [{"fit": {"tol": float("nan")}}]}),
+])
+def test_nan_and_infinity_are_refused(where, recipe):
+    with pytest.raises(RecipeError, match=re.escape(where) + r": got (nan|inf|-inf); "
+                                                             r"expected a finite number"):
+        load_recipe(recipe)
+
+
+def test_nan_in_yaml_is_refused(tmp_path):
+    p = _write(tmp_path, "selection: {ra: 83.6, dec: .nan}\n")
+    with pytest.raises(RecipeError, match=r"selection\.dec: got nan; expected a finite number"):
+        load_recipe(p)
+
+
+def test_table_bounds_are_the_checks_outside_the_schema():
+    from fermixr.engine import options as O
+
+    assert O.bounds("optimizer", "retries") == {"minimum": 1}
+    assert O.bounds("selection", "zmax") == {"exclusiveMinimum": 0, "maximum": 180}
+    O.check_value("optimizer", "retries", 1)
+    for bad in (0, float("nan")):
+        with pytest.raises(RecipeError, match=r"optimizer\.retries: got .*; expected a finite "
+                                              r"number >= 1"):
+            O.check_value("optimizer", "retries", bad)
+
+
+# --- resolved options -------------------------------------------------------------------------
+
+
+def test_resolved_sections_are_frozen_typed_and_filled_once():
+    import dataclasses
+
+    from fermixr.engine.resolved import Resolved, SECTION_TYPES, resolve
+
+    r = _quiet(load_recipe, {"selection": {"zmax": 90, "evtype": [1, 2]},
+                             "binning": {"roiwidth": 3.0, "binsz": 0.1},
+                             "data": {"evfile": ["a.fits", "b.fits"]}})
+    o = r.options[0]
+    assert isinstance(o, Resolved) and type(o.selection) is SECTION_TYPES["selection"]
+    # derived once, by the recipe: ltcube.zmax follows selection.zmax, npix the roiwidth
+    assert (o.selection.zmax, o.ltcube.zmax, o.binning.npix, o.selection.evtype) == (
+        90.0, 90.0, 30, 3)
+    assert o.selection.radius == pytest.approx(math.sqrt(2) * 0.5 * 3.0 + 0.5)
+    # defaults come from the table only
+    assert o.optimizer.retries == O.SECTIONS["optimizer"]["retries"].default == 3
+    assert o.gtlike.edisp is True and o.gtlike.edisp_bins == 1
+    # frozen, lists as tuples, plain data back
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        o.selection.zmax = 100.0
+    assert isinstance(o.data.evfile, tuple)
+    assert o.to_dict() == {s: r.components[0][s] for s in SECTION_TYPES}
+    assert resolve(r.components[0]) == o
+    # no zenith cut given: the livetime cube has none (180), the events no cut (None)
+    o2 = _quiet(load_recipe, {}).options[0]
+    assert (o2.selection.zmax, o2.ltcube.zmax) == (None, 180.0)
+
+
+def test_resolved_options_per_component_and_per_step():
+    r = _quiet(load_recipe, {
+        "optimizer": {"tol": 1e-4},
+        "components": [{"selection": {"evtype": 1}}, {"selection": {"evtype": 2},
+                                                      "binning": {"binsz": 0.2}}],
+        "steps": ["setup", {"fit": {"optimizer": "NEWTON"}}, "optimize"]})
+    a, b = r.options
+    assert (a.selection.evtype, b.selection.evtype) == (1, 2)
+    assert (a.binning.binsz, b.binning.binsz) == (0.1, 0.2)
+    assert r.step_section(0) is None
+    fit = r.step_section(1, component=1)
+    assert (fit.section, fit.optimizer, fit.tol, fit.retries) == ("optimizer", "NEWTON",
+                                                                   1e-4, 3)
+    assert r.step_section(2).npred_frac == 0.95
+    assert r.options[0].optimizer.optimizer == "MINUIT"      # the step changed only itself
+    with pytest.raises(RecipeError, match=r"optimizer: no option 'tolerance'"):
+        fit.replace(tolerance=1.0)
+
+
+def test_read_values_give_a_consumers_options_for_its_key():
+    from fermixr.engine.hashing import digest
+    from fermixr.engine.resolved import READS, read_values
+
+    a = _quiet(load_recipe, {}).options[0]
+    b = _quiet(load_recipe, {"gtlike": {"expscale": 2.0}}).options[0]
+    va, vb = read_values(a, "analysis"), read_values(b, "analysis")
+    assert set(va) == set(READS["analysis"].options)
+    assert (va["gtlike.expscale"], vb["gtlike.expscale"]) == (None, 2.0)
+    assert digest(va) != digest(vb)
+    assert read_values(a, "ltcube") == read_values(
+        _quiet(load_recipe, {"selection": {"evtype": 1}}).options[0], "ltcube")

@@ -22,6 +22,17 @@ Conventions of the table
 * ``listify`` options accept one string where a list is expected (Fermipy does the same).
 * ``alias_of`` marks an accepted old spelling; ``deprecated`` ones warn with a
   :class:`DeprecationWarning`.
+* ``no_effect`` (a reason) marks an option fermixr accepts for Fermipy compatibility but
+  does not use; a recipe that sets it to anything but its default warns with
+  :class:`fermixr.engine.recipe.OptionWithoutEffectWarning` naming the option and the
+  reason.  Schema annotation ``x-no-effect``.
+* ``not_implemented`` (a reason) marks an option whose default is what fermixr does and
+  whose other values would change the physics in a way fermixr does not implement: any
+  other value is refused with a :class:`~fermixr.errors.RecipeError`.  Schema annotation
+  ``x-not-implemented``.
+* Every other option is read by a consumer declared in
+  :data:`fermixr.engine.resolved.READS`; a test checks that the table and the
+  declarations cover each other.
 """
 
 from __future__ import annotations
@@ -58,6 +69,8 @@ class Option:
     fermixr: bool = False              # fermixr's own option, not in Fermipy
     alias_of: str | None = None
     deprecated: bool = False
+    no_effect: str | None = None       # accepted without effect: the reason
+    not_implemented: str | None = None  # values other than the default are refused: why
 
     @property
     def types(self) -> tuple[str, ...]:
@@ -103,6 +116,10 @@ class Option:
             s["x-fermixr"] = True
         if self.deprecated:
             s["deprecated"] = True
+        if self.no_effect:
+            s["x-no-effect"] = self.no_effect
+        if self.not_implemented:
+            s["x-not-implemented"] = self.not_implemented
         return s
 
 
@@ -298,7 +315,8 @@ SECTIONS: dict[str, dict[str, Option]] = {
         "coordsys": choice("CEL", ("CEL", "GAL"), "Coordinate frame of the map: celestial "
                                                   "(RA/Dec) or Galactic."),
         "npix": integer(None, "Number of pixels along each side of the map.", minimum=1,
-                        derived="ceil(roiwidth / binsz)"),
+                        derived="round(roiwidth / binsz), Fermipy's rule (nearest integer, "
+                                "halves to even)"),
         "roiwidth": num(10.0, "Width of the ROI map.", unit="deg", exclusive_minimum=0,
                         derived="npix * binsz when npix is given and roiwidth is not"),
         "binsz": num(0.1, "Pixel size.", unit="deg", exclusive_minimum=0),
@@ -322,7 +340,7 @@ SECTIONS: dict[str, dict[str, Option]] = {
         "tmin": num(None, "Start time (mission elapsed time, kept as a float).", unit="s"),
         "tmax": num(None, "Stop time (mission elapsed time, kept as a float).", unit="s"),
         "zmax": num(None, "Maximum zenith angle of events; null applies no cut.", unit="deg",
-                    minimum=0, maximum=180),
+                    exclusive_minimum=0, maximum=180),
         "evclass": integer(128, "Event class bit mask (128 = SOURCE).", minimum=1),
         "evtype": Option(("integer", "array"), 3,
                          "Event type bit mask: FRONT 1, BACK 2, PSF0..3 4, 8, 16, 32, "
@@ -388,7 +406,7 @@ SECTIONS: dict[str, dict[str, Option]] = {
                                 extra={"additionalProperties": {"type": "number",
                                                                 "minimum": 0}}),
         "expscale": num(None, "Exposure scale applied to every source of the component "
-                              "(e.g. the width of a phase interval).", minimum=0),
+                              "(e.g. the width of a phase interval).", exclusive_minimum=0),
     },
     "model": {
         "src_radius": num(None, "Include catalog sources within this radius of the ROI "
@@ -428,8 +446,8 @@ SECTIONS: dict[str, dict[str, Option]] = {
         "max_iter": integer(100, "Iteration limit of the Newton fitter.", minimum=1),
         "init_lambda": num(1e-4, "Initial damping of the Newton fitter; 0 disables "
                                  "damping.", minimum=0),
-        "retries": integer(3, "Attempts when the fit quality is below min_fit_quality.",
-                           minimum=0),
+        "retries": integer(3, "Attempts when the fit quality is below min_fit_quality "
+                              "(the first attempt counts).", minimum=1),
         "min_fit_quality": integer(2, "Minimum fit quality: 3 accurate covariance, 2 forced "
                                       "positive-definite, 1 diagonal only, 0 none.",
                                    minimum=0, maximum=3),
@@ -454,7 +472,8 @@ SECTIONS: dict[str, dict[str, Option]] = {
                          maximum=1),
         "use_local_ltcube": flag(False, "Compute the livetime cube only around the ROI."),
         "zmax": num(None, "Zenith cut of the livetime cube.  The Science Tools' gtltcube "
-                          "default is no cut (180).", unit="deg", minimum=0, maximum=180,
+                          "default is no cut (180).", unit="deg", exclusive_minimum=0,
+                    maximum=180,
                     fermixr=True,
                     derived="selection.zmax, or 180 (no cut) when that is null"),
     },
@@ -608,6 +627,84 @@ SECTIONS: dict[str, dict[str, Option]] = {
         "seed": integer(None, "Seed of the random generator of simulations.", minimum=0),
     },
 }
+
+# --- options accepted without effect, and values refused ------------------------------
+_NO_STORE_FOLDERS = ("fermixr keeps its products in the content-addressed store "
+                     "(fileio.cachedir) and writes results to fileio.outdir; it has no "
+                     "working or scratch folder")
+_NO_LOGGING = ("fermixr's messages are set on the command line (--quiet) and by Python's "
+               "logging, not by this option")
+_SCALED = ("used only with gtlike.use_scaled_srcmap, which fermixr does not implement")
+_NO_PLOTTING = "fermixr's plots (write_roi make_plots) do not read the plotting section yet"
+
+NO_EFFECT: dict[tuple[str, str], str] = {
+    ("fileio", "scratchdir"): _NO_STORE_FOLDERS,
+    ("fileio", "workdir"): _NO_STORE_FOLDERS,
+    ("fileio", "usescratch"): _NO_STORE_FOLDERS,
+    ("fileio", "workdir_regex"): _NO_STORE_FOLDERS,
+    ("fileio", "outdir_regex"): _NO_STORE_FOLDERS,
+    ("fileio", "savefits"): "fermixr's intermediate products are zarr stores in "
+                            "fileio.cachedir, kept always; 'fermixr export' writes FITS",
+    ("fileio", "logfile"): "fermixr writes no log file; messages go to stderr and the run "
+                           "record to <outdir>/run.json",
+    ("logging", "prefix"): _NO_LOGGING,
+    ("logging", "chatter"): _NO_LOGGING,
+    ("logging", "verbosity"): _NO_LOGGING,
+    ("data", "cacheft1"): "the selected events are always kept, as the 'events' product "
+                          "of the store",
+    ("gtlike", "minbinsz"): "fermixr's diffuse source maps have no minimum rebinning "
+                            "pixel size; they are computed on the analysis grid "
+                            "oversampled by gtlike.rfactor",
+    ("gtlike", "bexpmap_roi"): "fermixr computes the ROI exposure cube itself, or "
+                               "resamples the all-sky cube given as gtlike.bexpmap",
+    ("gtlike", "srcmap_base"): _SCALED,
+    ("gtlike", "bexpmap_base"): _SCALED,
+    ("gtlike", "bexpmap_roi_base"): _SCALED,
+    ("gtlike", "use_external_srcmap"): "fermixr takes a source's map from gtlike.srcmap "
+                                       "whenever that file holds it, with this flag or "
+                                       "without",
+    ("model", "extract_diffuse"): "fermixr reads the map cubes where they are; cutting "
+                                  "them out around the ROI changes no number",
+    ("optimizer", "init_lambda"): "not passed to the fitter yet: NEWTON starts with its "
+                                  "own damping",
+    ("optimizer", "verbosity"): "the fitters print nothing yet",
+    ("ltcube", "use_local_ltcube"): "the livetime cube is computed on the whole sky; a "
+                                    "local one gives the same exposure inside the ROI",
+    **{("plotting", k): _NO_PLOTTING
+       for k in ("loge_bounds", "catalogs", "graticule_radii", "format", "cmap",
+                 "cmap_resid", "figsize", "label_ts_threshold", "interactive")},
+}
+
+NOT_IMPLEMENTED: dict[tuple[str, str], str] = {
+    ("gtlike", "convolve"): "source maps without PSF convolution (Fermipy's convolve: "
+                            "false) are not implemented; fermixr always convolves with "
+                            "the PSF",
+    ("gtlike", "resample"): "diffuse maps taken without resampling onto the analysis grid "
+                            "(Fermipy's resample: false) are not implemented; fermixr "
+                            "always resamples",
+    ("gtlike", "use_scaled_srcmap"): "source maps scaled from srcmap_base by an exposure "
+                                     "ratio are not implemented; fermixr computes them",
+    ("binning", "hpx_ebin"): "HEALPix maps without an energy axis are not implemented",
+    ("roiopt", "skip"): "leaving sources out of the optimize step is not implemented "
+                        "yet; free or fix them with steps before optimize instead",
+}
+
+
+def _mark_table() -> None:
+    import dataclasses as _dc
+
+    for (sec, key), why in NO_EFFECT.items():
+        SECTIONS[sec][key] = _dc.replace(SECTIONS[sec][key], no_effect=why)
+    for (sec, key), why in NOT_IMPLEMENTED.items():
+        SECTIONS[sec][key] = _dc.replace(SECTIONS[sec][key], not_implemented=why)
+
+
+_mark_table()
+
+# Sections of steps not available yet (the steps refuse to run, so their options cannot
+# act); the option-table test covers every other section.
+PENDING_SECTIONS: tuple[str, ...] = ("sed", "tsmap", "tscube", "residmap", "sourcefind",
+                                     "localize", "extension", "lightcurve")
 
 # Other spellings accepted for whole sections (warns, then renames).
 SECTION_ALIASES: dict[str, str] = {"roiOpt": "roiopt"}
@@ -925,6 +1022,38 @@ def section_names() -> list[str]:
 
 def get_option(section: str, key: str) -> Option:
     return SECTIONS[section][key]
+
+
+def bounds(section: str, key: str) -> dict:
+    """The numeric bounds of an option as JSON Schema keywords (``minimum``,
+    ``exclusiveMinimum``, ``maximum``), for checks outside the schema that must agree with
+    it."""
+    o = SECTIONS[section][key]
+    return {k: v for k, v in (("minimum", o.minimum), ("exclusiveMinimum", o.exclusive_minimum),
+                              ("maximum", o.maximum)) if v is not None}
+
+
+def check_value(section: str, key: str, value, where: str | None = None) -> None:
+    """Raise :class:`~fermixr.errors.RecipeError` when ``value`` is outside the table's
+    bounds of ``section.key`` (or not finite): the one place such checks come from."""
+    import math
+
+    from ..errors import RecipeError
+
+    if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
+        return
+    b = bounds(section, key)
+    ok = math.isfinite(value)
+    ok = ok and ("minimum" not in b or value >= b["minimum"])
+    ok = ok and ("exclusiveMinimum" not in b or value > b["exclusiveMinimum"])
+    ok = ok and ("maximum" not in b or value <= b["maximum"])
+    if not ok:
+        words = [f">= {b['minimum']}" if "minimum" in b else None,
+                 f"> {b['exclusiveMinimum']}" if "exclusiveMinimum" in b else None,
+                 f"<= {b['maximum']}" if "maximum" in b else None]
+        want = " and ".join(w for w in words if w) or "finite"
+        raise RecipeError(f"{where or f'{section}.{key}'}: got {value!r}; expected a finite "
+                          f"number {want}".rstrip())
 
 
 def default_config() -> dict:

@@ -14,6 +14,7 @@ import numpy as np
 
 from ..errors import RecipeError
 from .executor import Task
+from .resolved import thaw
 
 # what each user-level step needs, in dependency order
 PREP_PRODUCTS = ("gti", "events", "counts", "ltcube", "exposure", "psf", "drm", "srcmaps")
@@ -51,109 +52,114 @@ def plan_tasks(recipe) -> list[Task]:
             if p not in wanted:
                 wanted.append(p)
     wanted.sort(key=PREP_PRODUCTS.index)
-    comps = recipe.components
+    comps = recipe.options
     tasks: list[Task] = []
-    for i, cfg in enumerate(comps):
+    for i, opts in enumerate(comps):
         sfx = f"/{i:02d}" if len(comps) > 1 else ""
         need = list(wanted)
-        if (cfg["gtlike"].get("bexpmap") and "ltcube" in need and "psf" not in need
+        if (opts.gtlike.bexpmap and "ltcube" in need and "psf" not in need
                 and "ltcube" not in requested):
             need.remove("ltcube")  # the given exposure cube replaces it
-        tasks.extend(_prep_tasks(cfg, need, sfx))
+        tasks.extend(_prep_tasks(opts, need, sfx))
     return tasks
 
 
-def roi_center(cfg) -> tuple[float, float]:
-    """(ra, dec) of the ROI centre from ``selection`` (ra/dec, else glon/glat)."""
-    sel = cfg["selection"]
-    if sel.get("ra") is not None and sel.get("dec") is not None:
-        return float(sel["ra"]), float(sel["dec"])
-    if sel.get("glon") is not None and sel.get("glat") is not None:
-        from ..geom.frames import fermipy_gal_to_cel
+def _options(cfg):
+    """Resolved options from a Resolved object or a resolved configuration mapping."""
+    from .resolved import resolve
 
-        return fermipy_gal_to_cel(sel["glon"], sel["glat"])
-    if sel.get("target"):
+    return resolve(cfg)
+
+
+def roi_center(cfg) -> tuple[float, float]:
+    """(ra, dec) of the ROI centre (``selection.ra/dec``; the recipe derived them from
+    glon/glat when those were given).  ``cfg``: resolved options or a resolved component
+    configuration."""
+    sel = _options(cfg).selection
+    if sel.ra is not None and sel.dec is not None:
+        return float(sel.ra), float(sel.dec)
+    if sel.target:
         raise RecipeError(
-            f"selection.target {sel['target']!r}: resolving a target name needs the source "
+            f"selection.target {sel.target!r}: resolving a target name needs the source "
             "catalog, which this version does not read yet; give selection.ra/dec or glon/glat"
         )
     raise RecipeError("selection: the ROI centre is not set; give ra/dec, glon/glat or target")
 
 
-def _files(cfg, key: str, what: str, section: str = "data"):
+def _files(spec, what: str):
     from ..io.filelist import resolve_files
 
-    return [str(p) for p in resolve_files(cfg[section].get(key), what=what)]
+    return [str(p) for p in resolve_files(thaw(spec), what=what)]
 
 
-def _prep_tasks(cfg, wanted, sfx) -> list[Task]:
+def _prep_tasks(opts, wanted, sfx) -> list[Task]:
     from ..geom import EnergyAxis, geom_from_config
 
-    sel, data, lt, gtl = cfg["selection"], cfg["data"], cfg["ltcube"], cfg["gtlike"]
-    ra, dec = roi_center(cfg)
+    sel, data, lt, gtl = opts.selection, opts.data, opts.ltcube, opts.gtlike
+    ra, dec = roi_center(opts)
     out: list[Task] = []
     need_events = any(w in wanted for w in ("events", "counts"))
-    need_ft2 = "ltcube" in wanted and not data.get("ltcube")
-    evfiles = _files(cfg, "evfile", "data.evfile")
-    roi = {"ra": ra, "dec": dec, "radius": sel.get("radius")}
+    need_ft2 = "ltcube" in wanted and not data.ltcube
+    evfiles = _files(data.evfile, "data.evfile")
+    roi = {"ra": ra, "dec": dec, "radius": sel.radius}
+    roicut = sel.roicut == "yes"
 
-    if sel.get("filter"):
+    if sel.filter:
         from ..select.filter import parse_filter
 
         try:
-            parse_filter(sel["filter"])  # a syntax error stops the run before any work
+            parse_filter(sel.filter)  # a syntax error stops the run before any work
         except Exception as exc:
             raise type(exc)(f"selection.filter: {exc}") from None
+    # the GTI step reads the FT2 only for the filter and the ROI zenith cut
     gti_files = {"evfile": evfiles}
-    if sel.get("filter") or _truthy(sel.get("roicut")) or need_ft2:
-        gti_files["scfile"] = _files(cfg, "scfile", "data.scfile")
+    if sel.filter or roicut:
+        gti_files["scfile"] = _files(data.scfile, "data.scfile")
+    scfiles = _files(data.scfile, "data.scfile") if need_ft2 else None
     out.append(Task(
         f"gti{sfx}", "gti",
-        {"tmin": sel.get("tmin"), "tmax": sel.get("tmax"), "filter": sel.get("filter"),
-         "roicut": _truthy(sel.get("roicut")),
-         "zmax": sel.get("zmax") if _truthy(sel.get("roicut")) else None,
-         "roi": roi if _truthy(sel.get("roicut")) else None},
+        {"tmin": sel.tmin, "tmax": sel.tmax, "filter": sel.filter,
+         "roicut": roicut,
+         "zmax": sel.zmax if roicut else None,
+         "roi": roi if roicut else None},
         files=gti_files,
     ))
-    axis = EnergyAxis.from_bounds(_emin(sel), _emax(sel), binsperdec=cfg["binning"].get("binsperdec"),
-                                  enumbins=cfg["binning"].get("enumbins"))
-    geom = geom_from_config(cfg["binning"], (ra, dec))
+    emin, emax = _energy_range(sel)
+    axis = EnergyAxis.from_bounds(emin, emax, binsperdec=opts.binning.binsperdec,
+                                  enumbins=opts.binning.enumbins)
+    geom = geom_from_config(opts.binning.to_dict(), (ra, dec))
     if need_events:
         out.append(Task(
             f"events{sfx}", "events",
-            {"emin": _emin(sel), "emax": _emax(sel), "tmin": sel.get("tmin"), "tmax": sel.get("tmax"),
-             "ra": ra, "dec": dec, "radius": sel.get("radius"), "zmax": sel.get("zmax"),
-             "evclass": sel.get("evclass"), "evtype": sel.get("evtype"),
-             "convtype": sel.get("convtype"), "phasemin": sel.get("phasemin"),
-             "phasemax": sel.get("phasemax")},
+            {"emin": emin, "emax": emax, "tmin": sel.tmin, "tmax": sel.tmax,
+             "ra": ra, "dec": dec, "radius": sel.radius, "zmax": sel.zmax,
+             "evclass": sel.evclass, "evtype": sel.evtype,
+             "convtype": sel.convtype, "phasemin": sel.phasemin,
+             "phasemax": sel.phasemax},
             inputs={"gti": f"gti{sfx}"}, files={"evfile": evfiles},
         ))
     if "counts" in wanted:
         out.append(Task(f"counts{sfx}", "counts",
                         {"geom": geom.to_dict(), "energy": axis.to_dict()},
                         inputs={"events": f"events{sfx}"}))
-    lt_zmax = lt.get("zmax")
-    if lt_zmax is None:
-        lt_zmax = sel.get("zmax")
-    lt_zmax = 180.0 if lt_zmax is None else float(lt_zmax)
     if "ltcube" in wanted:
-        if data.get("ltcube"):
-            out.append(Task(f"ltcube{sfx}", "ltcube_file", {"zmax": lt_zmax},
+        if data.ltcube:
+            out.append(Task(f"ltcube{sfx}", "ltcube_file", {"zmax": lt.zmax},
                             inputs={"gti": f"gti{sfx}"},
-                            files={"ltcube": _files(cfg, "ltcube", "data.ltcube")}))
+                            files={"ltcube": _files(data.ltcube, "data.ltcube")}))
         else:
             out.append(Task(
                 f"ltcube{sfx}", "ltcube",
-                {"zmax": lt_zmax, "binsz": lt.get("binsz"),
-                 "dcostheta": lt.get("dcostheta"), "phibins": lt.get("phibins")},
-                inputs={"gti": f"gti{sfx}"}, files={"scfile": gti_files["scfile"]},
+                {"zmax": lt.zmax, "binsz": lt.binsz,
+                 "dcostheta": lt.dcostheta, "phibins": lt.phibins},
+                inputs={"gti": f"gti{sfx}"}, files={"scfile": scfiles},
             ))
-    irf = _irf_params(cfg)
-    if "exposure" in wanted and gtl.get("bexpmap"):
+    irf = _irf_params(opts)
+    if "exposure" in wanted and gtl.bexpmap:
         out.append(Task(
             f"exposure{sfx}", "exposure_bexpmap",
             {"geom": geom.to_dict(), "energies": list(axis.edges), **irf["params"]},
-            files={"bexpmap": _files(cfg, "bexpmap", "gtlike.bexpmap", section="gtlike")},
+            files={"bexpmap": _files(gtl.bexpmap, "gtlike.bexpmap")},
         ))
     elif "exposure" in wanted:
         out.append(Task(
@@ -171,28 +177,30 @@ def _prep_tasks(cfg, wanted, sfx) -> list[Task]:
     # extended by edisp_bins bins on each side, and the response matrix at the ROI centre
     # that maps true-energy counts to measured bins (Science Tools' Drm)
     nodes = np.asarray(axis.edges)
-    if gtl.get("edisp"):
+    if gtl.edisp:
         from ..geom.axes import extend_log_edges  # = irf.drm.true_energy_axis
 
-        nodes = extend_log_edges(axis.edges, int(gtl.get("edisp_bins") or 0))
+        nodes = extend_log_edges(axis.edges, gtl.edisp_bins)
         if "drm" in wanted:
             out.append(Task(
                 f"drm{sfx}", "drm",
                 {"ra": ra, "dec": dec, "energies": list(axis.edges),
-                 "edisp_bins": int(gtl.get("edisp_bins") or 0), **irf["params"]},
+                 "edisp_bins": gtl.edisp_bins, **irf["params"]},
                 inputs={"ltcube": f"ltcube{sfx}"}, files={"irf": irf["files"]},
             ))
     if "srcmaps" in wanted:
-        out.extend(_srcmap_tasks(cfg, sfx, geom, nodes, (ra, dec), irf))
+        out.extend(_srcmap_tasks(opts, sfx, geom, nodes, (ra, dec), irf))
     return out
 
 
 def sky_model(cfg):
-    """The component's sky model from its ``model`` section (parameters as configured)."""
+    """The component's sky model from its ``model`` section (parameters as configured).
+    ``cfg``: resolved options or a resolved component configuration."""
     from ..model.build import build_sky_model
 
-    return build_sky_model(cfg.get("model"), roi_center(cfg),
-                           coordsys=cfg["binning"].get("coordsys") or "CEL")
+    opts = _options(cfg)
+    return build_sky_model(opts.model.to_dict(), roi_center(opts),
+                           coordsys=opts.binning.coordsys)
 
 
 def product_name(source_name: str) -> str:
@@ -200,30 +208,29 @@ def product_name(source_name: str) -> str:
     return source_name.replace("/", "_").strip()
 
 
-def _srcmap_tasks(cfg, sfx, geom, nodes, center, irf) -> list[Task]:
+def _srcmap_tasks(opts, sfx, geom, nodes, center, irf) -> list[Task]:
     """One task per source (cached per source: moving one source recomputes one map) and
     one that joins them.  A source found in ``gtlike.srcmap`` (a gtsrcmaps file) takes its
     map from there."""
-    model = sky_model(cfg)
+    model = sky_model(opts)
     if not len(model):
         return []
     given = {}
-    srcmap_file = cfg["gtlike"].get("srcmap")
-    if srcmap_file:
+    if opts.gtlike.srcmap:
         from ..io.st_fits import srcmap_hdu_names
 
-        path = _files(cfg, "srcmap", "gtlike.srcmap", section="gtlike")[0]
+        path = _files(opts.gtlike.srcmap, "gtlike.srcmap")[0]
         given = {n.lower(): (n, path) for n in srcmap_hdu_names(path)}
     tasks, inputs = [], {}
     for i, src in enumerate(model):
-        task = _source_map_task(cfg, sfx, src, geom, nodes, center, irf, given)
+        task = _source_map_task(opts, sfx, src, geom, nodes, center, irf, given)
         tasks.append(task)
         inputs[f"s{i:04d}"] = task.name
     tasks.append(Task(f"srcmaps{sfx}", "srcmaps", {"sources": model.names}, inputs=inputs))
     return tasks
 
 
-def _source_map_task(cfg, sfx, src, geom, nodes, center, irf, given) -> Task:
+def _source_map_task(opts, sfx, src, geom, nodes, center, irf, given) -> Task:
     """The task making one source's map (from a gtsrcmaps file when ``given`` holds it)."""
     name = f"srcmap{sfx}/{product_name(src.name)}"
     hit = given.get(src.name.lower())
@@ -238,26 +245,27 @@ def _source_map_task(cfg, sfx, src, geom, nodes, center, irf, given) -> Task:
         files["template"] = [spatial["Spatial_Filename"]]
         spatial = dict(spatial, Spatial_Filename=None)  # the content is in the key
     params = {"source": src.name, "spatial": spatial, "geom": geom.to_dict(),
-              "energies": list(nodes), "rfactor": cfg["gtlike"].get("rfactor"),
+              "energies": list(nodes), "rfactor": opts.gtlike.rfactor,
               **irf["params"]}
     if src.is_diffuse:
         params["roi_center"] = list(center)  # the PSF is taken at the ROI centre
     return Task(name, "srcmap", params, inputs={"ltcube": f"ltcube{sfx}"}, files=files)
 
 
-def source_map_task(cfg, sfx, src, geom, nodes) -> Task:
+def source_map_task(opts, sfx, src, geom, nodes) -> Task:
     """The srcmap task of ``src`` (any source, e.g. one added or moved by an analysis step)
     on a component's grid: the same step, parameters and so key as the planned maps of
     the recipe's own sources."""
-    return _source_map_task(cfg, sfx, src, geom, nodes, roi_center(cfg), _irf_params(cfg), {})
+    return _source_map_task(opts, sfx, src, geom, nodes, roi_center(opts), _irf_params(opts),
+                            {})
 
 
-def _irf_params(cfg) -> dict:
+def _irf_params(opts) -> dict:
     from ..io.caldb import find_irf_files
 
-    irfs = cfg["gtlike"].get("irfs")
-    evtype = cfg["selection"].get("evtype")
-    caldb = cfg.get("data", {}).get("caldb")
+    irfs = opts.gtlike.irfs
+    evtype = opts.selection.evtype
+    caldb = opts.data.caldb
     files = sorted({
         str(entry[0])
         for f in find_irf_files(irfs, evtype, caldb=caldb).values()
@@ -267,23 +275,10 @@ def _irf_params(cfg) -> dict:
     return {"params": {"irfs": irfs, "evtype": evtype}, "files": [str(f) for f in files]}
 
 
-def _truthy(v) -> bool:
-    if isinstance(v, str):
-        return v.strip().lower() in ("yes", "true", "1", "y")
-    return bool(v)
-
-
-def _emin(sel):
-    if sel.get("emin") is not None:
-        return float(sel["emin"])
-    if sel.get("logemin") is not None:
-        return 10 ** float(sel["logemin"])
-    raise RecipeError("selection.emin (or logemin) is required")
-
-
-def _emax(sel):
-    if sel.get("emax") is not None:
-        return float(sel["emax"])
-    if sel.get("logemax") is not None:
-        return 10 ** float(sel["logemax"])
-    raise RecipeError("selection.emax (or logemax) is required")
+def _energy_range(sel) -> tuple[float, float]:
+    """(emin, emax) [MeV]; the recipe derived them from logemin/logemax when those were
+    given."""
+    for key in ("emin", "emax"):
+        if getattr(sel, key) is None:
+            raise RecipeError(f"selection.{key} (or log{key}) is required")
+    return float(sel.emin), float(sel.emax)

@@ -72,8 +72,8 @@ def ltcube_step(inputs, params, ctx):
     gti = inputs["gti"]
     ds = compute_ltcube(
         ctx.files["scfile"], np.asarray(gti["START"].values), np.asarray(gti["STOP"].values),
-        zmax=params["zmax"], binsz=params.get("binsz") or 1.0,
-        dcostheta=params.get("dcostheta") or 0.025, phibins=params.get("phibins") or 0,
+        zmax=params["zmax"], binsz=params["binsz"], dcostheta=params["dcostheta"],
+        phibins=params["phibins"],
         progress=lambda done, total: ctx.progress(done, total, "FT2 rows"),
         client=ctx.client,
     )
@@ -104,11 +104,11 @@ def ltcube_file_step(inputs, params, ctx):
         )
     msgs = [f"data.ltcube (MET {c0:.1f}-{c1:.1f} s) vs selection (MET {a0:.1f}-{a1:.1f} s): {m}"
             for m in check_ltcube_against_gti(ds, start, stop)]
-    want = params.get("zmax")
+    want = params["zmax"]
     have = ds.attrs.get("zmax")
     if have is None:
         msgs.append(f"data.ltcube does not record its zenith cut; ltcube.zmax is {want} deg")
-    elif want is not None and abs(float(have) - float(want)) > 1e-6:
+    elif abs(float(have) - float(want)) > 1e-6:
         msgs.append(f"data.ltcube was made with zmax {float(have):g} deg but ltcube.zmax "
                     f"(default: selection.zmax) is {float(want):g} deg")
     for m in msgs:
@@ -189,7 +189,7 @@ def srcmap_step(inputs, params, ctx):
         spatial["Spatial_Filename"] = ctx.files["template"][0]
     center = params.get("roi_center") or (None, None)
     values = source_map_array(spatial, geom, params["energies"], inputs["ltcube"].load(), irfs,
-                              center, rfactor=params.get("rfactor") or 2, name=params["source"])
+                              center, rfactor=params["rfactor"], name=params["source"])
     return srcmap_dataset(params["source"], values, geom, params["energies"],
                           irfs=irfs.irfs, evtype=int(irfs.evtype),
                           SpatialModel=spatial["SpatialModel"])

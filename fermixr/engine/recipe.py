@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import functools
 import math
 import os
 import re
@@ -32,6 +33,7 @@ __all__ = [
     "Recipe",
     "RecipeWarning",
     "RecipeDeprecationWarning",
+    "OptionWithoutEffectWarning",
     "load_recipe",
     "validate_file",
     "validate_recipe",
@@ -43,6 +45,11 @@ __all__ = [
 
 class RecipeWarning(UserWarning):
     """An option or section fermixr does not know (ignored), or an accepted other spelling."""
+
+
+class OptionWithoutEffectWarning(RecipeWarning):
+    """An option fermixr accepts for Fermipy compatibility but does not use (marked
+    ``no_effect`` in the option table) was set to something other than its default."""
 
 
 class RecipeDeprecationWarning(DeprecationWarning):
@@ -575,13 +582,6 @@ def _expand_file_entry(x, where, base, bare):
     return x
 
 
-def _ceil_tolerant(q: float) -> int:
-    r = round(q)
-    if abs(q - r) <= 1e-9 * max(1.0, abs(q)):
-        return int(r)
-    return int(math.ceil(q))
-
-
 def resolve_config(cfg: Mapping, *, base_dir: str | os.PathLike | None = None,
                    given: Mapping | None = None, environ: Mapping | None = None) -> dict:
     """Fill the derived options of a defaults-filled configuration (the ``derived`` column
@@ -618,7 +618,9 @@ def resolve_config(cfg: Mapping, *, base_dir: str | os.PathLike | None = None,
     b = c["binning"]
     gb = given.get("binning") or {}
     if b.get("npix") is None:
-        b["npix"] = _ceil_tolerant(b["roiwidth"] / b["binsz"])
+        from ..geom.wcs import npix_for_width
+
+        b["npix"] = npix_for_width(b["roiwidth"], b["binsz"])
     elif "roiwidth" not in gb:
         b["roiwidth"] = float(b["npix"] * b["binsz"])
 
@@ -698,6 +700,76 @@ def _cross_checks(cfg: Mapping, where: tuple) -> list[str]:
 
 
 # ---------------------------------------------------------------------------------------
+# options without effect, values not implemented, non-finite numbers
+# ---------------------------------------------------------------------------------------
+
+
+def _given_sections(user: Mapping, comps: list, steps: list):
+    """(key path, section name, mapping) of every section body the user gave: top level,
+    components, and the section options given as step parameters."""
+    for sec, body in user.items():
+        yield (sec,), sec, body
+    for i, comp in enumerate(comps):
+        for sec, body in comp.items():
+            yield ("components", i, sec), sec, body
+    for i, (name, params) in enumerate(steps):
+        spec = O.STEPS[name]
+        if spec.section:
+            yield (("steps", i, name), spec.section,
+                   {k: v for k, v in params.items() if k in O.SECTIONS[spec.section]})
+        for sub in spec.sub_sections:
+            if isinstance(params.get(sub), Mapping):
+                yield ("steps", i, name, sub), sub, params[sub]
+
+
+def _is_default(opt: O.Option, value) -> bool:
+    return _coerce(opt, copy.deepcopy(opt.default)) == value
+
+
+def _not_implemented(user: Mapping, comps: list, steps: list) -> list[str]:
+    out = []
+    for where, sec, body in _given_sections(user, comps, steps):
+        for key, value in body.items():
+            opt = O.SECTIONS[sec].get(key)
+            if opt is None or not opt.not_implemented or _is_default(opt, value):
+                continue
+            out.append(f"{format_path(where + (key,))}: got {_value_repr(value)}; not "
+                       f"implemented: {opt.not_implemented} (leave it at "
+                       f"{_value_repr(_coerce(opt, opt.default))})")
+    return out
+
+
+def _warn_without_effect(user: Mapping, comps: list, steps: list, derived: Mapping) -> None:
+    """Warn for every option marked no_effect that the user set to another value than its
+    default (for a derived option: than the value fermixr derives, ``derived[(sec, key)]``
+    of the top level)."""
+    for where, sec, body in _given_sections(user, comps, steps):
+        for key, value in body.items():
+            opt = O.SECTIONS[sec].get(key)
+            if opt is None or not opt.no_effect or _is_default(opt, value):
+                continue
+            if opt.derived and derived.get((sec, key)) == value:
+                continue
+            _warn(f"{format_path(where + (key,))}: set to {_value_repr(value)}, accepted "
+                  f"without effect: {opt.no_effect}", OptionWithoutEffectWarning)
+
+
+def _non_finite(data, where: tuple) -> list[str]:
+    """Key paths of NaN and infinite numbers anywhere in the recipe data (JSON Schema
+    cannot refuse them: NaN passes every bound)."""
+    out: list[str] = []
+    if isinstance(data, float) and not math.isfinite(data):
+        out.append(f"{format_path(where)}: got {data!r}; expected a finite number")
+    elif isinstance(data, Mapping):
+        for k, v in data.items():
+            out += _non_finite(v, where + (k,))
+    elif isinstance(data, (list, tuple)):
+        for i, v in enumerate(data):
+            out += _non_finite(v, where + (i,))
+    return out
+
+
+# ---------------------------------------------------------------------------------------
 # the Recipe
 # ---------------------------------------------------------------------------------------
 
@@ -757,6 +829,27 @@ class Recipe:
             out["model"] = model
         return out
 
+    @functools.cached_property
+    def options(self) -> tuple:
+        """The resolved options of each component (:class:`fermixr.engine.resolved.Resolved`:
+        ``rec.options[0].selection.zmax``), in the order of :attr:`components`."""
+        from .resolved import resolve
+
+        return tuple(resolve(c) for c in self.components)
+
+    def step_section(self, index: int, component: int = 0):
+        """The section object of step ``index`` (e.g. ``fit`` -> the ``optimizer`` section,
+        ``optimize`` -> ``roiopt``) of ``component``, with the step's own parameters for
+        that section merged over it; None for a step without a section.  The step's extra
+        parameters are in :meth:`step_options`."""
+        name, params = self.steps[index]
+        spec = O.STEPS[name]
+        if not spec.section:
+            return None
+        base = getattr(self.options[component], spec.section)
+        mine = {k: v for k, v in params.items() if k in O.SECTIONS[spec.section]}
+        return base.replace(**mine) if mine else base
+
     def to_dict(self) -> dict:
         """The resolved recipe as plain data.  Components appear fully resolved, so that
         loading the result gives the same recipe."""
@@ -792,6 +885,7 @@ def validate_recipe(data: Mapping, *, origin: str = "recipe") -> tuple[dict, lis
     if not isinstance(data, Mapping):
         _raise([f"<recipe>: got {type(data).__name__}; expected a mapping of sections"],
                origin)
+    nonfinite = _non_finite(dict(data), ())
     user = _normalize_config(dict(data), (), problems, top=True)
     raw_steps = user.pop("steps", None)
     raw_comps = user.pop("components", None)
@@ -828,6 +922,10 @@ def validate_recipe(data: Mapping, *, origin: str = "recipe") -> tuple[dict, lis
     problems += sorted(step_problems, key=lambda m: int(re.match(r"steps\[(\d+)\]", m).group(1))
                        if m.startswith("steps[") else -1)
 
+    if nonfinite:
+        # a NaN also fails the bounds of its option: say it once, as "finite"
+        bad = {m.split(":", 1)[0] for m in nonfinite}
+        problems = nonfinite + [m for m in problems if m.split(":", 1)[0] not in bad]
     if problems:
         _raise(problems, origin)
 
@@ -842,6 +940,9 @@ def validate_recipe(data: Mapping, *, origin: str = "recipe") -> tuple[dict, lis
             if isinstance(p.get(sub), dict):
                 p[sub] = _coerce_section(O.SECTIONS[sub], p[sub])
         norm_steps.append((name, p))
+    refused = _not_implemented(user, comps, norm_steps)
+    if refused:
+        _raise(refused, origin)
     return user, norm_steps, comps
 
 
@@ -872,6 +973,7 @@ def load_recipe(source, *, check_files: bool = False, **overrides) -> Recipe:
 
     base_dir = path.parent if path else Path.cwd()
     top = resolve_config(_fill_defaults(user), base_dir=base_dir, given=user)
+    _warn_without_effect(user, comps, steps, _derived_values(user, base_dir))
     resolved_comps = []
     for comp in comps:
         merged = merge_config(user, comp)
@@ -890,6 +992,22 @@ def load_recipe(source, *, check_files: bool = False, **overrides) -> Recipe:
             err.problems = missing
             raise err
     return rec
+
+
+def _derived_values(user: Mapping, base_dir) -> dict:
+    """What fermixr derives for the derived options marked no_effect that the user gave
+    (the value they get when absent), so that a resolved recipe loaded again (which holds
+    them) does not warn."""
+    out = {}
+    for sec, body in user.items():
+        for key in body:
+            opt = O.SECTIONS[sec].get(key)
+            if opt is not None and opt.no_effect and opt.derived:
+                less = {s: {k: v for k, v in b.items() if (s, k) != (sec, key)}
+                        for s, b in user.items()}
+                cfg = resolve_config(_fill_defaults(less), base_dir=base_dir, given=less)
+                out[(sec, key)] = cfg[sec][key]
+    return out
 
 
 def _check_files(rec: Recipe) -> list[str]:

@@ -31,17 +31,17 @@ def _load(recipe, overrides=None):
 
 
 def resolve_outdir(recipe) -> Path:
-    cfg_out = recipe.config.get("fileio", {}).get("outdir")
-    if cfg_out:
-        return Path(cfg_out).expanduser().resolve()
-    if recipe.path:
-        return Path(recipe.path).resolve().parent
-    return Path.cwd()
+    """``fileio.outdir`` (the recipe derived it: the recipe's folder when not given)."""
+    from .resolved import resolve
+
+    return Path(resolve(recipe.config).fileio.outdir).expanduser().resolve()
 
 
 def store_root(recipe, outdir: Path) -> Path:
-    cache = recipe.config.get("fileio", {}).get("cachedir")
-    return Path(cache).expanduser().resolve() if cache else outdir / ".store"
+    """``fileio.cachedir`` (the recipe derived it: ``<outdir>/.store`` when not given)."""
+    from .resolved import resolve
+
+    return Path(resolve(recipe.config).fileio.cachedir).expanduser().resolve()
 
 
 @contextlib.contextmanager

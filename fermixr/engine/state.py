@@ -70,7 +70,7 @@ class StoreMapMaker:
                     if name.startswith(f"srcmap{sfx}/")), None)
         if ref is None:
             raise RecipeError("the recipe plans no source map to take the grid from")
-        task = source_map_task(self.recipe.components[i], sfx, src,
+        task = source_map_task(self.recipe.options[i], sfx, src,
                                geom_from_dict(ref.params["geom"]), ref.params["energies"])
         st = TaskState(task)
         key = ex.resolve_key(st, states)

@@ -33,6 +33,13 @@ def _ctype(name: str, proj: str) -> str:
     return f"{name:-<4}-{proj}"
 
 
+def npix_for_width(roiwidth: float, binsz: float) -> int:
+    """Pixels along a side of a map ``roiwidth`` wide with pixels of ``binsz`` [deg]:
+    Fermipy's rule, ``int(np.round(roiwidth / binsz))`` (the nearest integer; halves go
+    to the even one), at least 1."""
+    return max(1, int(np.round(float(roiwidth) / float(binsz))))
+
+
 class WcsGeom:
     """A WCS grid.
 
@@ -140,8 +147,8 @@ class WcsGeom:
     def from_config(cls, binning: dict, center_radec) -> "WcsGeom":
         """Geometry from Fermipy's ``binning`` options and the ROI centre (ra, dec) [deg].
 
-        Uses ``binsz`` (0.1), ``roiwidth`` (10), ``npix`` (default ``ceil(roiwidth /
-        binsz)``), ``proj`` (AIT), ``coordsys`` (CEL).  For ``coordsys: GAL`` the centre is
+        Uses ``binsz`` (0.1), ``roiwidth`` (10), ``npix`` (default
+        :func:`npix_for_width`), ``proj`` (AIT), ``coordsys`` (CEL).  For ``coordsys: GAL`` the centre is
         converted as Fermipy does (astropy, ICRS -> Galactic).
         """
         from .frames import fermipy_cel_to_gal
@@ -155,8 +162,7 @@ class WcsGeom:
             roiwidth = float(b.get("roiwidth") if b.get("roiwidth") is not None else 10.0)
             if not roiwidth > 0:
                 raise GeometryError(f"binning.roiwidth must be > 0 deg, got {b.get('roiwidth')!r}")
-            # round away float noise first: 3.0 / 0.1 = 30.000000000000004 is 30 pixels
-            npix = int(math.ceil(round(roiwidth / binsz, 9)))
+            npix = npix_for_width(roiwidth, binsz)
         proj = b.get("proj") or "AIT"
         frame = normalize_frame(b.get("coordsys") or "CEL")
         ra, dec = (float(v) for v in center_radec)
