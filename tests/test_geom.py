@@ -189,10 +189,10 @@ def test_wcs_from_config_defaults_and_npix():
     assert (g.frame, g.proj, g.npix, g.binsz) == ("CEL", "AIT", (100, 100), 0.1)
     assert g.center == CRAB and g.crpix == (50.5, 50.5)
     assert WcsGeom.from_config({"roiwidth": 3.0, "binsz": 0.1}, CRAB).npix == (30, 30)
-    # Fermipy's rule: int(np.round(roiwidth / binsz))
-    assert WcsGeom.from_config({"roiwidth": 3.05, "binsz": 0.1}, CRAB).npix == (30, 30)
+    # ceil(roiwidth / binsz), float noise rounded away
+    assert WcsGeom.from_config({"roiwidth": 3.05, "binsz": 0.1}, CRAB).npix == (31, 31)
     assert WcsGeom.from_config({"roiwidth": 3.07, "binsz": 0.1}, CRAB).npix == (31, 31)
-    assert WcsGeom.from_config({"roiwidth": 10, "binsz": 0.3}, CRAB).npix == (33, 33)
+    assert WcsGeom.from_config({"roiwidth": 10, "binsz": 0.3}, CRAB).npix == (34, 34)
 
 
 def test_wcs_dict_roundtrip_json():

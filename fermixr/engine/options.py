@@ -315,8 +315,7 @@ SECTIONS: dict[str, dict[str, Option]] = {
         "coordsys": choice("CEL", ("CEL", "GAL"), "Coordinate frame of the map: celestial "
                                                   "(RA/Dec) or Galactic."),
         "npix": integer(None, "Number of pixels along each side of the map.", minimum=1,
-                        derived="round(roiwidth / binsz), Fermipy's rule (nearest integer, "
-                                "halves to even)"),
+                        derived="ceil(roiwidth / binsz)"),
         "roiwidth": num(10.0, "Width of the ROI map.", unit="deg", exclusive_minimum=0,
                         derived="npix * binsz when npix is given and roiwidth is not"),
         "binsz": num(0.1, "Pixel size.", unit="deg", exclusive_minimum=0),

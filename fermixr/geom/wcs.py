@@ -35,9 +35,13 @@ def _ctype(name: str, proj: str) -> str:
 
 def npix_for_width(roiwidth: float, binsz: float) -> int:
     """Pixels along a side of a map ``roiwidth`` wide with pixels of ``binsz`` [deg]:
-    Fermipy's rule, ``int(np.round(roiwidth / binsz))`` (the nearest integer; halves go
-    to the even one), at least 1."""
-    return max(1, int(np.round(float(roiwidth) / float(binsz))))
+    ``ceil(roiwidth / binsz)`` (the map covers at least the width asked for; Fermipy
+    0.16's rule, see shared/reference/fermipy-0.16.md), float noise rounded away first
+    (3.0 / 0.1 = 30.000000000000004 is 30 pixels), at least 1."""
+    q = float(roiwidth) / float(binsz)
+    r = round(q)
+    n = r if abs(q - r) <= 1e-9 * max(1.0, abs(q)) else math.ceil(q)
+    return max(1, int(n))
 
 
 class WcsGeom:
