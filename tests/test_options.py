@@ -240,8 +240,8 @@ def test_option_without_effect_warns_naming_it_and_the_reason():
         load_recipe({"gtlike": {"minbinsz": 0.1}})
     with pytest.warns(OptionWithoutEffectWarning, match=r"components\[0\]\.logging\.verbosity"):
         load_recipe({"components": [{"logging": {"verbosity": 1}}]})
-    with pytest.warns(OptionWithoutEffectWarning, match=r"steps\[0\]\.fit\.init_lambda"):
-        load_recipe({"steps": [{"fit": {"init_lambda": 0.1}}]})
+    with pytest.warns(OptionWithoutEffectWarning, match=r"plotting\.cmap"):
+        load_recipe({"plotting": {"cmap": "viridis"}})
     with pytest.warns(OptionWithoutEffectWarning, match=r"fileio\.workdir: set to '/elsewhere'"):
         load_recipe({"fileio": {"workdir": "/elsewhere"}})
     # at its default, or as a resolved recipe holds it (workdir derived = outdir): silent
@@ -257,7 +257,6 @@ def test_option_without_effect_warns_naming_it_and_the_reason():
     ("components[1].gtlike.convolve", {"components": [{}, {"gtlike": {"convolve": False}}]}),
     ("gtlike.resample", {"gtlike": {"resample": False}}),
     ("gtlike.use_scaled_srcmap", {"gtlike": {"use_scaled_srcmap": True}}),
-    ("steps[0].optimize.skip", {"steps": [{"optimize": {"skip": ["Crab"]}}]}),
 ])
 def test_physics_changing_values_fermixr_lacks_are_refused(where, recipe):
     from fermixr.engine.recipe import load_recipe
@@ -365,6 +364,7 @@ def _alternatives(crab_day, caldb_dir, tmp):
         ("gtlike", "wmap"): str(crab_day / "cntmap.fits.gz"),
         ("gtlike", "edisp_disable"): ["Extragal_diffuse"],
         ("gtlike", "src_expscale"): {"Crab": 0.5},
+        ("roiopt", "skip"): ["Crab"],
         ("selection", "evtype"): 1,
         ("selection", "convtype"): 0,
         ("selection", "tmin"): 239560000.0,

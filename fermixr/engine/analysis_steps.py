@@ -313,30 +313,19 @@ def _key_inputs(name, params, outdir) -> dict:
     return {}
 
 
-# options of the recipe the analysis steps read (beyond the data products' keys)
-ANALYSIS_OPTIONS = {
-    "gtlike": ("expscale", "src_expscale", "wmap", "edisp", "edisp_disable", "llscan_npts"),
-    "optimizer": ("optimizer", "tol", "max_iter", "init_lambda", "retries",
-                  "min_fit_quality", "verbosity"),
-    "roiopt": ("npred_frac", "npred_threshold", "shape_ts_threshold", "max_free_sources",
-               "skip"),
-    "mc": ("seed",),
-    "binning": ("coordsys",),
-}
-
-
 def analysis_inputs(recipe) -> dict:
-    """Every option the analysis steps read, per component, and the bytes of the files
-    they read (weights maps, FileFunction tables): part of the first key of the chain."""
+    """Every option the analysis steps read (declared as the "analysis" consumer in
+    :data:`fermixr.engine.resolved.READS`), per component, and the bytes of the files they
+    read (weights maps): part of the first key of the chain."""
+    from .resolved import read_values
+
     out = []
-    for cfg in recipe.components:
-        opts = {sec: {k: (cfg.get(sec) or {}).get(k) for k in keys}
-                for sec, keys in ANALYSIS_OPTIONS.items()}
+    for opts in recipe.options:
         files = {}
-        wmap = (cfg.get("gtlike") or {}).get("wmap")
+        wmap = opts.gtlike.wmap
         if wmap and Path(wmap).is_file():
             files["wmap"] = file_sha256(wmap)
-        out.append({"options": opts, "files": files})
+        out.append({"options": read_values(opts, "analysis"), "files": files})
     return {"components": out}
 
 

@@ -664,9 +664,6 @@ NO_EFFECT: dict[tuple[str, str], str] = {
                                        "without",
     ("model", "extract_diffuse"): "fermixr reads the map cubes where they are; cutting "
                                   "them out around the ROI changes no number",
-    ("optimizer", "init_lambda"): "not passed to the fitter yet: NEWTON starts with its "
-                                  "own damping",
-    ("optimizer", "verbosity"): "the fitters print nothing yet",
     ("ltcube", "use_local_ltcube"): "the livetime cube is computed on the whole sky; a "
                                     "local one gives the same exposure inside the ROI",
     **{("plotting", k): _NO_PLOTTING
@@ -684,8 +681,6 @@ NOT_IMPLEMENTED: dict[tuple[str, str], str] = {
     ("gtlike", "use_scaled_srcmap"): "source maps scaled from srcmap_base by an exposure "
                                      "ratio are not implemented; fermixr computes them",
     ("binning", "hpx_ebin"): "HEALPix maps without an energy axis are not implemented",
-    ("roiopt", "skip"): "leaving sources out of the optimize step is not implemented "
-                        "yet; free or fix them with steps before optimize instead",
 }
 
 

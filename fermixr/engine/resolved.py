@@ -218,15 +218,14 @@ READS: dict[str, Reads] = {
         "model.galdiff", "model.limbdiff", "model.diffuse", "model.sources", "model.extdir",
         "model.diffuse_dir", "model.catalogs", "model.merge_sources",
         "model.assoc_xmatch_columns"), keyed=True),
-    # --- the analysis (declared for the code that reads them today) -------------------
-    "analysis": Reads("fermixr.api.analysis", (
+    # --- the analysis: its steps' keys hold these values (analysis_steps.analysis_inputs)
+    "analysis": Reads(("fermixr.engine.analysis_steps", "fermixr.engine.state"), (
         "optimizer.optimizer", "optimizer.tol", "optimizer.max_iter", "optimizer.retries",
-        "optimizer.min_fit_quality",
+        "optimizer.min_fit_quality", "optimizer.init_lambda", "optimizer.verbosity",
         "roiopt.npred_threshold", "roiopt.npred_frac", "roiopt.shape_ts_threshold",
-        "roiopt.max_free_sources",
+        "roiopt.max_free_sources", "roiopt.skip",
         "gtlike.wmap", "gtlike.expscale", "gtlike.src_expscale", "gtlike.edisp_disable",
-        "gtlike.llscan_npts", "gtlike.edisp", "gtlike.rfactor")),
-    "analysis_steps": Reads("fermixr.engine.analysis_steps", ("mc.seed",)),
+        "gtlike.llscan_npts", "gtlike.edisp", "binning.coordsys", "mc.seed")),
 }
 
 
