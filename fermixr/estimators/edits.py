@@ -188,10 +188,22 @@ def set_source_morphology(state, name, spatial_model=None, spatial_pars=None):
 
 def with_all_maps(state: AnalysisState) -> AnalysisState:
     """Every source of the model with a map of its current spatial model (after a model
-    was replaced as a whole, e.g. by load_roi)."""
-    for src in state.model:
-        state = with_maps_for(state, src)
-    return state
+    was replaced as a whole, e.g. by load_roi); unread components stay unread."""
+    from ..likelihood.roi import LazyComponents, ensure_maps
+
+    model, maker = state.model, state.map_maker
+
+    def ensure(comps):
+        for src in model:
+            comps = ensure_maps(comps, src, maker)
+        return comps
+
+    if not state.loaded:
+        inner = state._components
+        return state.replace(components=LazyComponents(lambda: ensure(inner.get())))
+    comps = ensure(state.components)
+    changed = any(a is not b for a, b in zip(comps, state.components))
+    return state.replace(components=comps) if changed else state
 
 
 def delete_source(state, name):

@@ -29,8 +29,9 @@ from ..errors import GeometryError, LikelihoodError
 from ..model.skymodel import SkyModel
 from ..model.source import Source
 
-__all__ = ["Component", "FitRecord", "AnalysisState", "LazyComponents", "build_cost", "map_key",
-           "spectral_model", "with_maps_for", "component_costs"]
+__all__ = ["Component", "FitRecord", "AnalysisState", "LazyComponents", "build_cost",
+           "map_key", "spectral_model", "with_maps_for", "ensure_maps", "component_costs",
+           "loglike"]
 
 
 def map_key(src: Source) -> str:
@@ -335,22 +336,32 @@ def spectral_model(src: Source, comp: Component | None = None, memo: dict | None
     return tables[key]
 
 
-def with_maps_for(state: AnalysisState, src: Source) -> AnalysisState:
-    """The state with every component holding a map of ``src``'s current spatial model
-    (asked of ``state.map_maker`` where missing or stale)."""
+def ensure_maps(comps, src: Source, maker) -> tuple:
+    """``comps`` with a map of ``src``'s current spatial model in each (from ``maker``)."""
     key = map_key(src)
-    comps = list(state.components)
-    changed = False
+    comps = list(comps)
     for i, comp in enumerate(comps):
         if comp.map_keys.get(src.name) != key:
-            if state.map_maker is None:
+            if maker is None:
                 raise LikelihoodError(
                     f"no source map of {src.name!r} for its current spatial model, and this "
                     "analysis state cannot make maps (it was not loaded from a run)")
-            arr = np.asarray(state.map_maker(src, i), dtype=np.float64)
+            arr = np.asarray(maker(src, i), dtype=np.float64)
             comps[i] = comp.with_map(src.name, arr.reshape(arr.shape[0], -1), key)
-            changed = True
-    return state.replace(components=tuple(comps)) if changed else state
+    return tuple(comps)
+
+
+def with_maps_for(state: AnalysisState, src: Source) -> AnalysisState:
+    """The state with every component holding a map of ``src``'s current spatial model
+    (asked of ``state.map_maker`` where missing or stale).  Components not read yet stay
+    unread: the maps are made when they are."""
+    if not state.loaded:
+        inner, maker = state._components, state.map_maker
+        return state.replace(components=LazyComponents(
+            lambda: ensure_maps(inner.get(), src, maker)))
+    comps = ensure_maps(state.components, src, state.map_maker)
+    changed = any(a is not b for a, b in zip(comps, state.components))
+    return state.replace(components=comps) if changed else state
 
 
 def component_costs(state: AnalysisState, model: SkyModel | None = None) -> list:
