@@ -17,6 +17,7 @@ from ..errors import FileFormatError, GeometryError, InputFileError
 from ..geom.coords import geom_attrs, geom_coords, sky_dims
 from ..geom.frames import transform
 from ..geom.wcs import WcsGeom
+from ..io.headers import numeric_header
 
 
 def read_bexpmap(path):
@@ -38,7 +39,7 @@ def read_bexpmap(path):
             )
         cube = np.asarray(hl[0].data, dtype=np.float64)
         energies = np.asarray(hl["ENERGIES"].data.field(0), dtype=np.float64)
-        geom = WcsGeom.from_header(hl[0].header)
+        geom = WcsGeom.from_header(numeric_header(hl[0].header, path, hdu="PRIMARY"))
     if cube.shape[0] != energies.size:
         raise FileFormatError(
             f"gtlike.bexpmap {str(path)!r}: {cube.shape[0]} planes but {energies.size} energies"

@@ -32,6 +32,7 @@ from ..conventions import (
 from ..errors import FileFormatError, InputFileError
 from .filelist import resolve_files
 from .gti import gti_dataset, mjdref_from_header, read_gti_hdu
+from .headers import header_float
 
 #: Columns read by default (PULSE_PHASE too when the file has it).
 DEFAULT_COLUMNS = (
@@ -128,9 +129,9 @@ def read_ft1_gti(files, *, what: str = "data.evfile"):
             hdr = ev.header
             s_all.append(s)
             e_all.append(e)
-            t0.append(float(hdr.get("TSTART", s.min() if s.size else 0.0)))
-            t1.append(float(hdr.get("TSTOP", e.max() if e.size else 0.0)))
-            mjd = mjdref_from_header(hdr) if mjd is None else mjd
+            t0.append(header_float(hdr, "TSTART", p, s.min() if s.size else 0.0, hdu="EVENTS"))
+            t1.append(header_float(hdr, "TSTOP", p, e.max() if e.size else 0.0, hdu="EVENTS"))
+            mjd = mjdref_from_header(hdr, p, hdu="EVENTS") if mjd is None else mjd
     return gti_dataset(np.concatenate(s_all), np.concatenate(e_all), tstart=min(t0),
                        tstop=max(t1), mjdref=mjd, attrs={"files": [str(p) for p in paths]})
 
@@ -204,13 +205,15 @@ def _read_one(path: Path, columns) -> dict:
             "path": path,
             "cols": cols,
             "gti": gti,
-            "tstart": float(hdr.get("TSTART", gti[0].min() if gti[0].size else 0.0)),
-            "tstop": float(hdr.get("TSTOP", gti[1].max() if gti[1].size else 0.0)),
-            "mjdref": mjdref_from_header(hdr),
+            "tstart": header_float(hdr, "TSTART", path, gti[0].min() if gti[0].size else 0.0,
+                                   hdu="EVENTS"),
+            "tstop": header_float(hdr, "TSTOP", path, gti[1].max() if gti[1].size else 0.0,
+                                  hdu="EVENTS"),
+            "mjdref": mjdref_from_header(hdr, path, hdu="EVENTS"),
             "pass_ver": pass_ver,
             "class_kind": class_kind,
             "type_from_conv": type_from_conv,
-            "dss": read_dss(hdr),
+            "dss": read_dss(hdr, path),
         }
 
 
@@ -231,10 +234,12 @@ def _bits_to_uint(data, raw, col, fmt, path) -> np.ndarray:
     return out.astype(np.uint32)
 
 
-def read_dss(header) -> list[dict]:
+def read_dss(header, path=None) -> list[dict]:
     """The data-subspace (DSS) keywords of a header as a list of dicts
     ``{"type", "unit", "value", "ref"}`` (gtselect/gtmktime record their cuts there)."""
-    n = int(header.get("NDSKEYS", 0) or 0)
+    from .headers import header_int
+
+    n = header_int(header, "NDSKEYS", path, 0, hdu="EVENTS")
     out = []
     for i in range(1, n + 1):
         typ = header.get(f"DSTYP{i}")

@@ -23,6 +23,7 @@ import numpy as np
 
 from ..errors import FileFormatError
 from .filelist import resolve_files
+from .headers import header_float
 
 __all__ = [
     "FT2_LTCUBE_COLUMNS",
@@ -121,11 +122,10 @@ class FT2Table:
                 names.append(name)
                 formats.append(np_t)
                 offsets.append(off)
-                ts = header.get(f"TSCAL{i}")
-                tz = header.get(f"TZERO{i}")
-                if (ts not in (None, 1, 1.0)) or (tz not in (None, 0, 0.0)):
-                    scale[name] = (float(ts if ts is not None else 1.0),
-                                   float(tz if tz is not None else 0.0))
+                ts = header_float(header, f"TSCAL{i}", path, 1.0, hdu="SC_DATA")
+                tz = header_float(header, f"TZERO{i}", path, 0.0, hdu="SC_DATA")
+                if ts != 1.0 or tz != 0.0:
+                    scale[name] = (ts, tz)
             off += size
         if off != self.rowbytes:
             raise FileFormatError(
@@ -239,7 +239,8 @@ def ft2_info(path) -> dict:
         first = t.read_rows(1, ["START"]) if "START" in t.columns else None
         return {
             "path": Path(path), "columns": list(t.columns), "nrows": t.nrows,
-            "tstart": float(first["START"][0]) if first else float(t.header.get("TSTART", 0.0)),
+            "tstart": float(first["START"][0]) if first else header_float(
+                t.header, "TSTART", path, 0.0, hdu="SC_DATA"),
         }
 
 
