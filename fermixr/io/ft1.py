@@ -200,6 +200,7 @@ def _read_one(path: Path, columns) -> dict:
             cols["EVENT_TYPE"] = np.where(conv == 0, 1, np.where(conv == 1, 2, 0)).astype(np.uint32)
         # keep the order: defaults first, as requested
         cols = {c: cols[c] for c in want if c in cols}
+        cols = _drop_nan_events(cols, path)
         gti = read_gti_hdu(hdul, path)
         return {
             "path": path,
@@ -215,6 +216,35 @@ def _read_one(path: Path, columns) -> dict:
             "type_from_conv": type_from_conv,
             "dss": read_dss(hdr, path),
         }
+
+
+#: columns whose NaN makes an event unusable (dropped with a warning that counts them)
+CHECKED_COLUMNS = ("ENERGY", "RA", "DEC", "L", "B", "THETA", "PHI", "ZENITH_ANGLE", "TIME")
+
+
+def _drop_nan_events(cols: dict, path) -> dict:
+    """Events with NaN (or infinity) in a column of :data:`CHECKED_COLUMNS` removed, with a
+    warning naming the file and counting them per column."""
+    n = len(next(iter(cols.values()))) if cols else 0
+    bad = np.zeros(n, dtype=bool)
+    why = {}
+    for c in CHECKED_COLUMNS:
+        v = cols.get(c)
+        if v is None or v.dtype.kind != "f":
+            continue
+        b = ~np.isfinite(v) if v.ndim == 1 else ~np.isfinite(v).all(axis=1)
+        if b.any():
+            why[c] = int(np.count_nonzero(b))
+            bad |= b
+    if not bad.any():
+        return cols
+    import warnings
+
+    warnings.warn(
+        f"{path}: dropped {int(np.count_nonzero(bad))} of {n} events with NaN or infinite "
+        f"values ({', '.join(f'{k}: {v}' for k, v in why.items())})", stacklevel=4)
+    keep = ~bad
+    return {k: v[keep] for k, v in cols.items()}
 
 
 def _bits_to_uint(data, raw, col, fmt, path) -> np.ndarray:
