@@ -266,7 +266,8 @@ def _bits_to_uint(data, raw, col, fmt, path) -> np.ndarray:
 
 def read_dss(header, path=None) -> list[dict]:
     """The data-subspace (DSS) keywords of a header as a list of dicts
-    ``{"type", "unit", "value", "ref"}`` (gtselect/gtmktime record their cuts there)."""
+    ``{"type", "unit", "value", "ref", "key"}`` (gtselect/gtmktime record their cuts there;
+    ``key`` is the DSVALn keyword that holds the value)."""
     from .headers import header_int
 
     n = header_int(header, "NDSKEYS", path, 0, hdu="EVENTS")
@@ -276,7 +277,7 @@ def read_dss(header, path=None) -> list[dict]:
         if typ is None:
             continue
         d = {"type": str(typ).strip(), "unit": str(header.get(f"DSUNI{i}", "")).strip(),
-             "value": str(header.get(f"DSVAL{i}", "")).strip()}
+             "value": str(header.get(f"DSVAL{i}", "")).strip(), "key": f"DSVAL{i}"}
         ref = header.get(f"DSREF{i}")
         if ref is not None:
             d["ref"] = str(ref).strip()
