@@ -102,6 +102,7 @@ def test_crafted_ft1_with_string_numbers(tmp_path):
         read_ft1(bad)
 
 
+@pytest.mark.filterwarnings("ignore:Card is too long")
 def test_crafted_ltcube_srcmap_and_template_with_string_numbers(tmp_path):
     """gtltcube files made from archival data, and image headers (source maps, map cubes,
     templates, exposure cubes) whose WCS numbers are strings."""
@@ -149,6 +150,7 @@ def test_crafted_ltcube_srcmap_and_template_with_string_numbers(tmp_path):
 
 
 @pytest.mark.shared_data
+@pytest.mark.filterwarnings("ignore:Card is too long")
 def test_crab_day_with_archival_headers_gives_the_same_products(crab_day, caldb_dir, tmp_path):
     """The Crab day's FT1 and FT2 rewritten with MJDREFF = '7.428703703703703D-4' (and
     MJDREFI, TSTART, TSTOP as strings): the same counts, livetime and exposure.  Before the

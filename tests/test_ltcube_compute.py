@@ -330,8 +330,9 @@ def test_simulated_year_equals_bruteforce(crab_day):
     from ltcube_year import ROWS_PER_YEAR, tiled_ft2_chunks, tiled_time_range
 
     t0, t1 = tiled_time_range(ROWS_PER_YEAR)
+    # one GTI across the tiled day's gaps in its rows: the coverage check is off here
     ds = compute_ltcube(tiled_ft2_chunks(ROWS_PER_YEAR), [t0], [t1], zmax=90.0, nside=4,
-                        ordering="RING")
+                        ordering="RING", ft2_tolerance=math.inf)
     ref = _block_reference(tiled_ft2_chunks(ROWS_PER_YEAR, chunk_rows=20000), [t0], [t1], 4, 40, 90.0)
     tot, rtot = ds.exposure.values.sum(1), ref.sum(1)
     assert np.max(np.abs(tot - rtot) / rtot) < 1e-9
