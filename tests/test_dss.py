@@ -130,6 +130,9 @@ def test_crab_day_selections(crab_day, caldb_dir, tmp_path):
     assert dss_cuts(crab_day / "ft1.fits.gz")["energy"]["key"] == "DSVAL5"
     ev, gti = read_ft1(crab_day / "ft1.fits.gz")
     assert select_events(ev, evclass=1024).sizes["event"] == 979
+    with pytest.warns(UserWarning, match="IRFs P8R2_SOURCE_V6 are for SOURCE events but the "
+                                         "events are class 1024"):
+        select_events(ev, evclass=1024, irfs="P8R2_SOURCE_V6")
     with pytest.raises(SelectionError, match=r"emin 100 MeV is below the event file's own cut "
                                              r"of 200 MeV \(ft1.fits.gz DSS keyword DSVAL5\)"):
         select_events(ev, emin=100, emax=20000)

@@ -197,7 +197,7 @@ def select_events(events, *, emin=None, emax=None, logemin=None, logemax=None, t
                   tmax=None, ra=None, dec=None, glon=None, glat=None, target=None,
                   radius=None, zmin=None, zmax=None, evclass=None, evtype=None, convtype=None,
                   phasemin=None, phasemax=None, gti_start=None, gti_stop=None,
-                  allow_empty: bool = False):
+                  allow_empty: bool = False, irfs=None):
     """Events passing gtselect's cuts (and inside the GTIs), a new ``events`` dataset.
 
     Options are Fermipy's ``selection`` spellings; None leaves a cut off.  ``attrs``
@@ -206,7 +206,8 @@ def select_events(events, *, emin=None, emax=None, logemin=None, logemax=None, t
     raises :class:`SelectionError` naming the cuts unless ``allow_empty``.
 
     A selection wider than the event file's own cuts (its DSS keywords, kept in ``attrs``
-    as ``file_cuts``) is refused: see :func:`check_selection_within`.
+    as ``file_cuts``) is refused: see :func:`check_selection_within`; ``irfs`` (the IRF
+    name the events will be analysed with) warns when its class is not the events' one.
     """
     cuts = file_cuts(events)
     if cuts:
@@ -216,7 +217,13 @@ def select_events(events, *, emin=None, emax=None, logemin=None, logemax=None, t
         check_selection_within(
             cuts, emin=e0, emax=e1, tmin=tmin, tmax=tmax,
             ra=None if center is None else center[0], dec=None if center is None else center[1],
-            radius=radius, zmin=zmin, zmax=zmax, evclass=evclass, evtype=evtype)
+            radius=radius, zmin=zmin, zmax=zmax, evclass=evclass, evtype=evtype, irfs=irfs)
+    elif irfs:
+        msg = irf_class_mismatch(irfs, evclass)
+        if msg:
+            import warnings
+
+            warnings.warn(msg, stacklevel=2)
     mask, applied = event_mask(
         events, emin=emin, emax=emax, logemin=logemin, logemax=logemax, tmin=tmin, tmax=tmax,
         ra=ra, dec=dec, glon=glon, glat=glat, target=target, radius=radius, zmin=zmin,
