@@ -148,7 +148,7 @@ def test_reference_cuts_keep_all_events(crab_day):
 @pytest.mark.parametrize("opts", [
     dict(emin=1000, emax=20000, radius=5, zmax=90, evclass=128, evtype=1),
     dict(emin=300, emax=3000, radius=10, zmax=70, evclass=1024, evtype=2, convtype=1),
-    dict(emin=200, emax=20000, radius=2, zmax=100, evclass=128, evtype=32),
+    dict(emin=200, emax=20000, radius=2, zmax=85, evclass=128, evtype=32),
 ])
 def test_tighter_cuts_match_numpy(crab_day, opts):
     from fermixr.io.ft1 import read_ft1

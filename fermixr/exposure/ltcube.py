@@ -36,6 +36,7 @@ import xarray as xr
 
 from ..errors import FileFormatError, GeometryError, SelectionError
 from ..io.ft2 import FT2_LTCUBE_COLUMNS, FT2_PHI_COLUMNS, ft2_info, iter_ft2_chunks
+from ..select.gti import check_ft2_coverage
 from ..io.ltcube import (
     THETABIN_SQRT,
     make_ltcube_dataset,
@@ -297,19 +298,37 @@ def _fill_task(geom_arrays, reg_lo, reg_cnt, use_region, rows, params):
 # public API
 # --------------------------------------------------------------------------------------
 
-def _chunks_and_total(ft2, columns, chunk_rows, tmin, tmax):
+def _checked(chunks, stats):
+    """Chunks given as mappings: rows with NaN pointing or negative livetime dropped, their
+    time span recorded in ``stats`` (as :func:`iter_ft2_chunks` does for files)."""
+    from ..io.ft2 import drop_bad_ft2_rows
+
+    for chunk in chunks:
+        chunk = {k: np.asarray(v) for k, v in chunk.items()}
+        yield drop_bad_ft2_rows(chunk, stats)
+    if stats.get("rows_dropped"):
+        import warnings
+
+        why = ", ".join(f"{k}: {v}" for k, v in stats["dropped_by"].items())
+        warnings.warn(f"spacecraft rows: dropped {stats['rows_dropped']} of "
+                      f"{stats['rows_read']} with NaN or negative values ({why}); "
+                      f"{stats['livetime_dropped']:.1f} s of livetime lost", stacklevel=3)
+
+
+def _chunks_and_total(ft2, columns, chunk_rows, tmin, tmax, stats):
     if isinstance(ft2, Mapping):
-        return iter([ft2]), int(np.asarray(ft2["START"]).size), "FT2 table"
+        return (_checked([ft2], stats), int(np.asarray(ft2["START"]).size), "FT2 table")
     if isinstance(ft2, (str, bytes)) or hasattr(ft2, "__fspath__") or (
             isinstance(ft2, (list, tuple)) and ft2 and not isinstance(ft2[0], Mapping)):
         from ..io.ft2 import check_ft2_columns
 
         files = check_ft2_columns(ft2, columns)
         total = sum(ft2_info(f)["nrows"] for f in files)
-        it = iter_ft2_chunks(files, columns, chunk_rows=chunk_rows, tmin=tmin, tmax=tmax)
+        it = iter_ft2_chunks(files, columns, chunk_rows=chunk_rows, tmin=tmin, tmax=tmax,
+                             stats=stats)
         return it, total, ", ".join(str(f) for f in files)
     if isinstance(ft2, Iterable):
-        return iter(ft2), None, "FT2 chunks"
+        return _checked(ft2, stats), None, "FT2 chunks"
     raise TypeError(
         f"ft2 must be an FT2 file spec (path, list, @list) or an iterable of chunk dicts; "
         f"got {type(ft2).__name__}"
@@ -334,6 +353,7 @@ def compute_ltcube(
     client=None,
     chunk_rows: int = 250_000,
     parallel: bool = True,
+    ft2_tolerance: float = 1.0,
 ) -> xr.Dataset:
     """Livetime cube of the FT2 history ``ft2`` within the GTIs (gtltcube).
 
@@ -350,6 +370,13 @@ def compute_ltcube(
     for an iterable).  ``client``: a
     ``dask.distributed.Client``; row blocks are then computed on its workers and summed.
     ``parallel``: use the multi-threaded kernel (numba threads) in this process.
+
+    The GTIs must be covered by FT2 rows: time in them that no row spans (pieces longer
+    than ``ft2_tolerance`` s) raises :class:`SelectionError` naming the intervals, since
+    the cube would silently lack that livetime (cut the GTIs first with
+    ``fermixr.select.gti.make_gti(..., trim_to_ft2=True)`` to accept it).  FT2 rows with NaN
+    pointing or a negative livetime are dropped with a warning (``attrs``
+    ``ft2_rows_dropped``, ``ft2_livetime_dropped_s``).
 
     Returns the ltcube contract (see :mod:`fermixr.io.ltcube`), float64 livetimes in s.
     """
@@ -392,7 +419,8 @@ def compute_ltcube(
     use_zenith = zmax < 180.0
     coszmax = math.cos(zmax * _DEG)
     columns = list(FT2_LTCUBE_COLUMNS) + (list(FT2_PHI_COLUMNS) if phibins else [])
-    chunks, total, source = _chunks_and_total(ft2, columns, chunk_rows, gs[0], ge[-1])
+    stats: dict = {"coverage": []}
+    chunks, total, source = _chunks_and_total(ft2, columns, chunk_rows, gs[0], ge[-1], stats)
     kw = dict(cosmin=cosmin, nbins=nbins, coszmax=coszmax, use_zenith=use_zenith,
               phibins=phibins, region_vec=region_vec, region_radius=region_radius, zmax=zmax)
 
@@ -415,6 +443,11 @@ def compute_ltcube(
         done, nrows_used = _compute_distributed(
             client, chunks, out, garr, reg_lo, reg_cnt, use_region, gs, ge, geom, phibins,
             ncol, kw, progress, total, source)
+
+    cov = stats["coverage"]
+    cs = np.concatenate([c[0] for c in cov]) if cov else np.zeros(0)
+    ce = np.concatenate([c[1] for c in cov]) if cov else np.zeros(0)
+    check_ft2_coverage(gs, ge, cs, ce, source=source, tol=ft2_tolerance)
 
     # RING -> requested ordering, split the two tables
     if mask is not None:
@@ -441,6 +474,8 @@ def compute_ltcube(
         "binsz": binsz_used,
         "weighted": bool(weighted),
         "ft2_rows_used": int(nrows_used),
+        "ft2_rows_dropped": int(stats.get("rows_dropped", 0)),
+        "ft2_livetime_dropped_s": float(stats.get("livetime_dropped", 0.0)),
         "creator": "fermixr.exposure.compute_ltcube",
         "wall_time_s": round(time.perf_counter() - t0, 3),
     }

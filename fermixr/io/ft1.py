@@ -32,6 +32,7 @@ from ..conventions import (
 from ..errors import FileFormatError, InputFileError
 from .filelist import resolve_files
 from .gti import gti_dataset, mjdref_from_header, read_gti_hdu
+from .headers import header_float
 
 #: Columns read by default (PULSE_PHASE too when the file has it).
 DEFAULT_COLUMNS = (
@@ -128,9 +129,9 @@ def read_ft1_gti(files, *, what: str = "data.evfile"):
             hdr = ev.header
             s_all.append(s)
             e_all.append(e)
-            t0.append(float(hdr.get("TSTART", s.min() if s.size else 0.0)))
-            t1.append(float(hdr.get("TSTOP", e.max() if e.size else 0.0)))
-            mjd = mjdref_from_header(hdr) if mjd is None else mjd
+            t0.append(header_float(hdr, "TSTART", p, s.min() if s.size else 0.0, hdu="EVENTS"))
+            t1.append(header_float(hdr, "TSTOP", p, e.max() if e.size else 0.0, hdu="EVENTS"))
+            mjd = mjdref_from_header(hdr, p, hdu="EVENTS") if mjd is None else mjd
     return gti_dataset(np.concatenate(s_all), np.concatenate(e_all), tstart=min(t0),
                        tstop=max(t1), mjdref=mjd, attrs={"files": [str(p) for p in paths]})
 
@@ -199,19 +200,51 @@ def _read_one(path: Path, columns) -> dict:
             cols["EVENT_TYPE"] = np.where(conv == 0, 1, np.where(conv == 1, 2, 0)).astype(np.uint32)
         # keep the order: defaults first, as requested
         cols = {c: cols[c] for c in want if c in cols}
+        cols = _drop_nan_events(cols, path)
         gti = read_gti_hdu(hdul, path)
         return {
             "path": path,
             "cols": cols,
             "gti": gti,
-            "tstart": float(hdr.get("TSTART", gti[0].min() if gti[0].size else 0.0)),
-            "tstop": float(hdr.get("TSTOP", gti[1].max() if gti[1].size else 0.0)),
-            "mjdref": mjdref_from_header(hdr),
+            "tstart": header_float(hdr, "TSTART", path, gti[0].min() if gti[0].size else 0.0,
+                                   hdu="EVENTS"),
+            "tstop": header_float(hdr, "TSTOP", path, gti[1].max() if gti[1].size else 0.0,
+                                  hdu="EVENTS"),
+            "mjdref": mjdref_from_header(hdr, path, hdu="EVENTS"),
             "pass_ver": pass_ver,
             "class_kind": class_kind,
             "type_from_conv": type_from_conv,
-            "dss": read_dss(hdr),
+            "dss": read_dss(hdr, path),
         }
+
+
+#: columns whose NaN makes an event unusable (dropped with a warning that counts them)
+CHECKED_COLUMNS = ("ENERGY", "RA", "DEC", "L", "B", "THETA", "PHI", "ZENITH_ANGLE", "TIME")
+
+
+def _drop_nan_events(cols: dict, path) -> dict:
+    """Events with NaN (or infinity) in a column of :data:`CHECKED_COLUMNS` removed, with a
+    warning naming the file and counting them per column."""
+    n = len(next(iter(cols.values()))) if cols else 0
+    bad = np.zeros(n, dtype=bool)
+    why = {}
+    for c in CHECKED_COLUMNS:
+        v = cols.get(c)
+        if v is None or v.dtype.kind != "f":
+            continue
+        b = ~np.isfinite(v) if v.ndim == 1 else ~np.isfinite(v).all(axis=1)
+        if b.any():
+            why[c] = int(np.count_nonzero(b))
+            bad |= b
+    if not bad.any():
+        return cols
+    import warnings
+
+    warnings.warn(
+        f"{path}: dropped {int(np.count_nonzero(bad))} of {n} events with NaN or infinite "
+        f"values ({', '.join(f'{k}: {v}' for k, v in why.items())})", stacklevel=4)
+    keep = ~bad
+    return {k: v[keep] for k, v in cols.items()}
 
 
 def _bits_to_uint(data, raw, col, fmt, path) -> np.ndarray:
@@ -231,17 +264,20 @@ def _bits_to_uint(data, raw, col, fmt, path) -> np.ndarray:
     return out.astype(np.uint32)
 
 
-def read_dss(header) -> list[dict]:
+def read_dss(header, path=None) -> list[dict]:
     """The data-subspace (DSS) keywords of a header as a list of dicts
-    ``{"type", "unit", "value", "ref"}`` (gtselect/gtmktime record their cuts there)."""
-    n = int(header.get("NDSKEYS", 0) or 0)
+    ``{"type", "unit", "value", "ref", "key"}`` (gtselect/gtmktime record their cuts there;
+    ``key`` is the DSVALn keyword that holds the value)."""
+    from .headers import header_int
+
+    n = header_int(header, "NDSKEYS", path, 0, hdu="EVENTS")
     out = []
     for i in range(1, n + 1):
         typ = header.get(f"DSTYP{i}")
         if typ is None:
             continue
         d = {"type": str(typ).strip(), "unit": str(header.get(f"DSUNI{i}", "")).strip(),
-             "value": str(header.get(f"DSVAL{i}", "")).strip()}
+             "value": str(header.get(f"DSVAL{i}", "")).strip(), "key": f"DSVAL{i}"}
         ref = header.get(f"DSREF{i}")
         if ref is not None:
             d["ref"] = str(ref).strip()

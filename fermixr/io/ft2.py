@@ -24,6 +24,7 @@ import numpy as np
 
 from ..errors import FileFormatError, InputFileError
 from .filelist import resolve_files
+from .headers import header_float
 
 __all__ = [
     "FT2_LTCUBE_COLUMNS",
@@ -34,12 +35,19 @@ __all__ = [
     "check_ft2_columns",
     "iter_ft2_chunks",
     "read_ft2",
+    "drop_bad_ft2_rows",
+    "FT2_CHECKED_COLUMNS",
 ]
 
 #: columns gtltcube reads (livetime cube without azimuth bins)
 FT2_LTCUBE_COLUMNS = ("START", "STOP", "LIVETIME", "RA_SCZ", "DEC_SCZ", "RA_ZENITH", "DEC_ZENITH")
 #: extra columns for azimuth (phi) bins
 FT2_PHI_COLUMNS = ("RA_SCX", "DEC_SCX")
+#: columns whose NaN makes a row unusable (times, livetime, pointing); a row with one of
+#: them NaN, or with a negative LIVETIME, is dropped with a warning counting the rows and
+#: the livetime lost
+FT2_CHECKED_COLUMNS = ("START", "STOP", "LIVETIME", "RA_SCZ", "DEC_SCZ", "RA_SCX", "DEC_SCX",
+                       "RA_ZENITH", "DEC_ZENITH")
 
 _BLOCK = 2880
 _TFORM = re.compile(r"^\s*(\d*)\s*([LXBIJKAEDCMPQ])", re.IGNORECASE)
@@ -122,11 +130,10 @@ class FT2Table:
                 names.append(name)
                 formats.append(np_t)
                 offsets.append(off)
-                ts = header.get(f"TSCAL{i}")
-                tz = header.get(f"TZERO{i}")
-                if (ts not in (None, 1, 1.0)) or (tz not in (None, 0, 0.0)):
-                    scale[name] = (float(ts if ts is not None else 1.0),
-                                   float(tz if tz is not None else 0.0))
+                ts = header_float(header, f"TSCAL{i}", path, 1.0, hdu="SC_DATA")
+                tz = header_float(header, f"TZERO{i}", path, 0.0, hdu="SC_DATA")
+                if ts != 1.0 or tz != 0.0:
+                    scale[name] = (ts, tz)
             off += size
         if off != self.rowbytes:
             raise FileFormatError(
@@ -240,7 +247,8 @@ def ft2_info(path) -> dict:
         first = t.read_rows(1, ["START"]) if "START" in t.columns else None
         return {
             "path": Path(path), "columns": list(t.columns), "nrows": t.nrows,
-            "tstart": float(first["START"][0]) if first else float(t.header.get("TSTART", 0.0)),
+            "tstart": float(first["START"][0]) if first else header_float(
+                t.header, "TSTART", path, 0.0, hdu="SC_DATA"),
         }
 
 
@@ -277,12 +285,19 @@ def iter_ft2_chunks(
     chunk_rows: int = 250_000,
     tmin: float | None = None,
     tmax: float | None = None,
+    stats: dict | None = None,
 ) -> Iterator[dict[str, np.ndarray]]:
     """Yield dicts ``{column: array}`` of at most ``chunk_rows`` rows, file after file in
     order of their first START (as stored within a file).  ``columns=None`` gives every
     column.  With ``tmin``/``tmax`` only rows with STOP > tmin and START < tmax are
     yielded (chunks that become empty are skipped).  Missing columns raise
-    :class:`FileFormatError` naming the column and the file before any row is read."""
+    :class:`FileFormatError` naming the column and the file before any row is read.
+
+    Rows with NaN in a column of :data:`FT2_CHECKED_COLUMNS` that is read, or a negative
+    LIVETIME, are dropped; once the rows are exhausted a warning counts them and the
+    livetime lost.  ``stats``, a dict, receives ``coverage`` (list of (start, stop) arrays:
+    the time spanned by the rows read, dropped rows included, since the spacecraft was
+    there), ``rows_dropped``, ``livetime_dropped`` [s] and ``dropped_by`` (column -> rows)."""
     if chunk_rows < 1:
         raise ValueError(f"chunk_rows must be >= 1, got {chunk_rows}")
     paths = _resolve(files)
@@ -297,15 +312,29 @@ def iter_ft2_chunks(
         cols, extra = None, []
         if len(paths) > 1:
             paths = check_ft2_columns(paths, [])
+    if stats is None:
+        stats = {}
+    stats.setdefault("coverage", [])
+    stats.setdefault("rows_dropped", 0)
+    stats.setdefault("rows_read", 0)
+    stats.setdefault("livetime_dropped", 0.0)
+    stats.setdefault("dropped_by", {})
+    stats.setdefault("files", [str(p) for p in paths])
     for p in paths:
         with open_ft2(p) as t:
             use = list(t.columns) if cols is None else cols
             if cols is None and (tmin is not None or tmax is not None):
                 t.check_columns(["START", "STOP"])
+            # START/STOP (for the coverage) and LIVETIME (for the livetime lost) ride along
+            ride = [c for c in ("START", "STOP", "LIVETIME") if c in t.columns
+                    and c not in use and c not in extra]
             while True:
-                chunk = t.read_rows(chunk_rows, use + extra)
+                chunk = t.read_rows(chunk_rows, use + extra + ride)
                 if chunk is None:
                     break
+                chunk = drop_bad_ft2_rows(chunk, stats)
+                for r in ride:
+                    chunk.pop(r)
                 if tmin is not None or tmax is not None:
                     keep = np.ones(len(chunk["START"]), dtype=bool)
                     if tmin is not None:
@@ -321,6 +350,48 @@ def iter_ft2_chunks(
                 for e in extra:
                     chunk.pop(e)
                 yield chunk
+    if stats["rows_dropped"]:
+        import warnings
+
+        why = ", ".join(f"{k}: {v}" for k, v in stats["dropped_by"].items())
+        warnings.warn(
+            f"spacecraft data {', '.join(stats['files'])}: dropped {stats['rows_dropped']} of "
+            f"{stats['rows_read']} rows read with NaN or negative values ({why}); "
+            f"{stats['livetime_dropped']:.1f} s of livetime lost", stacklevel=2)
+
+
+def drop_bad_ft2_rows(chunk: dict, stats: dict) -> dict:
+    """``chunk`` without the rows that have NaN in a column of :data:`FT2_CHECKED_COLUMNS`
+    or a negative LIVETIME; ``stats`` (see :func:`iter_ft2_chunks`) is updated."""
+    for k, v in (("coverage", []), ("rows_dropped", 0), ("livetime_dropped", 0.0),
+                 ("dropped_by", {})):
+        stats.setdefault(k, v)
+    n = len(next(iter(chunk.values()))) if chunk else 0
+    stats["rows_read"] = stats.get("rows_read", 0) + n
+    if "START" in chunk and "STOP" in chunk:
+        s, e = chunk["START"], chunk["STOP"]
+        ok = np.isfinite(s) & np.isfinite(e) & (e > s)
+        if ok.any():
+            stats["coverage"].append((s[ok].copy(), e[ok].copy()))
+    bad = np.zeros(n, dtype=bool)
+    for c in FT2_CHECKED_COLUMNS:
+        if c in chunk and chunk[c].dtype.kind == "f":
+            b = np.isnan(chunk[c]) if chunk[c].ndim == 1 else np.isnan(chunk[c]).any(axis=1)
+            if c == "LIVETIME":
+                b = b | (chunk[c] < 0)
+            nb = int(np.count_nonzero(b & ~bad))
+            if nb:
+                key = "LIVETIME NaN or < 0" if c == "LIVETIME" else f"{c} NaN"
+                stats["dropped_by"][key] = stats["dropped_by"].get(key, 0) + nb
+            bad |= b
+    if not bad.any():
+        return chunk
+    stats["rows_dropped"] += int(np.count_nonzero(bad))
+    if "LIVETIME" in chunk:
+        lt = chunk["LIVETIME"][bad]
+        stats["livetime_dropped"] += float(np.sum(lt[np.isfinite(lt) & (lt > 0)]))
+    keep = ~bad
+    return {k: v[keep] for k, v in chunk.items()}
 
 
 def read_ft2(files, columns: Sequence[str] | None = None, *, tmin=None, tmax=None,

@@ -63,12 +63,17 @@ def gti_dataset(start, stop, *, tstart=None, tstop=None, mjdref=FERMI_MJDREF, at
     )
 
 
-def mjdref_from_header(header) -> float:
-    """MJDREF of a FITS header (MJDREFI + MJDREFF, or MJDREF), Fermi's value if absent."""
+def mjdref_from_header(header, path=None, *, hdu: str | None = None) -> float:
+    """MJDREF of a FITS header (MJDREFI + MJDREFF, or MJDREF), Fermi's value if absent.
+    Values stored as strings (``'7.428703703703703D-4'``) are read as numbers; anything else
+    raises :class:`FileFormatError` naming ``path`` and the keyword."""
+    from .headers import header_float
+
     if "MJDREFI" in header:
-        return float(header["MJDREFI"]) + float(header.get("MJDREFF", 0.0))
+        return (header_float(header, "MJDREFI", path, hdu=hdu)
+                + header_float(header, "MJDREFF", path, 0.0, hdu=hdu))
     if "MJDREF" in header:
-        return float(header["MJDREF"])
+        return header_float(header, "MJDREF", path, hdu=hdu)
     return FERMI_MJDREF
 
 

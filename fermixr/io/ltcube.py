@@ -40,6 +40,8 @@ import xarray as xr
 from ..conventions import DIM_COSTHETA, DIM_GTI, DIM_PHI, DIM_PIX, FERMI_MJDREF
 from ..errors import FileFormatError, GeometryError, InputFileError
 from .filelist import resolve_files
+from .gti import mjdref_from_header
+from .headers import header_float, header_int
 
 __all__ = [
     "read_ltcube",
@@ -280,10 +282,10 @@ def _read_one(path: Path) -> xr.Dataset:
         for key in ("NSIDE", "NBRBINS"):
             if key not in h:
                 _fail(path, f"HDU EXPOSURE lacks the {key} keyword")
-        nside = int(h["NSIDE"])
-        nbins = int(h["NBRBINS"])
-        phibins = int(h.get("PHIBINS", 0) or 0)
-        cosmin = float(h.get("COSMIN", 0.0))
+        nside = header_int(h, "NSIDE", path, hdu="EXPOSURE")
+        nbins = header_int(h, "NBRBINS", path, hdu="EXPOSURE")
+        phibins = header_int(h, "PHIBINS", path, 0, hdu="EXPOSURE")
+        cosmin = header_float(h, "COSMIN", path, 0.0, hdu="EXPOSURE")
         thetabin = str(h.get("THETABIN", THETABIN_SQRT)).strip().upper()
         ordering = str(h.get("ORDERING", "NESTED")).strip().upper()
         if ordering not in ("NESTED", "RING"):
@@ -330,16 +332,15 @@ def _read_one(path: Path) -> xr.Dataset:
                 gstart = np.asarray(g["START"], dtype=np.float64)
                 gstop = np.asarray(g["STOP"], dtype=np.float64)
         ph = hdul[0].header
-        tstart = _first_key("TSTART", h, ph, default=None)
-        tstop = _first_key("TSTOP", h, ph, default=None)
+        tstart = _first_number("TSTART", path, (h, "EXPOSURE"), (ph, "PRIMARY"))
+        tstop = _first_number("TSTOP", path, (h, "EXPOSURE"), (ph, "PRIMARY"))
         mjdref = FERMI_MJDREF
-        mi = _first_key("MJDREFI", h, ph, default=None)
-        if mi is not None:
-            mjdref = float(mi) + float(_first_key("MJDREFF", h, ph, default=0.0))
-        elif _first_key("MJDREF", h, ph, default=None) is not None:
-            mjdref = float(_first_key("MJDREF", h, ph, default=None))
-        zmax = h.get("ZENMAX")
-        zmin = h.get("ZENMIN")
+        for hdr, name in ((h, "EXPOSURE"), (ph, "PRIMARY")):
+            if "MJDREFI" in hdr or "MJDREF" in hdr:
+                mjdref = mjdref_from_header(hdr, path, hdu=name)
+                break
+        zmax = header_float(h, "ZENMAX", path, None, hdu="EXPOSURE")
+        zmin = header_float(h, "ZENMIN", path, None, hdu="EXPOSURE")
         creator = ph.get("CREATOR")
     extra = {"source_file": str(path)}
     if creator:
@@ -355,11 +356,12 @@ def _read_one(path: Path) -> xr.Dataset:
     )
 
 
-def _first_key(key, *headers, default=None):
-    for h in headers:
+def _first_number(key, path, *headers):
+    """The number ``key`` holds in the first of ``(header, hdu name)`` that has it, else None."""
+    for h, name in headers:
         if key in h:
-            return h[key]
-    return default
+            return header_float(h, key, path, hdu=name)
+    return None
 
 
 def _frame_from_coordsys(value, path):

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import FileFormatError, InputFileError
+from .headers import numeric_header
 
 
 def _open(path, what):
@@ -31,7 +32,7 @@ def read_mapcube(path, what: str = "MapCubeFunction"):
         if h[0].data is None:
             raise FileFormatError(f"{what}: {str(path)!r} has no image in its primary HDU")
         data = np.asarray(h[0].data, dtype=np.float64)
-        geom = WcsGeom.from_header(h[0].header)
+        geom = WcsGeom.from_header(numeric_header(h[0].header, path, hdu="PRIMARY"))
         if "ENERGIES" not in h:
             raise FileFormatError(
                 f"{what}: {str(path)!r} has no ENERGIES extension (expected a map cube)")
@@ -53,7 +54,7 @@ def read_template(path, what: str = "SpatialMap"):
         if hdu is None:
             raise FileFormatError(f"{what}: {str(path)!r} holds no image")
         data = np.asarray(hdu.data, dtype=np.float64)
-        geom = WcsGeom.from_header(hdu.header)
+        geom = WcsGeom.from_header(numeric_header(hdu.header, path, hdu=hdu.name))
     if data.ndim == 3:
         data = data[0]
     if data.ndim != 2:

@@ -205,8 +205,11 @@ def _write(hdul, path, overwrite) -> Path:
 
 def read_srcmap_hdus(path, names=None) -> dict:
     """Read source-map image HDUs of a gtsrcmaps file: name -> (energies MeV, array
-    (energy, y, x) counts per unit dN/dE at the true-energy nodes, header)."""
+    (energy, y, x) counts per unit dN/dE at the true-energy nodes, header as a dict whose
+    WCS numbers are floats even where the file stores them as strings)."""
     from astropy.io import fits
+
+    from .headers import numeric_header
 
     p = Path(path)
     if not p.is_file():
@@ -229,7 +232,7 @@ def read_srcmap_hdus(path, names=None) -> dict:
                     f"{str(p)!r} HDU {h.name!r}: expected {len(edges)} energy planes "
                     f"(the EBOUNDS edges), found shape {arr.shape}"
                 )
-            out[h.name] = (edges, arr, h.header)
+            out[h.name] = (edges, arr, numeric_header(h.header, p, hdu=h.name))
     return out
 
 
@@ -265,7 +268,7 @@ def read_bexpmap(path):
             )
         cube = np.asarray(hl[0].data, dtype=np.float64)
         energies = np.asarray(hl["ENERGIES"].data.field(0), dtype=np.float64)
-        geom = WcsGeom.from_header(hl[0].header)
+        geom = WcsGeom.from_header(numeric_header(hl[0].header, path, hdu="PRIMARY"))
     if cube.shape[0] != energies.size:
         raise FileFormatError(
             f"gtlike.bexpmap {str(path)!r}: {cube.shape[0]} planes but {energies.size} energies"

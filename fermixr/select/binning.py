@@ -62,6 +62,11 @@ def bin_counts(events, geom, energy_axis: EnergyAxis) -> "xr.Dataset":
         raise GeometryError(f"bin_counts: energy_axis must be an EnergyAxis, got {type(energy_axis).__name__}")
     if "ENERGY" not in events:
         raise SelectionError("events have no ENERGY column; gtbin needs it")
+    from .cuts import check_selection_within, file_cuts
+
+    # a cube reaching beyond the event file's own cuts would hold empty bins the model fills
+    check_selection_within(file_cuts(events), geom=geom, energy_edges=energy_axis.edges,
+                           what="binning")
     ie = energy_bin_index(np.asarray(events["ENERGY"].values), energy_axis)
     sp = pixel_index(events, geom)
     ne = energy_axis.nbin
@@ -82,7 +87,7 @@ def bin_counts(events, geom, energy_axis: EnergyAxis) -> "xr.Dataset":
     for k in (ATTR_TSTART, ATTR_TSTOP, ATTR_MJDREF):
         if k in events.attrs:
             attrs[k] = events.attrs[k]
-    for k in ("selection", "dss", "PASS_VER"):
+    for k in ("selection", "dss", "PASS_VER", "file_cuts"):
         if k in events.attrs:
             attrs[k] = events.attrs[k]
     attrs["n_events_in"] = n_in

@@ -197,14 +197,33 @@ def select_events(events, *, emin=None, emax=None, logemin=None, logemax=None, t
                   tmax=None, ra=None, dec=None, glon=None, glat=None, target=None,
                   radius=None, zmin=None, zmax=None, evclass=None, evtype=None, convtype=None,
                   phasemin=None, phasemax=None, gti_start=None, gti_stop=None,
-                  allow_empty: bool = False):
+                  allow_empty: bool = False, irfs=None):
     """Events passing gtselect's cuts (and inside the GTIs), a new ``events`` dataset.
 
     Options are Fermipy's ``selection`` spellings; None leaves a cut off.  ``attrs``
     record the cuts (``selection``; merged with earlier ones), the DSS keywords gtselect
     would write (``dss``) and TSTART/TSTOP narrowed to [tmin, tmax].  An empty result
     raises :class:`SelectionError` naming the cuts unless ``allow_empty``.
+
+    A selection wider than the event file's own cuts (its DSS keywords, kept in ``attrs``
+    as ``file_cuts``) is refused: see :func:`check_selection_within`; ``irfs`` (the IRF
+    name the events will be analysed with) warns when its class is not the events' one.
     """
+    cuts = file_cuts(events)
+    if cuts:
+        e0 = emin if emin is not None else (10.0 ** float(logemin) if logemin is not None else None)
+        e1 = emax if emax is not None else (10.0 ** float(logemax) if logemax is not None else None)
+        center = resolve_center(ra, dec, glon, glat, target)
+        check_selection_within(
+            cuts, emin=e0, emax=e1, tmin=tmin, tmax=tmax,
+            ra=None if center is None else center[0], dec=None if center is None else center[1],
+            radius=radius, zmin=zmin, zmax=zmax, evclass=evclass, evtype=evtype, irfs=irfs)
+    elif irfs:
+        msg = irf_class_mismatch(irfs, evclass)
+        if msg:
+            import warnings
+
+            warnings.warn(msg, stacklevel=2)
     mask, applied = event_mask(
         events, emin=emin, emax=emax, logemin=logemin, logemax=logemax, tmin=tmin, tmax=tmax,
         ra=ra, dec=dec, glon=glon, glat=glat, target=target, radius=radius, zmin=zmin,
@@ -229,8 +248,26 @@ def select_events(events, *, emin=None, emax=None, logemin=None, logemax=None, t
         attrs[ATTR_TSTOP] = min(float(attrs[ATTR_TSTOP]), applied["tmax"])
     attrs["dss"] = _update_dss(list(attrs.get("dss") or []), applied,
                                str(attrs.get("PASS_VER", "NONE")))
+    if cuts:
+        attrs["file_cuts"] = cuts
     out.attrs = attrs
     return out
+
+
+def file_cuts(events) -> dict | None:
+    """The event file's own cuts (:func:`fermixr.io.dss.dss_cuts`) of an ``events`` or
+    ``counts`` dataset: ``attrs["file_cuts"]`` once a selection recorded them, else made
+    from the file's DSS keywords in ``attrs["dss"]``; None without DSS keywords."""
+    attrs = getattr(events, "attrs", None) or {}
+    if attrs.get("file_cuts"):
+        return dict(attrs["file_cuts"])
+    if not attrs.get("dss"):
+        return None
+    from ..io.dss import dss_cuts
+
+    files = attrs.get("files") or [None]
+    return dss_cuts(attrs["dss"], path=files[0], tstart=attrs.get(ATTR_TSTART),
+                    tstop=attrs.get(ATTR_TSTOP))
 
 
 # --- DSS keywords --------------------------------------------------------------------------
@@ -276,3 +313,212 @@ def _update_dss(dss, applied, pass_ver):
     if "phasemin" in applied:
         _merge_range(dss, "PULSE_PHASE", "dimensionless", applied["phasemin"], applied["phasemax"])
     return dss
+
+
+# --- the event file's own cuts -----------------------------------------------------------
+#: Pass 8 standard classes, each a subset of the one before (an event of a later class has
+#: the earlier classes' bits set too: checked on the Crab day's events)
+P8_NESTED_CLASSES = (128, 256, 512, 1024)
+P8_CLASS_NAMES = {128: "SOURCE", 256: "CLEAN", 512: "ULTRACLEAN", 1024: "ULTRACLEANVETO"}
+#: event-type partitions: every event has exactly one type of each
+EVTYPE_PARTITIONS = (0b11, 0b111100, 0b1111000000)
+
+_TOL_ENERGY = 1e-6   # relative
+_TOL_TIME = 1.0      # s
+_TOL_ANGLE = 1e-3    # deg: DSS values are written with a few decimals
+
+
+def _g(x) -> str:
+    return f"{float(x):g}"
+
+
+def _class_within(sel: int, file_mask: int) -> bool:
+    """Whether every event of class bit mask ``sel`` (Pass 8) is of class ``file_mask``."""
+    for b in range(32):
+        bit = 1 << b
+        if not sel & bit or file_mask & bit:
+            continue
+        if bit in P8_NESTED_CLASSES:
+            parents = P8_NESTED_CLASSES[:P8_NESTED_CLASSES.index(bit)]
+            if any(file_mask & p for p in parents):
+                continue
+        return False
+    return True
+
+
+def _type_within(sel: int, file_mask: int) -> bool:
+    if any(file_mask & p == p for p in EVTYPE_PARTITIONS):
+        return True  # the file holds every event type
+    return sel & ~file_mask == 0
+
+
+def region_points(geom, frame: str = "CEL"):
+    """(lon, lat) [deg] of points on the outer edge of a sky geometry (WCS: every half
+    pixel along the four sides, corners included; HEALPix: pixel centres), in ``frame``;
+    with the HEALPix pixel radius as a margin (0 for WCS)."""
+    from ..geom.wcs import WcsGeom
+
+    if isinstance(geom, WcsGeom):
+        nx, ny = geom.nx, geom.ny
+        xs = np.linspace(-0.5, nx - 0.5, 2 * nx + 1)
+        ys = np.linspace(-0.5, ny - 0.5, 2 * ny + 1)
+        x = np.concatenate([xs, xs, np.full(ys.size, -0.5), np.full(ys.size, nx - 0.5)])
+        y = np.concatenate([np.full(xs.size, -0.5), np.full(xs.size, ny - 0.5), ys, ys])
+        lon, lat = geom.pix_to_world(x, y, frame=frame)
+        return lon, lat, 0.0
+    lon, lat = geom.pixel_centers(frame=frame)
+    import healpy as hp
+
+    return lon, lat, float(np.degrees(hp.max_pixrad(geom.nside)))
+
+
+def check_selection_within(cuts: dict, *, emin=None, emax=None, tmin=None, tmax=None,
+                           ra=None, dec=None, radius=None, zmin=None, zmax=None,
+                           evclass=None, evtype=None, geom=None, energy_edges=None,
+                           irfs=None, what: str = "selection") -> list[str]:
+    """Refuse a selection wider than what the event file holds.
+
+    ``cuts``: :func:`fermixr.io.dss.dss_cuts` of the event file.  Each given option is
+    compared with the file's own cut and :class:`SelectionError` names both, the DSS
+    keyword and the fix: ``emin``/``emax`` (and ``energy_edges``, the counts cube's energy
+    bin edges) outside the file's ENERGY range; the cone ``ra``, ``dec``, ``radius`` or
+    the sky geometry ``geom`` (its outer edge) reaching outside the file's circle;
+    ``tmin``/``tmax`` outside its time range; ``zmax`` above its zenith cut; ``evclass``
+    selecting events of a class the file was not cut to contain (Pass 8: the SOURCE ->
+    CLEAN -> ULTRACLEAN -> ULTRACLEANVETO chain is nested, so a narrower class of the
+    file's one is complete); ``evtype`` not contained in the file's types.  None leaves an
+    option unchecked.  Returns warnings (also issued): an IRF class (``irfs``) that
+    differs from the events' class.
+    """
+    if not cuts:
+        return []
+    name = cuts.get("name") or "the event file"
+
+    def where(c):
+        return f"({name} DSS keyword {c['key']})" if str(c.get("key", "")).startswith("DS") \
+            else f"({name} {c.get('key')})"
+
+    e = cuts.get("energy")
+    if e:
+        lo, hi = e.get("min"), e.get("max")
+        given = [(f"{what}.emin", emin, "below", lo, "emin >="), (f"{what}.emax", emax, "above", hi, "emax <=")]
+        if energy_edges is not None and len(energy_edges):
+            given += [("the counts cube's lowest energy edge", float(np.min(energy_edges)), "below",
+                       lo, "emin >="),
+                      ("the counts cube's highest energy edge", float(np.max(energy_edges)),
+                       "above", hi, "emax <=")]
+        for label, v, side, ref, fix in given:
+            if v is None or ref is None:
+                continue
+            v = float(v)
+            bad = v < ref * (1 - _TOL_ENERGY) if side == "below" else v > ref * (1 + _TOL_ENERGY)
+            if bad:
+                raise SelectionError(
+                    f"{label} {_g(v)} MeV is {side} the event file's own cut of {_g(ref)} MeV "
+                    f"{where(e)}: there are no events {'below' if side == 'below' else 'above'} "
+                    f"it; set {fix} {_g(ref)}")
+    t = cuts.get("time")
+    if t:
+        for label, v, ref, side in ((f"{what}.tmin", tmin, t.get("min"), "before"),
+                                    (f"{what}.tmax", tmax, t.get("max"), "after")):
+            if v is None or ref is None:
+                continue
+            v = float(v)
+            if (side == "before" and v < ref - _TOL_TIME) or (side == "after" and v > ref + _TOL_TIME):
+                raise SelectionError(
+                    f"{label} {v:.1f} s (MET) is {side} the event file's own time range "
+                    f"{t['min']:.1f}-{t['max']:.1f} s {where(t)}; set {label.split('.')[-1]} "
+                    f"{'>=' if side == 'before' else '<='} {ref:.1f}")
+    z = cuts.get("zenith")
+    if z and z.get("max") is not None and zmax is not None and float(zmax) > z["max"] + 1e-6:
+        raise SelectionError(
+            f"{what}.zmax {_g(zmax)} deg is wider than the event file's own zenith cut of "
+            f"{_g(z['max'])} deg {where(z)}: events beyond it were removed; set zmax <= "
+            f"{_g(z['max'])}")
+    if z and z.get("min") and zmin is not None and float(zmin) < z["min"] - 1e-6:
+        raise SelectionError(
+            f"{what}.zmin {_g(zmin)} deg is below the event file's own zenith cut of "
+            f"{_g(z['min'])} deg {where(z)}; set zmin >= {_g(z['min'])}")
+    c = cuts.get("circle")
+    if c:
+        from ..geom.frames import angular_separation
+
+        r_file = c["radius"]
+        circ = f"circle of {_g(r_file)} deg around RA, Dec = {_g(c['ra'])}, {_g(c['dec'])}"
+        if radius is not None and ra is not None and dec is not None and float(radius) < 180:
+            sep = float(angular_separation(np.array([float(ra)]), np.array([float(dec)]),
+                                           c["ra"], c["dec"])[0])
+            if sep + float(radius) > r_file + _TOL_ANGLE:
+                fix = max(r_file - sep, 0.0)
+                raise SelectionError(
+                    f"{what}.radius {_g(radius)} deg around RA, Dec = {_g(ra)}, {_g(dec)} reaches "
+                    f"{sep + float(radius):.3f} deg from the centre of the event file's own "
+                    f"{circ} {where(c)}: there are no events beyond it; set radius <= "
+                    f"{fix:.4g}")
+        if geom is not None:
+            lon, lat, margin = region_points(geom, "CEL")
+            ok = np.isfinite(lon) & np.isfinite(lat)
+            if not ok.all():
+                raise SelectionError(
+                    f"the sky geometry reaches outside the projection's domain, far beyond the "
+                    f"event file's own {circ} {where(c)}")
+            d = angular_separation(lon, lat, c["ra"], c["dec"]) + margin
+            worst = float(np.max(d)) if d.size else 0.0
+            if worst > r_file + _TOL_ANGLE:
+                w = getattr(geom, "width", None)
+                size = (f" ({_g(w[0])} x {_g(w[1])} deg)" if w is not None else "")
+                raise SelectionError(
+                    f"the counts-cube geometry{size} reaches {worst:.3f} deg from the centre of "
+                    f"the event file's own {circ} {where(c)}: its pixels beyond {_g(r_file)} deg "
+                    f"would have no events; make binning.roiwidth (or npix x binsz) smaller, at "
+                    f"most {2 * r_file / math.sqrt(2):.2f} deg for a square ROI at the centre")
+    ec = cuts.get("evclass")
+    warns: list[str] = []
+    if ec and evclass is not None:
+        sel = int(evclass)
+        if "mask" in ec:
+            pv = str(ec.get("pass_ver") or "").upper()
+            if pv.startswith("P8") or not pv:
+                if not _class_within(sel, ec["mask"]):
+                    raise SelectionError(
+                        f"{what}.evclass {sel} asks for events of a class the event file was not "
+                        f"cut to hold: it keeps only class {ec['mask']} {where(ec)}, so events of "
+                        f"class {sel} outside it are missing; set evclass to {ec['mask']} or a "
+                        f"class nested in it ({', '.join(str(b) for b in P8_NESTED_CLASSES if _class_within(b, ec['mask']))})")
+        elif ec.get("min") is not None and sel < ec["min"]:
+            raise SelectionError(
+                f"{what}.evclass {sel} is below the event file's own class cut "
+                f"{_g(ec['min'])} {where(ec)}; set evclass >= {_g(ec['min'])}")
+    et = cuts.get("evtype")
+    if et and evtype is not None:
+        sel = int(evtype)
+        if not _type_within(sel, et["mask"]):
+            raise SelectionError(
+                f"{what}.evtype {sel} asks for event types the event file does not hold: it "
+                f"keeps only types {et['mask']} {where(et)}; set evtype to a subset of "
+                f"{et['mask']}")
+    if irfs:
+        cls = evclass if evclass is not None else (ec or {}).get("mask")
+        msg = irf_class_mismatch(irfs, cls)
+        if msg:
+            import warnings
+
+            warnings.warn(msg, stacklevel=2)
+            warns.append(msg)
+    return warns
+
+
+def irf_class_mismatch(irfs: str, evclass) -> str | None:
+    """A message when the IRF name's event class (``P8R2_SOURCE_V6`` -> SOURCE) is a
+    Pass 8 class other than the one of ``evclass``; None when they match or cannot be
+    compared."""
+    if evclass is None or not irfs:
+        return None
+    name = P8_CLASS_NAMES.get(int(evclass))
+    parts = str(irfs).upper().split("_")
+    irf_cls = next((p for p in parts if p in P8_CLASS_NAMES.values()), None)
+    if name is None or irf_cls is None or irf_cls == name:
+        return None
+    return (f"the IRFs {irfs} are for {irf_cls} events but the events are class {int(evclass)} "
+            f"({name}): exposure and PSF will not match the events; use the {name} IRFs or "
+            f"evclass {next(k for k, v in P8_CLASS_NAMES.items() if v == irf_cls)}")

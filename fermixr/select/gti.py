@@ -6,6 +6,12 @@ reproduces gtmktime: the FT2 rows passing the filter (and the ROI-based zenith c
 one's STOP exactly; rows are taken from the first one ending after the event file's
 TSTART up to the last one starting before its TSTOP; the result is intersected with the
 event file's GTIs and with [tmin, tmax] (gtselect's time cut).
+
+GTIs must be covered by FT2 rows (a row covers [START, STOP]): livetime exists only where
+the spacecraft file has rows, so a GTI outside them would enter the counts without
+exposure.  :func:`uncovered_intervals` finds such time, :func:`check_ft2_coverage` refuses
+it naming the intervals, and ``make_gti(..., trim_to_ft2=True)`` cuts the GTIs to the rows
+instead, as gtmktime does (it makes GTIs from FT2 rows only).
 """
 
 from __future__ import annotations
@@ -19,8 +25,14 @@ from .filter import FilterExpression, in_intervals
 
 __all__ = [
     "normalize_intervals", "union", "intersect", "clip", "from_mask", "in_gti", "ontime",
-    "make_gti", "make_gti_dataset", "roi_zenith_mask",
+    "make_gti", "make_gti_dataset", "roi_zenith_mask", "ft2_coverage", "uncovered_intervals",
+    "check_ft2_coverage", "check_ft2_files_cover", "FT2_COVERAGE_TOLERANCE",
 ]
+
+#: uncovered pieces of a GTI up to this long [s] are not an error: rounding of START/STOP
+#: between files and tools, and the sub-second edges between a GTI and the FT2 row it
+#: starts in (the Crab day's GTIs are covered to the last second)
+FT2_COVERAGE_TOLERANCE = 1.0
 
 
 def union(start1, stop1, start2, stop2):
@@ -112,8 +124,77 @@ def roi_zenith_mask(ft2, zmax, roi_center, roi_radius) -> np.ndarray:
     return sep < float(zmax) - float(roi_radius)
 
 
+def ft2_coverage(ft2):
+    """The time covered by the rows of an FT2 table (a mapping with START and STOP), as
+    merged intervals; rows with a non-finite START or STOP cover nothing."""
+    s, e = _column(ft2, "START"), _column(ft2, "STOP")
+    ok = np.isfinite(s) & np.isfinite(e)
+    return normalize_intervals(s[ok], e[ok])
+
+
+def uncovered_intervals(gti_start, gti_stop, cov_start, cov_stop, *,
+                        tol: float = FT2_COVERAGE_TOLERANCE):
+    """Pieces of the GTIs outside the covered intervals, each longer than ``tol`` seconds,
+    as (start, stop) arrays."""
+    gs, ge = normalize_intervals(gti_start, gti_stop)
+    cs, ce = normalize_intervals(cov_start, cov_stop)
+    # the complement of the coverage
+    hs = np.concatenate([[-np.inf], ce])
+    he = np.concatenate([cs, [np.inf]])
+    us, ue = intersect(gs, ge, hs, he)
+    keep = (ue - us) > float(tol)
+    return us[keep], ue[keep]
+
+
+def _fmt_intervals(s, e, nmax=5) -> str:
+    parts = [f"MET {a:.1f}-{b:.1f} ({b - a:.1f} s)" for a, b in zip(s[:nmax], e[:nmax])]
+    if s.size > nmax:
+        parts.append(f"and {s.size - nmax} more")
+    return ", ".join(parts)
+
+
+def check_ft2_coverage(gti_start, gti_stop, cov_start, cov_stop, *, source: str = "",
+                       tol: float = FT2_COVERAGE_TOLERANCE) -> None:
+    """Raise :class:`SelectionError` when the GTIs hold time (pieces longer than ``tol`` s)
+    not covered by FT2 rows (``cov_start``/``cov_stop``: :func:`ft2_coverage`), naming the
+    uncovered intervals and their total duration."""
+    us, ue = uncovered_intervals(gti_start, gti_stop, cov_start, cov_stop, tol=tol)
+    if us.size == 0:
+        return
+    gs, ge = normalize_intervals(gti_start, gti_stop)
+    total = float(np.sum(ue - us))
+    ontime = float(np.sum(ge - gs))
+    cs, ce = normalize_intervals(cov_start, cov_stop)
+    span = (f"its rows cover MET {cs[0]:.1f}-{ce[-1]:.1f}" if cs.size else "it has no rows")
+    raise SelectionError(
+        f"spacecraft data{' ' + source if source else ''} does not cover {total:.1f} s of the {ontime:.1f} s of good "
+        f"time ({span}): uncovered {_fmt_intervals(us, ue)}; the livetime there would be "
+        "missing. Give the FT2 files for that time, or set selection.trim_to_ft2: true to cut "
+        "the GTIs to the FT2 rows as gtmktime does"
+    )
+
+
+def check_ft2_files_cover(gti_start, gti_stop, ft2_files, *,
+                          tol: float = FT2_COVERAGE_TOLERANCE) -> None:
+    """:func:`check_ft2_coverage` against FT2 file(s) (path, list, ``@list``), reading only
+    their START and STOP columns (for ``fermixr validate``: no livetime is computed)."""
+    from ..io.ft2 import iter_ft2_chunks
+
+    gs, ge = normalize_intervals(gti_start, gti_stop)
+    if gs.size == 0:
+        return
+    stats: dict = {}
+    for _ in iter_ft2_chunks(ft2_files, ["START", "STOP"], tmin=gs[0], tmax=ge[-1], stats=stats):
+        pass
+    cov = stats.get("coverage") or []
+    cs = np.concatenate([c[0] for c in cov]) if cov else np.zeros(0)
+    ce = np.concatenate([c[1] for c in cov]) if cov else np.zeros(0)
+    check_ft2_coverage(gs, ge, cs, ce, source=", ".join(stats.get("files", [])), tol=tol)
+
+
 def make_gti(event_gti, ft2=None, filter=None, roicut=False, zmax=None, roi_center=None,
-             roi_radius=None, tmin=None, tmax=None):
+             roi_radius=None, tmin=None, tmax=None, trim_to_ft2=False,
+             ft2_tolerance=FT2_COVERAGE_TOLERANCE):
     """Good time intervals as gtmktime (+ gtselect's time cut) makes them.
 
     ``event_gti``: the event file's GTIs (the ``gti`` dataset of :func:`read_ft1`, or a
@@ -121,6 +202,9 @@ def make_gti(event_gti, ft2=None, filter=None, roicut=False, zmax=None, roi_cent
     FT2 columns (START, STOP, the filter's columns, RA_ZENITH/DEC_ZENITH for ``roicut``).
     ``filter``: gtmktime filter string.  ``roicut``: apply the ROI-based zenith cut with
     ``zmax``, ``roi_center`` (ra, dec) and ``roi_radius`` [deg] (no cut when zmax >= 180).
+    When ``ft2`` is given, the resulting GTIs must be covered by its rows (pieces up to
+    ``ft2_tolerance`` s excepted): otherwise :class:`SelectionError` names the uncovered
+    time, unless ``trim_to_ft2`` cuts the GTIs to the rows.
     Returns (START, STOP) float64 arrays.
     """
     ev_s, ev_e, t0, t1 = _event_gti(event_gti)
@@ -153,14 +237,23 @@ def make_gti(event_gti, ft2=None, filter=None, roicut=False, zmax=None, roi_cent
         s, e = normalize_intervals(ev_s, ev_e)
     if tmin is not None or tmax is not None:
         s, e = clip(s, e, tmin, tmax)
+    if ft2 is not None:
+        cs, ce = ft2_coverage(ft2)
+        if trim_to_ft2:
+            s, e = intersect(s, e, cs, ce)
+        else:
+            check_ft2_coverage(s, e, cs, ce, tol=ft2_tolerance)
     return s, e
 
 
 def make_gti_dataset(event_gti, ft2=None, filter=None, roicut=False, zmax=None, roi_center=None,
-                     roi_radius=None, tmin=None, tmax=None):
-    """:func:`make_gti` as the ``gti`` product; attrs record the filter and cuts."""
+                     roi_radius=None, tmin=None, tmax=None, trim_to_ft2=False,
+                     ft2_tolerance=FT2_COVERAGE_TOLERANCE):
+    """:func:`make_gti` as the ``gti`` product; attrs record the filter and cuts (and, with
+    ``trim_to_ft2``, the time cut away: ``trimmed_to_ft2_s``)."""
     s, e = make_gti(event_gti, ft2, filter=filter, roicut=roicut, zmax=zmax,
-                    roi_center=roi_center, roi_radius=roi_radius, tmin=tmin, tmax=tmax)
+                    roi_center=roi_center, roi_radius=roi_radius, tmin=tmin, tmax=tmax,
+                    trim_to_ft2=trim_to_ft2, ft2_tolerance=ft2_tolerance)
     _, _, t0, t1 = _event_gti(event_gti)
     mjdref = FERMI_MJDREF
     attrs = getattr(event_gti, "attrs", None) or {}
@@ -178,6 +271,12 @@ def make_gti_dataset(event_gti, ft2=None, filter=None, roicut=False, zmax=None, 
         extra["tmin"] = float(tmin)
     if tmax is not None:
         extra["tmax"] = float(tmax)
+    if trim_to_ft2 and ft2 is not None:
+        before = make_gti(event_gti, None if not (filter or roicut) else ft2, filter=filter,
+                          roicut=roicut, zmax=zmax, roi_center=roi_center,
+                          roi_radius=roi_radius, tmin=tmin, tmax=tmax, trim_to_ft2=True)
+        extra["trim_to_ft2"] = True
+        extra["trimmed_to_ft2_s"] = float(np.sum(before[1] - before[0]) - np.sum(e - s))
     return gti_dataset(s, e, tstart=t0, tstop=t1, mjdref=mjdref, attrs=extra, normalize=False)
 
 
