@@ -369,6 +369,10 @@ SECTIONS: dict[str, dict[str, Option]] = {
                          "Drop time intervals when the ROI comes within zmax of the Earth "
                          "limb (gtmktime roicut).  YAML yes/no are accepted.",
                          enum=("yes", "no", True, False)),
+        "trim_to_ft2": flag(False, "Cut the GTIs to the time the spacecraft file's rows "
+                                   "cover, as gtmktime does, instead of refusing GTIs the "
+                                   "FT2 does not cover (the time cut away is recorded in "
+                                   "the gti product's attrs).", fermixr=True),
     },
     "gtlike": {
         "irfs": text(None, "IRF name, e.g. P8R3_SOURCE_V3 or P8R2_SOURCE_V6."),

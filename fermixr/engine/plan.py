@@ -111,9 +111,10 @@ def _prep_tasks(opts, wanted, sfx) -> list[Task]:
             parse_filter(sel.filter)  # a syntax error stops the run before any work
         except Exception as exc:
             raise type(exc)(f"selection.filter: {exc}") from None
-    # the GTI step reads the FT2 only for the filter and the ROI zenith cut
+    # the GTI step reads the FT2 for the filter and the ROI zenith cut, and to check that
+    # its rows cover the GTIs whenever the livetime cube is made from it
     gti_files = {"evfile": evfiles}
-    if sel.filter or roicut:
+    if sel.filter or roicut or need_ft2:
         gti_files["scfile"] = _files(data.scfile, "data.scfile")
     scfiles = _files(data.scfile, "data.scfile") if need_ft2 else None
     out.append(Task(
@@ -121,7 +122,8 @@ def _prep_tasks(opts, wanted, sfx) -> list[Task]:
         {"tmin": sel.tmin, "tmax": sel.tmax, "filter": sel.filter,
          "roicut": roicut,
          "zmax": sel.zmax if roicut else None,
-         "roi": roi if roicut else None},
+         "roi": roi if roicut else None,
+         "trim_to_ft2": bool(sel.trim_to_ft2) if "scfile" in gti_files else None},
         files=gti_files,
     ))
     emin, emax = _energy_range(sel)

@@ -14,19 +14,22 @@ from ..errors import RecipeError
 from .steps import register_step
 
 
-@register_step("gti", version="1", product="gti", identity="content")
+@register_step("gti", version="2", product="gti", identity="content")
 def gti_step(inputs, params, ctx):
-    """Good time intervals: event-file GTIs, [tmin, tmax], FT2 filter and ROI zenith cut."""
+    """Good time intervals: event-file GTIs, [tmin, tmax], FT2 filter and ROI zenith cut;
+    GTIs the FT2 rows do not cover are refused (or cut away with ``trim_to_ft2``)."""
     from ..io.ft1 import read_ft1_gti
     from ..select.gti import make_gti_dataset
 
     event_gti = read_ft1_gti(ctx.files["evfile"])
     ft2 = None
-    if "scfile" in ctx.files and (params.get("filter") or params.get("roicut")):
+    if "scfile" in ctx.files:
         from ..io.ft2 import read_ft2
         from ..select.filter import filter_columns
 
-        cols = ["START", "STOP", "LIVETIME", "RA_ZENITH", "DEC_ZENITH"]
+        cols = ["START", "STOP"]
+        if params.get("filter") or params.get("roicut"):
+            cols += ["LIVETIME", "RA_ZENITH", "DEC_ZENITH"]
         if params.get("filter"):
             cols += [c for c in filter_columns(params["filter"]) if c not in cols]
         ft2 = read_ft2(ctx.files["scfile"], columns=cols)
@@ -35,6 +38,7 @@ def gti_step(inputs, params, ctx):
         event_gti, ft2, filter=params.get("filter"), roicut=bool(params.get("roicut")),
         zmax=params.get("zmax"), roi_center=(roi.get("ra"), roi.get("dec")) if roi else None,
         roi_radius=roi.get("radius"), tmin=params.get("tmin"), tmax=params.get("tmax"),
+        trim_to_ft2=bool(params.get("trim_to_ft2")),
     )
 
 

@@ -1042,10 +1042,22 @@ def validate_file(path, *, check_files: bool = True, include_warnings: bool = Fa
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            load_recipe(path, check_files=check_files)
+            rec = load_recipe(path, check_files=check_files)
         except (RecipeError, InputFileError) as exc:
             out.extend(getattr(exc, "problems", None) or [str(exc)])
+        else:
+            if check_files:
+                from ..errors import FermixrError
+                from .preflight import check_data
+
+                try:
+                    check_data(rec, ft2_coverage=True)
+                except FermixrError as exc:
+                    out.append(str(exc))
     if include_warnings:
+        from .preflight import DataWarning
+
         out.extend(f"warning: {w.message}" for w in caught
-                   if issubclass(w.category, (RecipeWarning, RecipeDeprecationWarning)))
+                   if issubclass(w.category, (RecipeWarning, RecipeDeprecationWarning,
+                                              DataWarning)))
     return out

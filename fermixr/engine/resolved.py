@@ -179,7 +179,8 @@ READS: dict[str, Reads] = {
     "gti": Reads(_PLAN, (
         "data.evfile", "data.scfile", "selection.tmin", "selection.tmax", "selection.filter",
         "selection.roicut", "selection.zmax", "selection.ra", "selection.dec",
-        "selection.radius", "selection.target"), keyed=True),
+        "selection.radius", "selection.target", "selection.trim_to_ft2", "data.ltcube"),
+        keyed=True),
     "events": Reads(_PLAN, (
         "data.evfile", "selection.emin", "selection.emax", "selection.tmin",
         "selection.tmax", "selection.ra", "selection.dec", "selection.radius",

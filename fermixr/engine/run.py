@@ -103,6 +103,9 @@ def run_recipe(recipe, *, outdir=None, scheduler=None, force=(), verbose=True, s
     rec = _load(recipe, overrides)
     out = resolve_outdir(rec)
     tasks = plan_tasks(rec)
+    from .preflight import check_data
+
+    check_data(rec)          # a selection wider than the data refused before any work
     from .analysis_steps import ANALYSIS_STEPS, raise_for_failures, run_analysis_steps
 
     analysis = [(n, p) for n, p in rec.steps if n in ANALYSIS_STEPS]
