@@ -39,7 +39,7 @@ def profile_values(state: AnalysisState, name: str, par_name: str, xvals=None,
         st = state.with_model(state.model.replace_source(moved), fit=None)
         if reoptimize:
             try:
-                _, st = fit_state(st, **dict(fit_options or {}, optimizer="NEWTON"))
+                _, st = fit_state(st, **dict(fit_options or {}))
             except ValueError:       # nothing left free: log L as it is
                 pass
         ll.append(loglike(st))
