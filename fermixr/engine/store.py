@@ -264,14 +264,23 @@ def write_dataset_atomic(ds, path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(3)}.tmp")
+    trash = None
     try:
         _to_zarr(ds, tmp)
         if path.exists():
-            _remove_tree(path)
+            # the old store is moved aside, not deleted, until the new one is in place
+            trash = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(3)}.old")
+            os.rename(path, trash)
         os.rename(tmp, path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        if trash is not None and not path.exists():
+            os.rename(trash, path)
+            trash = None
         raise
+    finally:
+        if trash is not None:
+            shutil.rmtree(trash, ignore_errors=True)
     return path
 
 
