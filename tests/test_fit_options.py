@@ -191,7 +191,8 @@ def test_retries_count_attempts(cost):
     ({"max_iter": 0}, "optimizer.max_iter"),
     ({"init_lambda": -1.0}, r"optimizer.init_lambda: got -1.0; expected a finite number >= 0"),
     ({"verbosity": -1}, "optimizer.verbosity"),
-    ({"min_fit_quality": 5}, r"optimizer.min_fit_quality: got 5; expected an integer in \[0, 3\]"),
+    ({"min_fit_quality": 5},
+     r"optimizer.min_fit_quality: got 5; expected an integer in \[0, 3\]"),
     ({"strategy": 3}, "optimizer.strategy"),
     ({"optimizer": "LBFGS"}, "optimizer.optimizer: got 'LBFGS'"),
 ])

@@ -114,14 +114,17 @@ def _pin_at_bounds(m, cost, bounds) -> list[int]:
 
 def _hessian_and_g2(cost):
     """``cost.hessian`` and its diagonal (MINUIT's G2), sharing one evaluation per point."""
-    memo: dict = {}
+    memo: dict = {"computed": 0}
 
     def hessian(x):
         x = np.asarray(x, dtype=float)
         key = x.tobytes()
         if memo.get("key") != key:
             memo["key"], memo["H"] = key, np.asarray(cost.hessian(x), dtype=float)
+            memo["computed"] += 1
         return memo["H"]
+
+    hessian.memo = memo
 
     def g2(x):
         return np.diag(hessian(x)).copy()
@@ -164,6 +167,7 @@ def minuit_fit(cost, x0, *, tol: float = 1e-3, strategy: int = DEFAULT_STRATEGY,
     nudge = np.minimum(1e-4 * np.maximum(np.abs(x0), 1.0), 0.01 * span)
     start = np.where(x0 <= bounds[:, 0], bounds[:, 0] + nudge, start)
     start = np.where(x0 >= bounds[:, 1], bounds[:, 1] - nudge, start)
+    hessian = None
     if analytic_hessian:
         hessian, g2 = _hessian_and_g2(cost)
         with warnings.catch_warnings():
@@ -246,6 +250,7 @@ def minuit_fit(cost, x0, *, tol: float = 1e-3, strategy: int = DEFAULT_STRATEGY,
                             + (f" ({', '.join(names[k] for k in pinned)} held at the bound)"
                                if pinned else "")),
         info={"ngrad": int(m.ngrad), "nhessian": int(m.nhessian),
+              "hessian_evaluations": hessian.memo["computed"] if hessian else 0,
               "held_at_bound": [names[k] for k in pinned],
               "time_s": time.perf_counter() - t_start},
         params_at_bound=at_bound, cond=cond)
