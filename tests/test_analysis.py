@@ -396,3 +396,8 @@ def test_an_analysis_over_a_state_built_in_memory(gta):
     assert b.model_counts_map().shape == (c.counts.shape[0],) + tuple(c.sky_shape)
     with pytest.raises(LikelihoodError, match="cannot make maps"):
         b.set_source_morphology("SYN_SOFT", spatial_pars={"RA": 81.0})
+
+
+def test_a_bad_fit_option_in_optimize_is_an_error_not_a_skipped_pass(gta):
+    with pytest.raises(FitError, match="retries"):
+        gta.copy().optimize(retries=0)

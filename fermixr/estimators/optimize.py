@@ -3,7 +3,7 @@ fits that bring every source near its optimum before the real fit."""
 
 from __future__ import annotations
 
-from ..likelihood.roi import AnalysisState, loglike
+from ..likelihood.roi import AnalysisState, build_cost, loglike
 from . import EstimatorResult, register
 from .fit import fit_dataset, fit_state
 from .ts import npred, ts_value
@@ -42,10 +42,8 @@ def optimize_state(state: AnalysisState, *, npred_frac: float = 0.95,
 
     def quiet_fit(st, free):
         st = _with_free(st, free)
-        try:
+        if build_cost(st).npar:        # nothing free (e.g. every norm fixed): no fit
             _, st = fit_state(st, **fit_kw)
-        except ValueError:      # nothing free
-            pass
         return _with_free(st, {})
 
     def norm_flag(name):
