@@ -51,7 +51,8 @@ class AnalysisContext:
         return self.recipe.config
 
     def fit_options(self, **given) -> dict:
-        opt = {k: v for k, v in (self.config.get("optimizer") or {}).items()
+        opt = self.recipe.options[0].optimizer.to_dict()
+        opt = {k: v for k, v in opt.items()
                if k in ("optimizer", "tol", "max_iter", "init_lambda", "retries",
                         "min_fit_quality", "verbosity")}
         opt.update({k: v for k, v in given.items() if v is not None})
@@ -59,7 +60,7 @@ class AnalysisContext:
 
     @property
     def llscan_npts(self) -> int:
-        return int((self.config.get("gtlike") or {}).get("llscan_npts") or 20)
+        return int(self.recipe.options[0].gtlike.llscan_npts)
 
 
 # --------------------------------------------------------------------- state steps --
@@ -86,8 +87,8 @@ for _name in ("free_source", "free_sources", "free_norm", "free_index", "free_sh
 def _seed(params, ctx):
     if params.get("seed") is not None:
         return int(params["seed"])
-    mc = ctx.config.get("mc") or {}
-    return int(mc["seed"]) if mc.get("seed") is not None else int(ctx.key[:8], 16)
+    seed = ctx.recipe.options[0].mc.seed
+    return int(seed) if seed is not None else int(ctx.key[:8], 16)
 
 
 @register_step("generate_model", version="1", product=None, kind="state")
@@ -159,8 +160,8 @@ def _optimize(state, params, ctx):
     from ..estimators.fit import fit_dataset
     from ..estimators.optimize import optimize_state
 
-    ro = dict(ctx.config.get("roiopt") or {})
-    opts = {k: (params[k] if params.get(k) is not None else ro.get(k))
+    ro = ctx.recipe.options[0].roiopt.to_dict()
+    opts = {k: (params[k] if params.get(k) is not None else ro[k])
             for k in ("npred_frac", "npred_threshold", "shape_ts_threshold",
                       "max_free_sources", "skip")}
     out, new = optimize_state(state, fit_options=ctx.fit_options(),
@@ -203,7 +204,7 @@ def _get_src_model(state, params, ctx):
 def _get_sources(state, params, ctx):
     """The selected sources' dictionaries as an ROI table."""
     p = dict(params)
-    p.setdefault("coordsys", ctx.config["binning"].get("coordsys"))
+    p.setdefault("coordsys", ctx.recipe.options[0].binning.coordsys)
     return state, _source_table(state, [s.name for s in E.get_sources(state, **p)], ctx)
 
 
