@@ -459,7 +459,8 @@ def report(prob, out):
               f"{ref['cost_at_own_best']:.3f}; largest amplitude difference {d:.3f} sigma")
     print()
     print(f"  {'time [s]':52s} {'fermixr':>11s} {'gammapy':>11s} {'fx/gp':>10s}")
-    print(_row("(a) 50 source maps / first npred()", out["fx_srcmap"], out["gp_npred_first"]))
+    print(_row(f"(a) {prob.nsrc} source maps / first npred()", out["fx_srcmap"],
+               out["gp_npred_first"]))
     print(_row("    the same, CPU seconds (all threads)", out["fx_srcmap_cpu"],
                out["gp_npred_first_cpu"]))
     print(_row("    warm-up (one source: compile / first use)", out["fx_srcmap_warmup"],
