@@ -147,3 +147,50 @@ def test_srcmap_file_without_the_dispersion_bins_says_how_to_proceed(crab_day, c
                                                 r"has 158\.866\.\.25178\.5 MeV in 23; .*"
                                                 r"gtlike\.edisp_bins: 0"):
             Analysis(cfg).setup()
+
+
+def test_a_cached_fit_follows_every_option_and_file_it_reads(crab_day, caldb_dir, tmp_path):
+    """Issue acceptance on the Crab day: steps [setup, free_source Crab, fit] run, then the
+    same recipe with gtlike.expscale 2 recomputes the fit (its values change), and so does
+    the isotropic table rewritten x3 with its size and mtime kept."""
+    import json
+    import os
+    import shutil
+
+    from fermixr import open_run
+    from fermixr.engine.run import run_recipe
+
+    for name in ("source_model.xml", "iso_P8R2_SOURCE_V6_v06.txt"):
+        shutil.copy(crab_day / name, tmp_path / name)
+    iso = tmp_path / "iso_P8R2_SOURCE_V6_v06.txt"
+    rows = [ln.split() for ln in iso.read_text().splitlines() if ln.strip()]
+
+    def table(k):          # "%.5e" keeps every row's width whatever the factor
+        return "\n".join(f"{e} {k * float(f):.5e} {k * float(s):.5e}" for e, f, s in rows) + "\n"
+
+    iso.write_text(table(1))
+    cfg = _config(crab_day, caldb_dir, tmp_path / "run")
+    cfg["model"] = {"catalogs": [str(tmp_path / "source_model.xml")]}
+    cfg["steps"] = ["setup", {"free_source": {"name": "Crab", "pars": "norm"}},
+                    {"free_norm": "Extragal_diffuse"}, "fit"]
+
+    def fit(recipe):
+        run_recipe(recipe, outdir=tmp_path / "run", verbose=False)
+        rec = json.loads((tmp_path / "run" / "run.json").read_text())["analysis_steps"]
+        f = open_run(tmp_path / "run")["fit"].load()
+        return rec[-1]["status"], dict(zip(f["param"].values, f["value"].values))
+
+    status, v0 = fit(cfg)
+    assert status == "computed"
+    assert fit(cfg)[0] == "cached"
+    status, v1 = fit(dict(cfg, gtlike={**cfg["gtlike"], "expscale": 2.0}))
+    assert status == "computed"
+    assert v1["Crab:Integral"] < 0.6 * v0["Crab:Integral"]
+    st = iso.stat()
+    iso.write_text(table(3))
+    os.utime(iso, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert (iso.stat().st_size, iso.stat().st_mtime_ns) == (st.st_size, st.st_mtime_ns)
+    status, v3 = fit(cfg)
+    assert status == "computed"
+    assert v3["Extragal_diffuse:Normalization"] == pytest.approx(
+        v0["Extragal_diffuse:Normalization"] / 3, rel=0.05)
