@@ -388,22 +388,12 @@ class Analysis:
         return gta.load_roi(p)
 
     def print_roi(self) -> str:
-        lines = [f"{'name':<24}{'SpatialModel':<16}{'SpectrumType':<18}{'npred':>10}  free"]
-        for s in self.model:
-            nfree = sum(p.free for p in s.spectral)
-            lines.append(f"{s.name:<24}{s.spatial_model:<16}{s.spectrum:<18}"
-                         f"{self.npred(s.name):10.2f}  {nfree or ''}")
-        text = "\n".join(lines)
+        text = E.roi_text(self.state)
         print(text)
         return text
 
     def print_params(self, allpars=False) -> str:
         """Print the free spectral parameters (every one with ``allpars``)."""
-        lines = [f"{'source':<24}{'parameter':<14}{'value':>12}{'error':>12}{'scale':>10} free"]
-        for p in self.get_params(freeonly=not allpars):
-            err = "" if p["error"] is None else f"{p['error']:12.4g}"
-            lines.append(f"{p['src_name']:<24}{p['par_name']:<14}{p['value']:12.5g}{err:>12}"
-                         f"{p['scale']:10.3g} {'*' if p['free'] else ''}")
-        text = "\n".join(lines)
+        text = E.params_text(self.state, allpars)
         print(text)
         return text

@@ -119,26 +119,14 @@ def _write_xml(state, params, ctx):
 @register_step("print_roi", version="1", product=None, kind="state")
 def _print_roi(state, params, ctx):
     """Print the sources with their npred and free parameters."""
-    from ..estimators.ts import npred
-
-    lines = [f"{'name':<24}{'SpatialModel':<16}{'SpectrumType':<18}{'npred':>10}  free"]
-    for s in state.model:
-        nfree = sum(p.free for p in s.spectral)
-        lines.append(f"{s.name:<24}{s.spatial_model:<16}{s.spectrum:<18}"
-                     f"{npred(state, s.name):10.2f}  {nfree or ''}")
-    print("\n".join(lines), file=ctx.stream or sys.stdout)
+    print(E.roi_text(state), file=sys.stdout)
     return state
 
 
 @register_step("print_params", version="1", product=None, kind="state")
 def _print_params(state, params, ctx):
     """Print the free spectral parameters (every one with allpars)."""
-    lines = [f"{'source':<24}{'parameter':<14}{'value':>12}{'error':>12}{'scale':>10} free"]
-    for p in E.get_params(state, freeonly=not params.get("allpars", False)):
-        err = "" if p["error"] is None else f"{p['error']:12.4g}"
-        lines.append(f"{p['src_name']:<24}{p['par_name']:<14}{p['value']:12.5g}{err:>12}"
-                     f"{p['scale']:10.3g} {'*' if p['free'] else ''}")
-    print("\n".join(lines), file=ctx.stream or sys.stdout)
+    print(E.params_text(state, params.get("allpars", False)), file=sys.stdout)
     return state
 
 

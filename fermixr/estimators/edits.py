@@ -16,7 +16,8 @@ __all__ = [
     "set_parameter", "set_parameter_bounds", "set_norm", "zero_source", "unzero_source",
     "add_source", "set_source_spectrum", "set_source_morphology", "delete_source",
     "delete_sources", "get_sources", "get_params", "add_gauss_prior", "remove_prior",
-    "remove_priors", "constrain_norms", "generate_model", "with_all_maps"]
+    "remove_priors", "constrain_norms", "generate_model", "with_all_maps", "roi_text",
+    "params_text"]
 
 
 def _replace(state: AnalysisState, src: Source) -> AnalysisState:
@@ -399,3 +400,27 @@ def generate_model(state, model_name=None, rng=None, seed=None):
         rng = np.random.default_rng(seed)
     cubes = model_cubes(state, model_name)
     return state.with_counts([rng.poisson(m).astype(float) for m in cubes]), seed
+
+
+# ------------------------------------------------------------------- summaries ---------
+def roi_text(state) -> str:
+    """Fermipy's print_roi table: each source with its types, npred and free count."""
+    from .ts import npred
+
+    lines = [f"{'name':<24}{'SpatialModel':<16}{'SpectrumType':<18}{'npred':>10}  free"]
+    for s in state.model:
+        nfree = sum(p.free for p in s.spectral)
+        lines.append(f"{s.name:<24}{s.spatial_model:<16}{s.spectrum:<18}"
+                     f"{npred(state, s.name):10.2f}  {nfree or ''}")
+    return "\n".join(lines)
+
+
+def params_text(state, allpars=False) -> str:
+    """Fermipy's print_params table: the free spectral parameters (every one with
+    ``allpars``)."""
+    lines = [f"{'source':<24}{'parameter':<14}{'value':>12}{'error':>12}{'scale':>10} free"]
+    for p in get_params(state, freeonly=not allpars):
+        err = "" if p["error"] is None else f"{p['error']:12.4g}"
+        lines.append(f"{p['src_name']:<24}{p['par_name']:<14}{p['value']:12.5g}{err:>12}"
+                     f"{p['scale']:10.3g} {'*' if p['free'] else ''}")
+    return "\n".join(lines)
