@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import errno
 import gzip
-import json
 import os
 import signal
 import subprocess

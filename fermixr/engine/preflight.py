@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import warnings
 
+import numpy as np
+
 
 class DataWarning(UserWarning):
     """The recipe and its data disagree in a way that changes numbers but may be meant."""
@@ -289,7 +291,8 @@ def check_model(opts, pre: str = "") -> tuple[list[str], int]:
     out: list[str] = []
     seen: set = set()
     for src in model:
-        for kind, path in (("FileFunction", src.spectrum_file), (src.spatial_model, src.spatial_file)):
+        for kind, path in (("FileFunction", src.spectrum_file),
+                           (src.spatial_model, src.spatial_file)):
             if not path or (kind, str(path)) in seen:
                 continue
             seen.add((kind, str(path)))
@@ -396,7 +399,7 @@ def size_estimates(opts, n_sources: int) -> dict:
     axis = EnergyAxis.from_bounds(emin, emax, binsperdec=opts.binning.binsperdec,
                                   enumbins=opts.binning.enumbins)
     geom = geom_from_config(opts.binning.to_dict(), roi_center(opts))
-    npix = int(geom.nx) * int(geom.ny)
+    npix = int(np.prod(geom.npix))                  # (nx, ny) of a WCS map, n of HEALPix
     nebins = len(axis.edges) - 1
     nodes = nebins + 1 + (2 * int(opts.gtlike.edisp_bins) if opts.gtlike.edisp else 0)
     lt = opts.ltcube
