@@ -158,7 +158,7 @@ def main(argv=None):
     for label, c in (("NEWTON fit (new)", cost), ("NEWTON fit no-edisp", plain),
                      ("  idem, own data", own)):
         t = time.perf_counter()
-        res = fit(c, xs)
+        res = fit(c, xs, optimizer="NEWTON")
         dt = time.perf_counter() - t
         print(f"{label:20s}: {dt:7.2f} s  success {res.fit_success}, quality "
               f"{res.fit_quality}, {res.info['iterations']} iterations, {res.nfev} log L+grad"
@@ -168,7 +168,7 @@ def main(argv=None):
     if args.old_fit:
         old = ReferenceDispersedPoissonCost(*inputs)
         t = time.perf_counter()
-        ro = fit(old, xs)
+        ro = fit(old, xs, optimizer="NEWTON")
         dt = time.perf_counter() - t
         dv = np.abs(ro.values - res_new.values) / res_new.errors
         print(f"NEWTON fit (old)    : {dt:7.2f} s  success {ro.fit_success}, quality "

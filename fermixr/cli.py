@@ -239,7 +239,10 @@ def _dispatch(args) -> int:
     if args.command == "export":
         from .engine.export import export_run
 
-        written = export_run(args.run_dir, fmt=args.format, dest=args.dest)
+        dest = Path(args.dest) if args.dest else Path(args.run_dir) / "export"
+        if Path(args.run_dir).is_dir():            # else export_run names the missing run
+            dest.mkdir(parents=True, exist_ok=True)
+        written = export_run(args.run_dir, fmt=args.format, dest=dest)
         for p in written:
             print(p)
         return 0

@@ -377,3 +377,27 @@ def test_optimize_leaves_the_skipped_sources_alone(gta):
     b.set_norm("SYN_HARD", 3.0 * b.roi_source("SYN_HARD").param("Prefactor").value)
     b.optimize()
     assert b.roi_source("SYN_HARD").param("Prefactor").value < before.param("Prefactor").value
+
+
+def test_an_analysis_over_a_state_built_in_memory(gta):
+    """Analysis.from_state wraps arrays from elsewhere: the same fit as the run's, and a
+    clear error where a map would have to be made."""
+    from fermixr.errors import LikelihoodError
+    from fermixr.likelihood.roi import AnalysisState, Component
+
+    c = gta.state.components[0]
+    comp = Component(counts=c.counts, edges=c.edges, maps=dict(c.maps), nodes=c.nodes,
+                     map_keys=dict(c.map_keys), sky_shape=c.sky_shape)
+    mem = Analysis.from_state(AnalysisState([comp], gta.model, roi_center=(83.63, 22.01)))
+    assert mem.loglike() == pytest.approx(gta.loglike(), rel=1e-12)
+    a, b = gta.copy(), mem
+    fa, fb = a.fit(optimizer="NEWTON"), b.fit(optimizer="NEWTON")
+    np.testing.assert_allclose(fb["values"], fa["values"], rtol=1e-8)
+    assert b.model_counts_map().shape == (c.counts.shape[0],) + tuple(c.sky_shape)
+    with pytest.raises(LikelihoodError, match="cannot make maps"):
+        b.set_source_morphology("SYN_SOFT", spatial_pars={"RA": 81.0})
+
+
+def test_a_bad_fit_option_in_optimize_is_an_error_not_a_skipped_pass(gta):
+    with pytest.raises(FitError, match="retries"):
+        gta.copy().optimize(retries=0)

@@ -142,3 +142,37 @@ def test_debris_of_dead_writers_is_removed(tmp_path):
     (dead / "zarr.json").write_text("{}")
     assert dead in st.clean_debris()
     assert not dead.exists()
+
+
+def test_input_file_rewritten_with_same_size_and_mtime_changes_the_key(tmp_path, monkeypatch):
+    """A FileFunction table edited in place, its size kept and its mtime put back with
+    os.utime, is hashed again: the step's key changes and it recomputes; an untouched file
+    is served from the hash cache without being read."""
+    from fermixr.engine import hashing
+
+    # keep every entry, so that it is the (size, mtime, inode, ctime) rule that is tested
+    # here and not the refusal to remember files changed in the last seconds
+    monkeypatch.setattr(hashing.FileHashCache, "RACY_SECONDS", 0.0)
+    reads = []
+    real_sha = hashing.file_sha256
+    monkeypatch.setattr(hashing, "file_sha256", lambda p: reads.append(p) or real_sha(p))
+    table = tmp_path / "iso.txt"
+    table.write_text("100 1.000e-03\n1000 1.000e-05\n")
+
+    def tasks():
+        return [Task("src", "_toy_source", {"n": 2}, files={"table": [str(table)]})]
+
+    a = Executor(tmp_path / "run", verbose=False).run(tasks())
+    assert len(reads) >= 1
+    reads.clear()
+    b = Executor(tmp_path / "run", verbose=False).run(tasks())
+    assert reads == [] and b["src"].key == a["src"].key and b["src"].status == "cached"
+    st = os.stat(table)
+    import time
+    time.sleep(0.05)                     # past the kernel's timestamp tick
+    with open(table, "r+") as f:         # in place: same inode, same size
+        f.write("100 3.000e-03\n1000 3.000e-05\n")
+    os.utime(table, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert os.stat(table).st_size == st.st_size and os.stat(table).st_mtime_ns == st.st_mtime_ns
+    c = Executor(tmp_path / "run", verbose=False).run(tasks())
+    assert c["src"].key != a["src"].key and c["src"].status == "computed"

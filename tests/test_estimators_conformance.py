@@ -147,3 +147,24 @@ def test_estimators_agree_with_each_other(states, mode):
     piv = float(_call("sourcedict", after).dataset.sel(source=SOURCE)["pivot_energy"])
     e_min = float(bt["energy"].values[int(np.argmin(bt["dnde_ferr"].values))])
     assert abs(math.log10(e_min / piv)) < 0.3
+
+
+def test_estimator_options_have_the_option_tables_defaults():
+    """An estimator's keyword options that its recipe section holds default to the table's
+    values (the table is the home of defaults; the signature repeats them)."""
+    from fermixr.engine import options as O
+
+    checked = 0
+    for name in E.available():
+        est = E.get(name)
+        if not est.section:
+            continue
+        table = O.SECTIONS[est.section]
+        for key, default in est.options.items():
+            if key in table:
+                want = table[key].default
+                want = list(want) if isinstance(want, tuple) else want
+                got = list(default) if isinstance(default, tuple) else default
+                assert got == want, f"{name}.{key}: {default!r} != table {want!r}"
+                checked += 1
+    assert checked >= 12

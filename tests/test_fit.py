@@ -1,5 +1,7 @@
 """Fitters on simulations with known truth: pulls, TS distribution, NEWTON vs MINUIT,
-the fit() contract (retries, errors, result keys, product schema)."""
+the fit() contract (retries, errors, result keys, product schema).  The simulation tests
+use fit()'s default optimizer (MINUIT with the analytic gradient and Hessian); the options
+are tested in test_fit_options.py."""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ import pytest
 from scipy import stats
 
 from fermixr.conventions import validate_product
-from fermixr.errors import LikelihoodError, RecipeError
+from fermixr.errors import FitError, LikelihoodError
 from fermixr.fit import FitResult, fit
 from fermixr.likelihood.cost import BinnedPoissonCost
 from fermixr.likelihood.priors import GaussianPrior
@@ -42,6 +44,7 @@ def mu10(roi10):
 
 
 def _pulls(roi, mu, n, seed):
+    # fit()'s default optimizer: MINUIT with the analytic gradient and Hessian
     terms = roi.with_free(FREE)
     rng = np.random.default_rng(seed)
     pulls, failed = [], 0
@@ -56,6 +59,10 @@ def _pulls(roi, mu, n, seed):
 
 
 def _ts_values(roi, mu, n, seed):
+    # NEWTON: its active set puts a norm whose optimum is on the bound exactly on it, so
+    # TS = 0 is exact (MINUIT stops within its EDM tolerance of the bound, TS ~ 1e-4; it
+    # is compared with NEWTON case by case in test_ts_newton_equals_minuit and
+    # test_fit_options.py)
     bkg = {"PS": ["Prefactor"], "iso": ["Prefactor"], "gal": ["norm"]}
     t1 = roi.with_free(dict(bkg, NULL=["Prefactor"]))       # NULL bounded at 0
     t0 = roi.with_free(bkg)                                 # NULL fixed at 0 flux
@@ -63,8 +70,8 @@ def _ts_values(roi, mu, n, seed):
     ts = np.empty(n)
     for k in range(n):
         counts = rng.poisson(mu).astype(float)
-        r1 = fit(BinnedPoissonCost(counts, roi.srcmaps, roi.energies, t1))
-        r0 = fit(BinnedPoissonCost(counts, roi.srcmaps, roi.energies, t0))
+        r1 = fit(BinnedPoissonCost(counts, roi.srcmaps, roi.energies, t1), optimizer="NEWTON")
+        r0 = fit(BinnedPoissonCost(counts, roi.srcmaps, roi.energies, t0), optimizer="NEWTON")
         assert r1.fit_success and r0.fit_success
         ts[k] = max(0.0, 2.0 * (r1.loglike - r0.loglike))
     return ts
@@ -134,7 +141,7 @@ def test_ts_and_pulls_many_realisations(roi, mu, roi10, mu10):
 def test_newton_agrees_with_minuit(roi, mu, free, seed):
     counts = np.random.default_rng(seed).poisson(mu).astype(float)
     cost = roi.cost(counts, roi.with_free(free))
-    rn = fit(cost)
+    rn = fit(cost, optimizer="NEWTON")
     rm = fit(cost, optimizer="MINUIT", tol=1e-4)
     assert rn.optimizer == "NEWTON" and rn.backend == "fermixr-newton"
     assert rm.optimizer == "MINUIT" and rm.backend.startswith("iminuit")
@@ -152,7 +159,7 @@ def test_newton_agrees_with_minuit(roi, mu, free, seed):
 def test_minos_and_analytic_hessian(roi, mu):
     counts = np.random.default_rng(3).poisson(mu).astype(float)
     cost = roi.cost(counts, roi.with_free(FREE))
-    rn = fit(cost)
+    rn = fit(cost, optimizer="NEWTON")
     rm = fit(cost, optimizer="MINUIT", minos=True, analytic_hessian=True, tol=1e-4)
     assert rm.fit_success
     assert set(rm.minos) == set(cost.parameters)
@@ -207,12 +214,13 @@ def test_result_keys_and_dataset(roi, mu):
     np.testing.assert_allclose(np.diag(res["correlation"]), 1.0)
     assert res["src_names"] == ["PS", "PS", "iso", "gal"]
     assert res["par_names"] == ["Prefactor", "Index", "Prefactor", "norm"]
-    assert res.config["optimizer"] == "NEWTON" and res.config["tol"] == 1e-3
+    assert res.config["optimizer"] == "MINUIT" and res.config["tol"] == 1e-3
+    assert res.optimizer == "MINUIT" and res.backend.startswith("iminuit")
     ds = res.to_dataset()
     validate_product(ds)
     assert list(ds["param"].values) == list(cost.parameters)
     np.testing.assert_array_equal(ds["value"].values, res.values)
-    assert ds.attrs["fit_quality"] == 3 and ds.attrs["optimizer"] == "NEWTON"
+    assert ds.attrs["fit_quality"] == 3 and ds.attrs["optimizer"] == "MINUIT"
     # deterministic: the same fit gives the same numbers, bit for bit
     again = fit(cost)
     assert np.array_equal(again.values, res.values) and again.loglike == res.loglike
@@ -222,7 +230,7 @@ def test_failed_fit_returns_start_values(roi, mu):
     counts = np.random.default_rng(6).poisson(mu).astype(float)
     cost = roi.cost(counts, roi.with_free(FREE))
     x0 = np.array([1.0, 1.5, 3.0, 2.0])
-    res = fit(cost, x0, max_iter=1, retries=2)
+    res = fit(cost, x0, optimizer="NEWTON", max_iter=1, retries=2)   # max_iter: NEWTON's
     assert not res.fit_success
     assert res.fit_status == 1 and res.niter == 2
     np.testing.assert_array_equal(res.values, x0)
@@ -231,21 +239,25 @@ def test_failed_fit_returns_start_values(roi, mu):
     assert "failed after 2 attempt" in res.message
     # quality rule: min_fit_quality 3 passes for a good fit
     assert fit(cost, x0, min_fit_quality=3).fit_success
+    assert fit(cost, x0, optimizer="NEWTON", min_fit_quality=3).fit_success
 
 
 def test_fit_errors(roi, mu):
     counts = np.random.default_rng(7).poisson(mu).astype(float)
     none_free = roi.cost(counts, roi.sources)
-    with pytest.raises(RecipeError, match="no free parameter"):
+    with pytest.raises(FitError, match="no free parameter"):
         fit(none_free)
     cost = roi.cost(counts, roi.with_free(FREE))
-    with pytest.raises(RecipeError, match=r"start value 6.0 of 'PS:Index' is outside its "
-                                          r"bounds \[0.0, 5.0\]"):
+    with pytest.raises(FitError, match=r"start value 6.0 of 'PS:Index' is outside its "
+                                       r"bounds \[0.0, 5.0\]"):
         fit(cost, [3.0, 6.0, 1.5, 5.0])
-    with pytest.raises(RecipeError, match="optimizer.optimizer: got 'LBFGS'"):
+    with pytest.raises(FitError, match="optimizer.optimizer: got 'LBFGS'"):
         fit(cost, optimizer="LBFGS")
-    with pytest.raises(RecipeError, match="min_fit_quality"):
+    with pytest.raises(FitError, match="min_fit_quality"):
         fit(cost, min_fit_quality=5)
+    with pytest.raises(FitError, match="optimizer.retries: got 0"):
+        fit(cost, retries=0)
+    # a prior on a fixed parameter is refused when the cost is built (likelihood layer)
     with pytest.raises(LikelihoodError, match="prior on 'NULL:Prefactor'"):
         fit(cost + GaussianPrior("NULL:Prefactor", 0.0, 1.0))
 

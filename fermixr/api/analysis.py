@@ -181,8 +181,8 @@ class Analysis:
                     names=None) -> list[Source]:
         """The sources passing Fermipy's selection (see
         :func:`fermixr.estimators.edits.get_sources`)."""
-        if coordsys is None and self.recipe is not None:
-            coordsys = self.config["binning"].get("coordsys")
+        if coordsys is None:
+            coordsys = self.config["binning"]["coordsys"]
         return E.get_sources(self.state, cuts=cuts, distance=distance, skydir=skydir,
                              minmax_ts=minmax_ts, minmax_npred=minmax_npred,
                              exclude=exclude, square=square, coordsys=coordsys, names=names)
@@ -221,8 +221,7 @@ class Analysis:
         return loglike(self.state)
 
     def _fit_options(self, **kwargs) -> dict:
-        opt = {k: v for k, v in dict(self.config.get("optimizer") or {}).items()
-               if k in _FIT_OPTIONS}
+        opt = {k: v for k, v in self.config["optimizer"].items() if k in _FIT_OPTIONS}
         opt.update({k: v for k, v in kwargs.items() if v is not None})
         return opt
 
@@ -244,7 +243,7 @@ class Analysis:
         returns loglike0, loglike1, dloglike, config."""
         from ..estimators.optimize import optimize_state
 
-        ro = dict(self.config.get("roiopt") or {})
+        ro = self.config["roiopt"]
         given = {"npred_frac": npred_frac, "npred_threshold": npred_threshold,
                  "shape_ts_threshold": shape_ts_threshold,
                  "max_free_sources": max_free_sources, "skip": skip}
@@ -312,7 +311,7 @@ class Analysis:
         return out
 
     def _llscan_npts(self) -> int:
-        return int((self.config.get("gtlike") or {}).get("llscan_npts") or 20)
+        return int(self.config["gtlike"]["llscan_npts"])
 
     def bowtie(self, name, loge=None, npts=50) -> dict:
         """The spectrum of a source with its 1-sigma band from the fit covariance."""

@@ -33,7 +33,7 @@ from ..errors import RecipeError, StepError
 from ..estimators import edits as E
 from .hashing import digest, file_sha256
 from .steps import get_step, known_steps, register_step
-from .store import NameIndex, ProductStore, read_attrs
+from .store import NameIndex, ProductStore, read_attrs, read_marker
 
 
 @dataclasses.dataclass
@@ -51,7 +51,8 @@ class AnalysisContext:
         return self.recipe.config
 
     def fit_options(self, **given) -> dict:
-        opt = {k: v for k, v in (self.config.get("optimizer") or {}).items()
+        opt = self.recipe.options[0].optimizer.to_dict()
+        opt = {k: v for k, v in opt.items()
                if k in ("optimizer", "tol", "max_iter", "init_lambda", "retries",
                         "min_fit_quality", "verbosity")}
         opt.update({k: v for k, v in given.items() if v is not None})
@@ -59,7 +60,7 @@ class AnalysisContext:
 
     @property
     def llscan_npts(self) -> int:
-        return int((self.config.get("gtlike") or {}).get("llscan_npts") or 20)
+        return int(self.recipe.options[0].gtlike.llscan_npts)
 
 
 # --------------------------------------------------------------------- state steps --
@@ -86,8 +87,8 @@ for _name in ("free_source", "free_sources", "free_norm", "free_index", "free_sh
 def _seed(params, ctx):
     if params.get("seed") is not None:
         return int(params["seed"])
-    mc = ctx.config.get("mc") or {}
-    return int(mc["seed"]) if mc.get("seed") is not None else int(ctx.key[:8], 16)
+    seed = ctx.recipe.options[0].mc.seed
+    return int(seed) if seed is not None else int(ctx.key[:8], 16)
 
 
 @register_step("generate_model", version="1", product=None, kind="state")
@@ -159,8 +160,8 @@ def _optimize(state, params, ctx):
     from ..estimators.fit import fit_dataset
     from ..estimators.optimize import optimize_state
 
-    ro = dict(ctx.config.get("roiopt") or {})
-    opts = {k: (params[k] if params.get(k) is not None else ro.get(k))
+    ro = ctx.recipe.options[0].roiopt.to_dict()
+    opts = {k: (params[k] if params.get(k) is not None else ro[k])
             for k in ("npred_frac", "npred_threshold", "shape_ts_threshold",
                       "max_free_sources", "skip")}
     out, new = optimize_state(state, fit_options=ctx.fit_options(),
@@ -173,13 +174,17 @@ def _write_roi(state, params, ctx):
     """Write the ROI files; the product is the ROI table written beside them."""
     import xarray as xr
 
-    from .roi_output import write_roi
+    from .roi_output import files_record, write_roi
 
     paths = write_roi(state, ctx.recipe.to_dict(), ctx.outdir,
                       params.get("outfile") or "fit_roi",
                       save_model_map=bool(params.get("save_model_map")),
                       make_plots=bool(params.get("make_plots")))
-    return state, xr.open_zarr(paths["zarr"]).load()
+    ds = xr.open_zarr(paths["zarr"]).load()
+    # what was written (taken into the product's provenance by run_analysis_steps), so that
+    # a cached run can tell a truncated or edited file
+    ds.attrs[WRITTEN_FILES] = files_record(paths)
+    return state, ds
 
 
 def _source_table(state, names, ctx):
@@ -199,7 +204,7 @@ def _get_src_model(state, params, ctx):
 def _get_sources(state, params, ctx):
     """The selected sources' dictionaries as an ROI table."""
     p = dict(params)
-    p.setdefault("coordsys", ctx.config["binning"].get("coordsys"))
+    p.setdefault("coordsys", ctx.recipe.options[0].binning.coordsys)
     return state, _source_table(state, [s.name for s in E.get_sources(state, **p)], ctx)
 
 
@@ -341,6 +346,7 @@ def _model_files(model) -> dict:
 
 
 # ---------------------------------------------------------------------------- running --
+WRITTEN_FILES = "written_files"   # provenance of write_roi: {key: {path, size, sha256}}
 def run_analysis_steps(recipe, steps, outdir, store_root, prep_keys, *, verbose=True,
                        stream=None, force=()) -> list[dict]:
     """Run the analysis steps of ``steps`` (list of (name, params)) in order.  Returns one
@@ -372,7 +378,8 @@ def run_analysis_steps(recipe, steps, outdir, store_root, prep_keys, *, verbose=
         else:
             kind = step.product
             cached = (store.exists(kind, key) and name not in force
-                      and not _files_missing(state, ctx, name, params))
+                      and not _files_missing(state, ctx, name, params,
+                                             store.path(kind, key)))
             if cached:
                 attrs = read_attrs(store.path(kind, key))
                 state = E.with_all_maps(state.with_model(
@@ -394,10 +401,12 @@ def run_analysis_steps(recipe, steps, outdir, store_root, prep_keys, *, verbose=
                     from .store import _remove_tree
 
                     _remove_tree(store.path(kind, key))
+                written = ds.attrs.pop(WRITTEN_FILES, None)    # in this run folder
                 store.write(ds, kind, key, {"step": name, "step_version": step.version,
                                             "fermixr_version": __version__,
                                             "params": params, "name": name,
-                                            "inputs": {"prev": chain}})
+                                            "inputs": {"prev": chain},
+                                            **({WRITTEN_FILES: written} if written else {})})
             seen[name] = seen.get(name, 0) + 1
             link = {"write_roi": "roi"}.get(name, name)
             names.link(link if seen[name] == 1 else f"{link}_{seen[name]}",
@@ -438,19 +447,22 @@ def _read_fit(path):
     return [str(v) for v in fit["param"].values], fit["covariance"].values.astype(float)
 
 
-def _files_missing(state, ctx, name, params) -> bool:
-    """Whether a cached step's files beside the store are gone (``write_roi``'s .npy,
-    .fits, .yaml, XML and, when asked for, model-cube and plot files, deleted or moved by
-    the user): the step then runs again and writes them."""
+def _files_missing(state, ctx, name, params, product) -> bool:
+    """Whether a cached step's files beside the store are not as the step wrote them
+    (``write_roi``'s .npy, .fits, .yaml, .zarr, XML and, when asked for, model-cube and plot
+    files: deleted, moved, truncated or edited, by size and sha256 against the record in
+    the product's provenance): the step then runs again and writes them."""
     if name != "write_roi":
         return False
-    from .roi_output import roi_files
+    from .roi_output import files_differ, roi_files
 
     files = roi_files(ctx.outdir, len(ctx.recipe.components),
                       params.get("outfile") or "fit_roi",
                       save_model_map=bool(params.get("save_model_map")),
                       make_plots=bool(params.get("make_plots")))
-    return not all(f.exists() for f in files.values())
+    # none recorded (written by an older version): written again
+    recorded = (read_marker(product) or {}).get(WRITTEN_FILES) or {}
+    return bool(files_differ(files, recorded))
 
 
 ANALYSIS_STEPS = analysis_steps()

@@ -12,6 +12,7 @@ import hashlib
 import json
 import math
 import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -78,8 +79,17 @@ def file_sha256(path: str | os.PathLike) -> str:
 
 
 class FileHashCache:
-    """Content hashes of files, remembered by (path, size, mtime) in a small JSON file so
-    a decade of FT2 is read once, not at every run."""
+    """Content hashes of files, remembered in a small JSON file so that a decade of FT2 is
+    read once, not at every run.
+
+    An entry is trusted only while the file's size, mtime, inode and ctime are all unchanged.
+    A rewrite in place changes ctime and a replacement changes the inode even when size and
+    mtime are put back (``os.utime`` cannot set ctime), so changed content is always hashed
+    again.  An entry made within ``RACY_SECONDS`` of the file's last change is not kept: the
+    kernel stamps times at tick resolution, so a rewrite in that same tick could keep every
+    field (git's "racy clean" case); such a file is hashed again at the next look."""
+
+    RACY_SECONDS = 2.0
 
     def __init__(self, cache_file: str | os.PathLike | None):
         self._file = Path(cache_file) if cache_file else None
@@ -91,16 +101,28 @@ class FileHashCache:
                 self._data = {}
         self._dirty = False
 
+    @staticmethod
+    def signature(st: os.stat_result) -> list:
+        """What must be unchanged for a remembered hash to be used."""
+        return [st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns]
+
     def hash(self, path: str | os.PathLike) -> str:
         p = Path(path).resolve()
-        st = p.stat()
-        sig = [st.st_size, st.st_mtime_ns]
+        sig = self.signature(p.stat())
         ent = self._data.get(str(p))
-        if ent and ent[:2] == sig:
-            return ent[2]
+        if ent and len(ent) == len(sig) + 1 and ent[:-1] == sig:
+            return ent[-1]
         h = file_sha256(p)
-        self._data[str(p)] = sig + [h]
-        self._dirty = True
+        after = p.stat()
+        if self.signature(after) != sig:
+            # changed while being read: hash what is there now, remember nothing
+            return file_sha256(p)
+        if time.time_ns() - after.st_ctime_ns > self.RACY_SECONDS * 1e9:
+            self._data[str(p)] = sig + [h]
+            self._dirty = True
+        elif str(p) in self._data:
+            del self._data[str(p)]
+            self._dirty = True
         return h
 
     def save(self) -> None:

@@ -40,6 +40,51 @@ def roi_files(outdir, n_components: int, outfile="fit_roi", save_model_map=False
     return files
 
 
+def file_record(path) -> list | None:
+    """[size in bytes, sha256] of a file; of a directory (the .zarr), its total size and
+    the sha256 over its files' relative names and contents; None when ``path`` is absent."""
+    from .hashing import file_sha256
+
+    path = Path(path)
+    if path.is_file():
+        return [path.stat().st_size, file_sha256(path)]
+    if not path.is_dir():
+        return None
+    import hashlib
+
+    h, size = hashlib.sha256(), 0
+    for f in sorted(q for q in path.rglob("*") if q.is_file()):
+        n = f.stat().st_size
+        size += n
+        h.update(f"{f.relative_to(path).as_posix()}\0{n}\0{file_sha256(f)}\n".encode())
+    return [size, h.hexdigest()]
+
+
+def files_record(paths: dict) -> dict:
+    """{key: {"path", "size", "sha256"}} of the files ``write_roi`` wrote."""
+    out = {}
+    for k, p in paths.items():
+        rec = file_record(p)
+        if rec is not None:
+            out[k] = {"path": str(Path(p).resolve()), "size": rec[0], "sha256": rec[1]}
+    return out
+
+
+def files_differ(files: dict, recorded: dict) -> list[str]:
+    """The keys of ``files`` (as :func:`roi_files` gives them) that are absent, or whose
+    path, size or content differ from ``recorded`` (:func:`files_record` at write time)."""
+    bad = []
+    for k, p in files.items():
+        rec = recorded.get(k) or {}
+        if rec.get("path") != str(Path(p).resolve()):
+            bad.append(k)
+            continue
+        now = file_record(p)
+        if now is None or now != [rec.get("size"), rec.get("sha256")]:
+            bad.append(k)
+    return bad
+
+
 def _atomic(path: Path, write) -> Path:
     """``write(tmp_path)`` then rename onto ``path``."""
     path = Path(path)

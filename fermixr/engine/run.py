@@ -17,9 +17,13 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from ..errors import InputFileError, RecipeError, StoreError
-from .store import NameIndex, open_product_dir, read_marker
+from .store import RUN_META_DIR, NameIndex, RunLock, open_product_dir, read_marker
 
-RECIPE_COPY = "recipe.yaml"
+# the run's own copy of the recipe it ran (expanded, resolved), under a name of its own so
+# that it never replaces a user's file: the recipe given is often in the run folder itself
+RECIPE_COPY = f"{RUN_META_DIR}/recipe.resolved.yaml"
+_COPY_HEADER = ("# written by fermixr run: the resolved recipe of the last run in this folder; "
+                "rewritten at every run (edit your own recipe, not this copy)\n")
 
 
 def _load(recipe, overrides=None):
@@ -87,8 +91,9 @@ def dask_client(scheduler: str | None):
 def run_recipe(recipe, *, outdir=None, scheduler=None, force=(), verbose=True, stream=None,
                overrides=None, summary=None):
     """Run every step of ``recipe`` (a path, YAML text, dict or Recipe). Returns the
-    per-task states. Nothing is computed before the recipe and its inputs are validated."""
-    from .executor import Executor
+    per-task states. Nothing is computed before the recipe and its inputs are validated;
+    the run folder is locked while the run writes (a second run into it stops with
+    :class:`~fermixr.engine.store.RunLockedError`)."""
     from .plan import plan_tasks
 
     stream = stream if stream is not None else sys.stderr
@@ -106,7 +111,7 @@ def run_recipe(recipe, *, outdir=None, scheduler=None, force=(), verbose=True, s
     from .preflight import check_data
 
     check_data(rec)          # a selection wider than the data refused before any work
-    from .analysis_steps import ANALYSIS_STEPS, raise_for_failures, run_analysis_steps
+    from .analysis_steps import ANALYSIS_STEPS
 
     analysis = [(n, p) for n, p in rec.steps if n in ANALYSIS_STEPS]
     if force:
@@ -118,7 +123,19 @@ def run_recipe(recipe, *, outdir=None, scheduler=None, force=(), verbose=True, s
                 f"known: {', '.join(sorted(known))}"
             )
     out.mkdir(parents=True, exist_ok=True)
-    _write_text_atomic(out / RECIPE_COPY, rec.to_yaml())
+    with RunLock(out):
+        return _run_locked(rec, out, tasks, analysis, scheduler=scheduler, force=force,
+                           verbose=verbose, stream=stream, summary=summary, t0=t0)
+
+
+def _run_locked(rec, out, tasks, analysis, *, scheduler, force, verbose, stream, summary, t0):
+    """The writing part of :func:`run_recipe`, with the run folder's lock held."""
+    from .analysis_steps import raise_for_failures, run_analysis_steps
+    from .executor import Executor
+
+    copy = out / RECIPE_COPY
+    copy.parent.mkdir(parents=True, exist_ok=True)
+    _write_text_atomic(copy, _COPY_HEADER + rec.to_yaml())
     with dask_client(scheduler) as client:
         ex = Executor(out, store_root(rec, out), client=client, force=force, verbose=verbose,
                       stream=stream)

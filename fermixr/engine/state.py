@@ -115,8 +115,7 @@ def load_state(recipe, outdir, store_root=None, model=None) -> AnalysisState:
         model=first_model if model is None else model,
         map_maker=StoreMapMaker(recipe, outdir, root),
         roi_center=roi_center(recipe.components[0]),
-        coordsys=str(recipe.config["binning"].get("coordsys") or "CEL").upper(),
-        options={"llscan_npts": int(recipe.config["gtlike"].get("llscan_npts") or 20)})
+        coordsys=recipe.options[0].binning.coordsys)
 
 
 def read_components(recipe, outdir, first_model=None) -> list[Component]:
@@ -145,25 +144,26 @@ def read_components(recipe, outdir, first_model=None) -> list[Component]:
             raise GeometryError(f"component {i}: source maps of sky shape "
                                 f"{tuple(sm['srcmap'].shape[2:])} for a counts cube of sky "
                                 f"shape {tuple(shape[1:])}")
-        gl = cfg["gtlike"]
+        gl = recipe.options[i].gtlike
         drm = None
-        if gl.get("edisp") and f"drm{sfx}" in run:
+        if gl.edisp and f"drm{sfx}" in run:
             drm = np.asarray(run[f"drm{sfx}"]["drm"].values, dtype=np.float64)
         arr = np.asarray(sm["srcmap"].values, dtype=np.float64)
         names = [str(v) for v in sm["source"].values]
         maps = {nm: arr[k].reshape(arr.shape[1], -1) for k, nm in enumerate(names)}
         own = sky_model(cfg) if i else first_model
         counts = np.asarray(counts_ds["counts"].values, dtype=np.float64).reshape(shape[0], -1)
-        wmap = read_wmap(gl["wmap"], counts.shape) if gl.get("wmap") else None
+        wmap = read_wmap(gl.wmap, counts.shape) if gl.wmap else None
         try:
             comp = Component(
                 counts=counts, edges=edges, maps=maps,
                 nodes=np.asarray(sm["energy_true"].values, dtype=np.float64),
                 map_keys={s.name: map_key(s) for s in own if s.name in maps},
                 drm=drm, wmap=wmap,
-                expscale=1.0 if gl.get("expscale") is None else float(gl["expscale"]),
-                src_expscale=dict(gl.get("src_expscale") or {}),
-                edisp_disable=tuple(gl.get("edisp_disable") or ()),
+                # no expscale: the nominal exposure; None lists: nothing
+                expscale=1.0 if gl.expscale is None else float(gl.expscale),
+                src_expscale=dict(gl.src_expscale or {}),
+                edisp_disable=tuple(gl.edisp_disable or ()),
                 sky_shape=tuple(shape[1:]), geom_attrs=dict(counts_ds.attrs),
                 template=counts_ds, model=own)
         except (GeometryError, ValueError) as exc:

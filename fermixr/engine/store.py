@@ -28,7 +28,7 @@ import shutil
 import time
 from pathlib import Path
 
-from ..errors import StoreError
+from ..errors import RecipeError, StoreError
 
 MARKER = "fermixr_complete"  # key in the root zarr.json attributes
 ZARR_CONSOLIDATED = True  # decided once: plain xr.open_zarr(path) then opens without a warning
@@ -337,14 +337,150 @@ def write_dataset_atomic(ds, path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(3)}.tmp")
     _WRITING.add(tmp)
+    trash = None
     try:
         _to_zarr(ds, tmp)
         if path.exists():
-            _remove_tree(path)
+            # the old store is moved aside, not deleted, until the new one is in place
+            trash = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(3)}.old")
+            os.rename(path, trash)
         os.rename(tmp, path)
     except BaseException as exc:
         _remove_unfinished_dir(tmp)
+        if trash is not None and not path.exists():
+            os.rename(trash, path)
+            trash = None
         _name_os_error(exc, path)
         raise
+    finally:
+        if trash is not None:
+            shutil.rmtree(trash, ignore_errors=True)
     _WRITING.discard(tmp)
     return path
+
+
+# -- the run folder's lock ------------------------------------------------------------
+RUN_META_DIR = ".fermixr"          # fermixr's own files inside a run folder
+LOCK_FILE = f"{RUN_META_DIR}/lock"
+
+
+class RunLockedError(RecipeError):
+    """The run folder (``fileio.outdir`` / ``--outdir``) is being written by another run."""
+
+
+class RunLockWarning(UserWarning):
+    """A stale lock (its run is no longer running) was taken over."""
+
+
+def _flock(fd: int) -> bool | None:
+    """An exclusive, non-blocking kernel lock on ``fd``: True when taken, False when another
+    open file holds it, None where the file system offers no such lock."""
+    try:
+        import fcntl
+    except ImportError:                         # not POSIX
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    except OSError:                             # ENOLCK, EOPNOTSUPP: e.g. some network mounts
+        return None
+    return True
+
+
+def _read_holder(fd: int) -> dict:
+    try:
+        raw = os.pread(fd, 4096, 0)
+        doc = json.loads(raw.decode() or "{}")
+    except (OSError, ValueError):
+        return {}
+    return doc if isinstance(doc, dict) else {}
+
+
+def _describe(holder: dict) -> str:
+    if not holder:
+        return "a run that has not yet written its pid"
+    return (f"pid {holder.get('pid', '?')} on host {holder.get('host', '?')}, "
+            f"started {holder.get('started_utc', '?')}")
+
+
+class RunLock:
+    """The lock of a run folder, held while a run writes into it: ``<outdir>/.fermixr/lock``
+    holds the holder's pid, host and start time.
+
+    The file carries an exclusive ``flock``, which the kernel releases when the holder
+    dies, so a lock left by a killed run is taken over (with a :class:`RunLockWarning`
+    naming it); where ``flock`` is not available the recorded pid decides (a dead pid on
+    this host is stale; a holder on another host is respected).  A second run into a locked
+    folder stops at once with :class:`RunLockedError` (exit status 2) naming the holder."""
+
+    def __init__(self, run_dir: str | os.PathLike):
+        self.run_dir = Path(run_dir)
+        self.path = self.run_dir / LOCK_FILE
+        self._fd: int | None = None
+
+    def acquire(self) -> RunLock:
+        import socket
+        import warnings
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        host = socket.gethostname()
+        for _ in range(100):
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                got = _flock(fd)
+                holder = _read_holder(fd)
+                if got is False:
+                    raise RunLockedError(
+                        f"run folder {str(self.run_dir)!r} is in use by another fermixr run "
+                        f"({_describe(holder)}); wait for it to end or give another --outdir")
+                try:
+                    same = os.fstat(fd).st_ino == os.stat(self.path).st_ino
+                except FileNotFoundError:
+                    same = False
+                if not same:            # released (unlinked) between our open and lock
+                    os.close(fd)
+                    continue
+                if holder:
+                    pid = holder.get("pid")
+                    alive = (holder.get("host") == host and isinstance(pid, int)
+                             and pid != os.getpid() and _pid_alive(pid))
+                    if got is None and (alive or holder.get("host") != host):
+                        raise RunLockedError(
+                            f"run folder {str(self.run_dir)!r} is locked by "
+                            f"{_describe(holder)} (no kernel lock on this file system, so "
+                            f"its lock file {str(self.path)!r} decides); wait for it to end, "
+                            f"or remove that file if that run is gone")
+                    warnings.warn(
+                        f"run folder {str(self.run_dir)!r}: taking over the stale lock of a "
+                        f"run that is no longer running ({_describe(holder)})",
+                        RunLockWarning, stacklevel=3)
+                me = {"pid": os.getpid(), "host": host,
+                      "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, json.dumps(me).encode(), 0)
+                os.fsync(fd)
+            except BaseException:
+                os.close(fd)
+                raise
+            self._fd = fd
+            return self
+        raise StoreError(f"could not take the lock {str(self.path)!r}: it keeps being replaced")
+
+    def release(self) -> None:
+        if self._fd is None:
+            return
+        try:
+            # unlinked while still held, so that nobody takes a lock on a file about to go
+            self.path.unlink()
+        except FileNotFoundError:
+            pass
+        finally:
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> RunLock:
+        return self.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.release()

@@ -3,7 +3,7 @@ fits that bring every source near its optimum before the real fit."""
 
 from __future__ import annotations
 
-from ..likelihood.roi import AnalysisState, loglike
+from ..likelihood.roi import AnalysisState, build_cost, loglike
 from . import EstimatorResult, register
 from .fit import fit_dataset, fit_state
 from .ts import npred, ts_value
@@ -27,7 +27,7 @@ def _with_free(state: AnalysisState, flags: dict) -> AnalysisState:
 
 def optimize_state(state: AnalysisState, *, npred_frac: float = 0.95,
                    npred_threshold: float = 1.0, shape_ts_threshold: float = 25.0,
-                   max_free_sources: int = 5, skip=(), fit_options=None
+                   max_free_sources: int = 5, skip=None, fit_options=None
                    ) -> tuple[dict, AnalysisState]:
     """Fermipy's three passes: (1) the norms of the brightest sources holding
     ``npred_frac`` of the predicted counts, jointly; (2) the norm of each other source
@@ -35,18 +35,15 @@ def optimize_state(state: AnalysisState, *, npred_frac: float = 0.95,
     TS above ``shape_ts_threshold`` (at most ``max_free_sources`` at a time, brightest
     first).  Sources named in ``skip`` are left alone.  Every parameter's free flag is
     restored.  Returns (loglike0, loglike1, dloglike, config) and the optimised state."""
-    fit_kw = dict(fit_options or {})
-    fit_kw["optimizer"] = "NEWTON"
+    fit_kw = dict(fit_options or {})       # the configured optimizer (default MINUIT)
     skip = {state.model.find(n).name for n in (skip or ())}
     flags = {(s.name, p.name): p.free for s in state.model for p in s.spectral}
     loglike0 = loglike(state)
 
     def quiet_fit(st, free):
         st = _with_free(st, free)
-        try:
+        if build_cost(st).npar:        # nothing free (e.g. every norm fixed): no fit
             _, st = fit_state(st, **fit_kw)
-        except ValueError:      # nothing free
-            pass
         return _with_free(st, {})
 
     def norm_flag(name):
@@ -90,7 +87,7 @@ def optimize_state(state: AnalysisState, *, npred_frac: float = 0.95,
 
 @register("optimize", version="1", product="fit", section="roiopt", needs_source=False)
 def optimize(state: AnalysisState, *, npred_frac: float = 0.95, npred_threshold: float = 1.0,
-             shape_ts_threshold: float = 25.0, max_free_sources: int = 5, skip=()):
+             shape_ts_threshold: float = 25.0, max_free_sources: int = 5, skip=None):
     """Fermipy's optimize(): quick fits of norms then shapes, brightest sources first."""
     out, new = optimize_state(state, npred_frac=npred_frac, npred_threshold=npred_threshold,
                               shape_ts_threshold=shape_ts_threshold,

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..likelihood.roi import AnalysisState, loglike
+from ..likelihood.roi import AnalysisState, build_cost, loglike
 from . import EstimatorResult, register
 
 __all__ = ["profile_values", "profile", "profile_norm", "norm_scan", "profile_dataset"]
@@ -37,11 +37,8 @@ def profile_values(state: AnalysisState, name: str, par_name: str, xvals=None,
         hi = None if p.max is None else max(p.max, x)
         moved = src.with_param(par_name, value=float(x), free=False, min=lo, max=hi)
         st = state.with_model(state.model.replace_source(moved), fit=None)
-        if reoptimize:
-            try:
-                _, st = fit_state(st, **dict(fit_options or {}, optimizer="NEWTON"))
-            except ValueError:       # nothing left free: log L as it is
-                pass
+        if reoptimize and build_cost(st).npar:    # nothing left free: log L as it is
+            _, st = fit_state(st, **dict(fit_options or {}))
         ll.append(loglike(st))
         pv = st.model.find(src.name).spectral_values()
         fl.append(float(sm.flux(emin, emax, pv)))

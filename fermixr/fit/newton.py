@@ -22,11 +22,12 @@ by construction: fit_quality 2 (MINUIT's "forced positive-definite").  Diagonal 
 from __future__ import annotations
 
 import math
+import sys
 import time
 
 import numpy as np
 
-from .result import FitResult, correlation_from_covariance
+from .result import FitResult, bound_and_condition, correlation_from_covariance
 
 __all__ = ["newton_fit"]
 
@@ -103,12 +104,18 @@ def _covariance(cost, x, free):
 
 def newton_fit(cost, x0, *, tol: float = 1e-3, max_iter: int = 100,
                init_lambda: float = 1e-4, covar: bool = True,
-               optimizer: str = "NEWTON", reuse_sigma: float = 1.0) -> FitResult:
+               optimizer: str = "NEWTON", reuse_sigma: float = 1.0,
+               verbosity: int = 0) -> FitResult:
     """Minimise ``cost`` (a fermixr cost: value_and_grad, fisher, hessian, bounds) from
-    ``x0`` (scaled units, inside the bounds).  The Fisher matrix is recomputed after a
-    step unless every parameter moved by less than ``reuse_sigma`` of its Fisher error
-    (0 recomputes it at every iteration).  Returns a :class:`FitResult` whose
-    ``fit_success`` only reflects this attempt (status 0, quality >= 1)."""
+    ``x0`` (scaled units, inside the bounds).  ``init_lambda`` is the initial damping
+    (divided by 5 after a full step, multiplied by 3 after a shortened one; 0 disables
+    damping).  The Fisher matrix is recomputed after a step unless every parameter moved
+    by less than ``reuse_sigma`` of its Fisher error (0 recomputes it at every iteration).
+    ``verbosity`` > 0 prints one line per iteration to stderr.  Returns a
+    :class:`FitResult` whose ``fit_success`` only reflects this attempt (status 0,
+    quality >= 1); its ``edm`` is 0.5 g^T F^-1 g at the returned point over the parameters
+    not held by a bound, with the Fisher matrix F of the last convergence test (the
+    quantity compared with ``tol``)."""
     t_start = time.perf_counter()
     x0 = np.array(x0, dtype=float)
     bounds = np.asarray(cost.bounds, dtype=float).reshape(-1, 2)
@@ -121,6 +128,7 @@ def newton_fit(cost, x0, *, tol: float = 1e-3, max_iter: int = 100,
     status = 0
     edm = math.nan
     lam = float(init_lambda)
+    damped = lam > 0
     it = 0
     message = ""
     free = np.ones(x.size, dtype=bool)
@@ -130,6 +138,7 @@ def newton_fit(cost, x0, *, tol: float = 1e-3, max_iter: int = 100,
     else:
         converged = False
         F = None
+        F_test = None
         for it in range(1, int(max_iter) + 1):
             if F is None:
                 F = cost.fisher(x)
@@ -142,6 +151,10 @@ def newton_fit(cost, x0, *, tol: float = 1e-3, max_iter: int = 100,
             edm = _edm(Ff, gf)
             if not math.isfinite(edm):
                 edm = _edm(Ff + 1e-12 * np.diag(np.diag(Ff)) + 1e-300 * np.eye(gf.size), gf)
+            F_test = F
+            if verbosity > 0:
+                print(f"NEWTON iter {it:3d}: -logL {f:.6f}  edm {edm:.3g}  lambda {lam:.3g}  "
+                      f"free {int(free.sum())}/{x.size}", file=sys.stderr, flush=True)
             d = np.zeros(x.size)
             df, ok = _scaled_solve(Ff, gf, lam if not (edm < tol) else 0.0)
             d[free] = df
@@ -187,29 +200,41 @@ def newton_fit(cost, x0, *, tol: float = 1e-3, max_iter: int = 100,
             if not (t == 1.0 and np.all(np.abs(dx) <= reuse_sigma * sig)):
                 F = None
             x, f, g = xn, fn, gn
-            lam = max(lam / 5.0, 1e-10) if t == 1.0 else lam * 3.0
+            if damped:
+                lam = max(lam / 5.0, 1e-10) if t == 1.0 else lam * 3.0
         else:
             status = 1
             message = f"max_iter={max_iter} reached with EDM {edm:.3g} > tol {tol}"
         if converged:
             message = "converged"
+        # the reported EDM: at the returned point, with the matrix of the convergence test
+        if F_test is None:
+            F_test = cost.fisher(x)
+            nfisher += 1
+        fr = ~(((x <= lb) & (g > 0)) | ((x >= ub) & (g < 0)))
+        if fr.any():
+            Ft = F_test[np.ix_(fr, fr)]
+            e_final = _edm(Ft, g[fr])
+            if not math.isfinite(e_final):
+                e_final = _edm(Ft + 1e-12 * np.diag(np.diag(Ft))
+                               + 1e-300 * np.eye(int(fr.sum())), g[fr])
+        else:
+            e_final = 0.0
+        edm = e_final
+        if verbosity > 0:
+            print(f"NEWTON end     : -logL {f:.6f}  edm {edm:.3g}  ({message or 'stopped'})",
+                  file=sys.stderr, flush=True)
     # covariance
     n = x.size
     cov = np.full((n, n), np.nan)
     quality = 0
     if covar and status in (0, 1, 2) and math.isfinite(f):
-        cov, quality, H = _covariance(cost, x, free)
-        at_lo = (x <= lb) & (g > 0)
-        at_hi = (x >= ub) & (g < 0)
-        fr = ~(at_lo | at_hi)
-        if H is not None and fr.any():
-            e2 = _edm(H[np.ix_(fr, fr)], g[fr])
-            if math.isfinite(e2):
-                edm = e2
+        cov, quality, _ = _covariance(cost, x, free)
         if quality == 0 and status == 0:
             status = 3
             message = "covariance could not be computed"
     errors = np.sqrt(np.clip(np.diag(cov), 0.0, None)) if quality else np.full(n, np.nan)
+    at_bound, cond = bound_and_condition(cost.parameters, x, bounds, cov if quality else None)
     return FitResult(
         optimizer=optimizer, backend="fermixr-newton", par_names=tuple(cost.parameters),
         values=x, errors=errors, covariance=cov,
@@ -221,4 +246,5 @@ def newton_fit(cost, x0, *, tol: float = 1e-3, max_iter: int = 100,
                 "init_lambda": init_lambda},
         x0=x0, last_values=x.copy(), message=message,
         info={"iterations": it, "fisher_evaluations": nfisher,
-              "time_s": time.perf_counter() - t_start})
+              "time_s": time.perf_counter() - t_start},
+        params_at_bound=at_bound, cond=cond)

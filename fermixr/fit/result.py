@@ -15,17 +15,27 @@ Conventions (as Fermipy/pyLikelihood):
 * ``fit_success``: fit_status == 0 and fit_quality >= min_fit_quality.  A failed fit
   carries the start vector ``x0`` in ``values`` (the caller keeps its state), the last
   attempt's values in ``last_values``.
+
+Two flags for fits that are not what they seem (neither changes ``fit_success``):
+
+* ``params_at_bound``: the free parameters whose value ends within 1e-6 of the span
+  (max - min) of a finite bound (1e-6 x max(1, |bound|) when the other bound is infinite):
+  their error and the covariance describe a one-sided situation;
+* ``cond``: the condition number (largest / smallest eigenvalue) of the covariance in
+  scaled units (inf when it is singular, nan when there is none); a huge value means
+  (nearly) degenerate parameters.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from typing import Any
 
 import numpy as np
 
-__all__ = ["FitResult", "STATUS_CODES", "correlation_from_covariance"]
+__all__ = ["FitResult", "STATUS_CODES", "correlation_from_covariance", "bound_and_condition"]
 
 STATUS_CODES = {
     0: "converged",
@@ -43,6 +53,30 @@ def correlation_from_covariance(cov: np.ndarray) -> np.ndarray:
     ok = d > 0
     inv[ok] = 1.0 / d[ok]
     return cov * np.outer(inv, inv)
+
+
+def bound_and_condition(names, values, bounds, cov) -> tuple[tuple[str, ...], float]:
+    """(names of the parameters at a finite bound, condition number of ``cov``); see the
+    module docstring.  ``cov`` None skips the condition number (nan)."""
+    x = np.asarray(values, dtype=float).ravel()
+    b = np.asarray(bounds, dtype=float).reshape(-1, 2)
+    lo, hi = b[:, 0], b[:, 1]
+    span = hi - lo
+    at = np.zeros(x.size, dtype=bool)
+    with np.errstate(invalid="ignore"):
+        for edge in (lo, hi):
+            fin = np.isfinite(edge)
+            eps = np.where(np.isfinite(span), 1e-6 * span,
+                           1e-6 * np.maximum(1.0, np.abs(np.where(fin, edge, 0.0))))
+            at |= fin & (np.abs(x - np.where(fin, edge, 0.0)) <= eps)
+    at_bound = tuple(str(n) for n, a in zip(names, at) if a)
+    cond = math.nan
+    if cov is not None:
+        c = np.asarray(cov, dtype=float)
+        if c.size and np.all(np.isfinite(c)):
+            ev = np.abs(np.linalg.eigvalsh(0.5 * (c + c.T)))
+            cond = float(ev.max() / ev.min()) if ev.min() > 0 else math.inf
+    return at_bound, cond
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -68,6 +102,8 @@ class FitResult:
     minos: dict | None = None           # {name: (lower, upper)} when MINOS ran
     message: str = ""
     info: dict = dataclasses.field(default_factory=dict)   # diagnostics (iterations, time)
+    params_at_bound: tuple[str, ...] = ()  # free parameters ending on a finite bound
+    cond: float = math.nan              # condition number of the covariance
 
     # -- Fermipy-style access --------------------------------------------------------
     @property
@@ -89,7 +125,8 @@ class FitResult:
         return float(self.errors[self.par_names.index(name)])
 
     def to_dict(self) -> dict[str, Any]:
-        """Fermipy's fit() dict (plus fermixr's ``optimizer``/``backend``)."""
+        """Fermipy's fit() dict (plus fermixr's ``optimizer``, ``backend``,
+        ``params_at_bound`` and ``cond``)."""
         return {
             "fit_quality": int(self.fit_quality),
             "fit_status": int(self.fit_status),
@@ -107,6 +144,8 @@ class FitResult:
             "par_names": self.param_names,
             "optimizer": self.optimizer,
             "backend": self.backend,
+            "params_at_bound": list(self.params_at_bound),
+            "cond": float(self.cond),
         }
 
     def __getitem__(self, key: str):
@@ -145,6 +184,8 @@ class FitResult:
                 "backend": str(self.backend),
                 "niter": int(self.niter),
                 "config": json.dumps(self.config, sort_keys=True, default=str),
+                "params_at_bound": json.dumps(list(self.params_at_bound)),
+                "cond": float(self.cond),
             },
         )
         ds["value"].attrs["units"] = "scaled (XML value; physical = value x scale)"

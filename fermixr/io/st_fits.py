@@ -253,6 +253,7 @@ def read_bexpmap(path):
     from astropy.io import fits
 
     from ..geom.wcs import WcsGeom
+    from .headers import numeric_header
 
     try:
         hl = fits.open(path)
