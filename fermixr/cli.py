@@ -1,12 +1,15 @@
 """Command line: ``fermixr run | validate | ls | show | export``.
 
-Exit codes: 0 success, 2 bad input (recipe, options, input files), 1 failure while
-computing.  Errors are printed as one clear line, without a traceback (``--debug`` keeps it).
+Exit codes: 0 success, 2 bad input (recipe, options, input files, an output folder that
+cannot be written), 1 failure while computing (a full disk included), 130 interrupted
+(Ctrl-C).  Errors are printed as one clear line, without a traceback (``--debug`` keeps
+it).
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import sys
 from pathlib import Path
@@ -21,8 +24,56 @@ BAD_INPUT_BASES = (ValueError, LookupError, FileNotFoundError)
 
 def exit_code(exc: BaseException) -> int:
     """2 for bad input (a :class:`FermixrError` that is a ValueError, LookupError or
-    FileNotFoundError), 1 for any other failure."""
-    return 2 if isinstance(exc, FermixrError) and isinstance(exc, BAD_INPUT_BASES) else 1
+    FileNotFoundError, or a folder that cannot be written: read-only, no permission),
+    1 for any other failure (a full disk included)."""
+    if isinstance(exc, FermixrError) and isinstance(exc, BAD_INPUT_BASES):
+        return 2
+    os_err = _os_error(exc)
+    if os_err is not None and os_err.errno in _NOT_WRITABLE:
+        return 2
+    return 1
+
+
+_NOT_WRITABLE = (errno.EROFS, errno.EACCES, errno.EPERM)
+_DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+
+
+def _os_error(exc: BaseException) -> OSError | None:
+    """The operating-system error behind ``exc`` (itself, or the cause a step's error
+    wraps), unless it is a fermixr error that says what is wrong itself."""
+    seen = 0
+    while exc is not None and seen < 8:
+        if isinstance(exc, OSError) and not isinstance(exc, FermixrError) and exc.errno:
+            return exc
+        exc = exc.__cause__ if exc.__cause__ is not None else (
+            None if exc.__suppress_context__ else exc.__context__)
+        seen += 1
+    return None
+
+
+def error_line(exc: BaseException) -> tuple[int, str]:
+    """(exit code, the one line printed for ``exc``)."""
+    code = exit_code(exc)
+    os_err = _os_error(exc)
+    named = os_err is not None and (not isinstance(exc, FermixrError)
+                                    or os_err.errno in _NOT_WRITABLE + _DISK_FULL)
+    if named:
+        where = os_err.filename if os_err.filename is not None else "(file not named)"
+        why = os_err.strerror or str(os_err)
+        if os_err.errno in _DISK_FULL:
+            text = (f"{where}: {why}: the disk is full; free space (or give --outdir on "
+                    "another disk) and rerun: finished products are kept")
+        elif os_err.errno == errno.EROFS:
+            text = (f"{where}: {why}: give --outdir (or fileio.outdir / fileio.cachedir) "
+                    "a writable folder")
+        elif os_err.errno in _NOT_WRITABLE:
+            text = (f"{where}: {why}; check its permissions (for the output, give --outdir "
+                    "a writable folder)")
+        else:
+            text = f"{where}: {why}"
+    else:
+        text = str(exc) or type(exc).__name__
+    return code, f"fermixr: {'error' if code == 2 else 'failed'}: {text}"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -42,9 +93,13 @@ def _parser() -> argparse.ArgumentParser:
     v = sub.add_parser("validate", help="check a recipe against the schema; writes nothing")
     v.add_argument("recipe")
 
-    ls = sub.add_parser("ls", help="list a run's products with their cache state")
+    ls = sub.add_parser("ls", help="list a run's products with their cache state "
+                                   "(fresh, stale, interrupted, missing)")
     ls.add_argument("run_dir")
     ls.add_argument("--recipe", help="compare with this recipe instead of the run's own copy")
+    ls.add_argument("--verify", action="store_true",
+                    help="read every chunk of every product and report the damaged ones "
+                         "(exit 1 if any)")
 
     s = sub.add_parser("show", help="summarise a product: dims, coords, attrs, provenance")
     s.add_argument("store", help="a product directory, or RUN_DIR/NAME, or RUN_DIR with --name")
@@ -73,12 +128,63 @@ def main(argv=None) -> int:
     warnings.simplefilter("default", RecipeDeprecationWarning)
     try:
         return _dispatch(args)
+    except KeyboardInterrupt:
+        code = _interrupted(args)
     except Exception as exc:
         if args.debug:
             raise
-        code = exit_code(exc)
-        print(f"fermixr: {'error' if code == 2 else 'failed'}: {exc}", file=sys.stderr)
-        return code
+        _remove_unfinished()
+        code, line = error_line(exc)
+        print(line, file=sys.stderr)
+    if argv is None:
+        _silence_shutdown()
+        _exit_watchdog(code)
+    return code
+
+
+def _exit_watchdog(code: int, seconds: float = 10.0) -> None:
+    """Exit with ``code`` even if a thread an error or an interrupt left behind holds up
+    the interpreter's shutdown (zarr's I/O thread, joined at exit)."""
+    import os
+    import threading
+
+    t = threading.Timer(seconds, os._exit, args=(code,))
+    t.daemon = True
+    t.start()
+
+
+def _remove_unfinished() -> None:
+    from .engine.store import remove_unfinished
+
+    remove_unfinished()
+
+
+def _silence_shutdown() -> None:
+    """After the one line of an error or an interrupt, the command says nothing more:
+    what threads left behind (zarr's pending writes on a full disk) would otherwise print
+    at interpreter shutdown."""
+    import os
+
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stderr.fileno())
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
+def _interrupted(args) -> int:
+    """Ctrl-C: one line, exit 130; a further Ctrl-C is ignored while the products being
+    written are removed (committed ones are kept: a rerun resumes from them)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _remove_unfinished()
+    what = ("finished products are kept and a rerun resumes from them"
+            if args.command == "run" else "nothing was changed")
+    print(f"fermixr: interrupted (Ctrl-C); {what}", file=sys.stderr)
+    return 130
 
 
 def _dispatch(args) -> int:
@@ -110,8 +216,17 @@ def _dispatch(args) -> int:
                    force=tuple(args.force), verbose=not args.quiet, summary=True)
         return 0
     if args.command == "ls":
-        from .engine.run import list_run
+        from .engine.run import list_run, verify_run
 
+        if args.verify:
+            n, damaged = verify_run(args.run_dir)
+            for ln in damaged:
+                print(f"damaged: {ln}")
+            print(f"{n} product(s) read, {len(damaged) or 'none'} damaged"
+                  + ("; rerun the recipe with --force on them" if damaged else ""),
+                  file=sys.stderr if damaged else sys.stdout)
+            if damaged:
+                return 1
         rows = list_run(args.run_dir, args.recipe)
         print(f"{'product':<18} {'step':<10} {'state':<24} {'key':<13} {'last run':<10} seconds")
         for r in rows:
@@ -136,7 +251,7 @@ def _dispatch(args) -> int:
 
 def _show(store: str, name: str | None) -> str:
     from .engine.store import NameIndex, open_product_dir, read_marker
-    from .errors import StoreError
+    from .errors import InputFileError
 
     p = Path(store)
     if name:
@@ -146,7 +261,9 @@ def _show(store: str, name: str | None) -> str:
     else:
         target = NameIndex(p.parent).resolve(p.name) if p.parent else None
     if target is None:
-        raise StoreError(f"{store!r}{' / ' + name if name else ''}: not a committed fermixr product")
+        raise InputFileError(f"{store!r}{' / ' + name if name else ''}: not a committed "
+                             "fermixr product; give a product folder, RUN_DIR/NAME or "
+                             "RUN_DIR --name NAME (names: `fermixr ls RUN_DIR`)")
     ds = open_product_dir(target)
     prov = read_marker(target)
     lines = [f"product {prov.get('name', '?')} ({prov.get('kind')}) at {target}", "", repr(ds), "",

@@ -135,7 +135,11 @@ def test_example_config_is_a_plain_fermipy_config(monkeypatch):
 @pytest.mark.shared_data
 def test_validate_file_on_example_with_real_data(shared_data, monkeypatch):
     monkeypatch.setenv("FERMIXR_SHARED_DATA", str(shared_data))
+    monkeypatch.setenv("CALDB", str(shared_data / "caldb"))   # as the example says
     assert validate_file(EXAMPLE) == []
+    monkeypatch.delenv("CALDB")       # validate resolves the IRFs: not without a CALDB
+    assert any(p.startswith("gtlike.irfs:") and "CALDB" in p for p in validate_file(EXAMPLE))
+    monkeypatch.setenv("CALDB", str(shared_data / "caldb"))
     monkeypatch.setenv("FERMIXR_SHARED_DATA", str(shared_data / "nowhere"))
     probs = validate_file(EXAMPLE)
     assert len(probs) == 2
@@ -653,7 +657,11 @@ def test_validate_file_lists_problems(tmp_path):
     ok = _write(tmp_path, f"data: {{evfile: {tmp_path / 'nope.fits'}}}\n", "ok.yaml")
     assert validate_file(ok, check_files=False) == []
     (probs,) = [validate_file(ok)]
-    assert len(probs) == 1 and "data.evfile" in probs[0] and "nope.fits" in probs[0]
+    assert "data.evfile" in probs[0] and "nope.fits" in probs[0]
+    # and what else this recipe lacks to run (validate does every check needing no
+    # computation): a CALDB for the IRFs, the ROI centre, the energy range; one line each
+    assert [q.split(":")[0].split(" ")[0] for q in probs[1:]] == [
+        "gtlike.irfs", "selection", "selection.emin"], probs
 
 
 def test_loading_does_not_touch_environment_or_cwd(tmp_path):

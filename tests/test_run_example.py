@@ -128,14 +128,15 @@ def test_sigkill_mid_write_then_resume_gives_identical_products(tmp_path):
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-    # the half-written product is not a product: not linked, listed as missing, and
-    # everything that is linked is committed
+    # the half-written product is not a product: not linked, listed as interrupted (its
+    # temporary directory is there), and everything that is linked is committed
     kinds = {p.name.split("-")[1] for p in pending}
     states = _ls(out)
-    assert any(states[name] == "missing" for name in states if name.split("/")[0] in kinds), states
+    assert any(states[name] == "interrupted" for name in states
+               if name.split("/")[0] in kinds), states
     run = fermixr.open_run(out)
     assert all(read_marker(run.path(n)) is not None for n in run)
-    assert not (set(run) & {n for n in states if states[n] == "missing"})
+    assert not (set(run) & {n for n in states if states[n] in ("missing", "interrupted")})
     _cli("run", EXAMPLE, "--outdir", out)
     assert not list((out / ".store").glob(".tmp-*"))
     _assert_same_products(clean, out)

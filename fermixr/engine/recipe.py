@@ -166,9 +166,18 @@ def _read_file(p: Path) -> Any:
     if not p.is_file():
         raise InputFileError(f"recipe file {str(p)!r} does not exist")
     try:
-        text = p.read_text()
+        raw = p.read_bytes()
     except OSError as exc:
-        raise InputFileError(f"recipe file {str(p)!r} cannot be read: {exc}") from None
+        raise InputFileError(f"recipe file {str(p)!r} cannot be read: {exc.strerror or exc}"
+                             ) from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[:exc.start].count(b"\n") + 1
+        raise RecipeError(
+            f"recipe file {str(p)!r}: byte {raw[exc.start]:#04x} on line {line} is not "
+            "UTF-8; save the file as UTF-8"
+        ) from None
     data = _parse_yaml(text, str(p))
     if data is None:
         data = {}
@@ -1036,24 +1045,30 @@ def _check_files(rec: Recipe) -> list[str]:
 def validate_file(path, *, check_files: bool = True, include_warnings: bool = False
                   ) -> list[str]:
     """Problems of a recipe file as a list of strings (empty when it is valid), for
-    ``fermixr validate``.  With ``include_warnings`` the warnings (unknown keys, old
-    spellings) are included, prefixed ``warning:``."""
+    ``fermixr validate``, one line each naming the key path or the file.  With
+    ``check_files``, every check that needs no computation
+    (:func:`fermixr.engine.preflight.check_recipe`): data and model files exist and parse,
+    IRFs resolve, steps are available, sizes fit in memory, the selection lies within the
+    event file's cuts and the FT2 covers the GTIs.  With ``include_warnings`` the warnings
+    (unknown keys, old spellings, data disagreements, sizes above half the memory) are
+    included, prefixed ``warning:``."""
     out: list[str] = []
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            rec = load_recipe(path, check_files=check_files)
+            rec = load_recipe(path)
         except (RecipeError, InputFileError) as exc:
             out.extend(getattr(exc, "problems", None) or [str(exc)])
         else:
             if check_files:
-                from ..errors import FermixrError
-                from .preflight import check_data
+                from .preflight import check_recipe
 
-                try:
-                    check_data(rec, ft2_coverage=True)
-                except FermixrError as exc:
-                    out.append(str(exc))
+                missing = _check_files(rec)
+                out.extend(missing)
+                found = check_recipe(rec)
+                # a missing file is said once (check_recipe names it too)
+                out.extend(m for m in found if not any(_same_file_problem(m, x)
+                                                       for x in missing))
     if include_warnings:
         from .preflight import DataWarning
 
@@ -1061,3 +1076,9 @@ def validate_file(path, *, check_files: bool = True, include_warnings: bool = Fa
                    if issubclass(w.category, (RecipeWarning, RecipeDeprecationWarning,
                                               DataWarning)))
     return out
+
+
+def _same_file_problem(a: str, b: str) -> bool:
+    """Two lines about the same missing file."""
+    qa = re.findall(r"'([^']+)'", a)
+    return bool(qa) and "does not exist" in a and any(q in b for q in qa)

@@ -16,7 +16,7 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
-from ..errors import RecipeError, StoreError
+from ..errors import InputFileError, RecipeError, StoreError
 from .store import RUN_META_DIR, NameIndex, RunLock, open_product_dir, read_marker
 
 # the run's own copy of the recipe it ran (expanded, resolved), under a name of its own so
@@ -174,8 +174,7 @@ class RunProducts(Mapping):
     def __init__(self, run_dir, dask: bool = True):
         self.run_dir = Path(run_dir)
         self._dask = dask
-        if not self.run_dir.is_dir():
-            raise StoreError(f"run directory {str(self.run_dir)!r} does not exist")
+        require_run_dir(self.run_dir)
         self._index = NameIndex(self.run_dir)
         self._cache = {}
 
@@ -207,30 +206,56 @@ class RunProducts(Mapping):
         return f"<fermixr run {str(self.run_dir)!r}: {', '.join(self)}>"
 
 
+def require_run_dir(run_dir) -> Path:
+    """``run_dir`` as a Path if it is a run directory (it holds ``products/``,
+    ``run.json`` or the run's recipe copy); else :class:`~fermixr.errors.InputFileError`
+    naming it."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        what = "is a file" if run_dir.exists() else "does not exist"
+        raise InputFileError(f"run directory {str(run_dir)!r} {what}; give the folder a "
+                             "`fermixr run` wrote (its --outdir)")
+    if not any((run_dir / n).exists() for n in ("products", "run.json", RECIPE_COPY)):
+        raise InputFileError(f"{str(run_dir)!r} is not a fermixr run directory (it holds no "
+                             f"products/, run.json or {RECIPE_COPY}); give the folder a "
+                             "`fermixr run` wrote (its --outdir)")
+    return run_dir
+
+
 def open_run(run_dir, dask: bool = True) -> RunProducts:
+    """The products of a run directory (:class:`RunProducts`); a folder that is no run
+    directory raises :class:`~fermixr.errors.InputFileError`."""
     return RunProducts(run_dir, dask=dask)
 
 
 def list_run(run_dir, recipe=None) -> list[dict]:
     """State of every product the recipe asks for: ``fresh`` (the run holds it with the key
-    the recipe gives now), ``stale`` (the run holds one made with other inputs/parameters),
-    ``missing``; ``shared`` when it is the same stored product as an earlier name."""
+    the recipe gives now), ``stale`` (the run's name points to a product made from other
+    inputs or parameters: its key is not the one the recipe gives now), ``interrupted``
+    (no committed product with the key, but a temporary directory of it, or its directory
+    without the completion marker: a run stopped while writing it), ``missing`` (none of
+    these); ``shared with NAME`` when it is the same stored product as an earlier name."""
     from .executor import Executor, TaskState
     from .plan import plan_tasks
     from .steps import get_step
 
-    run_dir = Path(run_dir)
+    run_dir = require_run_dir(run_dir)
     if recipe is None:
         copy = run_dir / RECIPE_COPY
         if not copy.is_file():
-            raise StoreError(f"{str(run_dir)!r} holds no {RECIPE_COPY}: is it a fermixr run directory?")
+            raise InputFileError(f"{str(run_dir)!r} holds no {RECIPE_COPY}: give the recipe "
+                                 "with --recipe")
         recipe = copy
     rec = _load(recipe, {"fileio": {"outdir": str(run_dir.resolve())}})
     tasks = plan_tasks(rec)
     last, analysis = {}, []
     mf = run_dir / "run.json"
     if mf.is_file():
-        doc = json.loads(mf.read_text())
+        try:
+            doc = json.loads(mf.read_text())
+        except ValueError:
+            raise InputFileError(f"{str(mf)!r} is not valid JSON (damaged run record); "
+                                 "rerun the recipe to rewrite it") from None
         last = {t["name"]: t for t in doc.get("tasks", [])}
         analysis = doc.get("analysis_steps", [])
     ex = Executor(run_dir, store_root(rec, run_dir), verbose=False)
@@ -252,6 +277,8 @@ def list_run(run_dir, recipe=None) -> list[dict]:
                 state = f"shared with {seen_keys[st.key]}"
             else:
                 seen_keys[st.key] = t.name
+        elif st.key is not None and _unfinished(ex.store, step.product, st.key):
+            state = "interrupted"
         elif linked is not None:
             state = "stale"
         else:
@@ -269,3 +296,65 @@ def list_run(run_dir, recipe=None) -> list[dict]:
         rows.append({"name": a["name"], "step": a["step"], "state": "(analysis step)",
                      "key": a["key"][:12], "last_run": a["status"], "seconds": a["seconds"]})
     return rows
+
+
+def _unfinished(store, kind: str, key: str) -> bool:
+    """A temporary directory of (kind, key) is in the store, or its directory is there
+    without the completion marker."""
+    final = store.path(kind, key)
+    if final.is_dir() and read_marker(final) is None:
+        return True
+    prefix = f".tmp-{store.dirname(kind, key)[:40]}-"
+    return store.root.is_dir() and any(p.name.startswith(prefix) for p in store.root.iterdir())
+
+
+def verify_run(run_dir) -> tuple[int, list[str]]:
+    """Read every chunk of every product of a run: each chunk's checksum (zstd's, stored
+    since fermixr writes it) is checked as it is decompressed; a product written before
+    has its chunks re-read, which finds the ones that no longer decompress.  Returns
+    (number of products read, one line per damaged chunk or product, naming its file)."""
+    run_dir = require_run_dir(run_dir)
+    index = NameIndex(run_dir)
+    seen: dict = {}
+    damaged: list[str] = []
+    for name in index.names():
+        link = index.dir / name
+        target = link.resolve()
+        if read_marker(target) is None:
+            damaged.append(f"{name}: {target} is not a committed product (no completion "
+                           "marker); rerun the recipe")
+            continue
+        if target in seen:
+            continue
+        seen[target] = name
+        damaged += [f"{name}: {m}" for m in verify_product(target)]
+    return len(seen), damaged
+
+
+def verify_product(path) -> list[str]:
+    """Damaged chunks of one committed product, one line each naming the chunk file."""
+    import itertools
+
+    import zarr
+
+    path = Path(path)
+    out: list[str] = []
+    try:
+        group = zarr.open_group(os.fspath(path), mode="r")
+        arrays = list(group.arrays())
+    except Exception as exc:
+        return [f"{path}: its zarr metadata cannot be read ({type(exc).__name__}: {exc})"]
+    for aname, arr in arrays:
+        grid = [range(n) for n in arr.cdata_shape] if arr.ndim else [()]
+        for idx in itertools.product(*grid) if arr.ndim else [()]:
+            sl = tuple(slice(i * c, min((i + 1) * c, n))
+                       for i, c, n in zip(idx, arr.chunks, arr.shape))
+            try:
+                arr[sl]
+            except Exception as exc:
+                chunk = path / aname / "c" / "/".join(str(i) for i in idx)
+                if not arr.ndim:
+                    chunk = path / aname / "c"
+                out.append(f"{chunk}: damaged ({type(exc).__name__}: "
+                           f"{str(exc).splitlines()[0] if str(exc) else 'unreadable'})")
+    return out

@@ -74,6 +74,7 @@ class ProductStore:
         tmp = self.root / (
             f".tmp-{self.dirname(kind, key)[:40]}-{os.getpid()}-{secrets.token_hex(4)}"
         )
+        _WRITING.add(tmp)
         try:
             _to_zarr(ds, tmp)
             _debug_pause()
@@ -90,9 +91,11 @@ class ProductStore:
                     return final
                 _remove_tree(final)
             os.rename(tmp, final)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
+        except BaseException as exc:
+            _remove_unfinished_dir(tmp)
+            _name_os_error(exc, final)
             raise
+        _WRITING.discard(tmp)
         return final
 
     # -- housekeeping -----------------------------------------------------------------
@@ -112,6 +115,70 @@ class ProductStore:
             shutil.rmtree(p, ignore_errors=True)
             removed.append(p)
         return removed
+
+
+# temporary directories this process is writing (removed by remove_unfinished after an
+# interrupt, should a second Ctrl-C have stopped write's own clean-up)
+_WRITING: set = set()
+
+
+def remove_unfinished() -> list[Path]:
+    """Remove the temporary directories this process was writing or failed to write (the
+    command line calls it before it exits on an error or Ctrl-C); returns them."""
+    removed = []
+    for tmp in list(_WRITING):
+        if os.path.lexists(tmp):
+            _remove_unfinished_dir(tmp, wait=1.0)
+            removed.append(tmp)
+        _WRITING.discard(tmp)
+    return removed
+
+
+def _drain_zarr_io(timeout: float = 10.0) -> None:
+    """Wait for the chunk writes zarr's I/O thread still has pending: when one write of a
+    product fails (a full disk), the others go on, and would recreate the directory
+    removed after the failure."""
+    import asyncio
+
+    loop = None
+    try:
+        from zarr.core import sync as zsync
+
+        loop = zsync.loop[0]
+    except Exception:           # another zarr layout: nothing to wait for that we know of
+        return
+    if loop is None or not loop.is_running():
+        return
+
+    async def _wait():
+        me = asyncio.current_task()
+        pending = [t for t in asyncio.all_tasks() if t is not me and not t.done()]
+        if pending:
+            await asyncio.wait(pending, timeout=timeout)
+
+    try:
+        asyncio.run_coroutine_threadsafe(_wait(), loop).result(timeout + 1.0)
+    except Exception:
+        pass
+
+
+def _remove_unfinished_dir(tmp: Path, wait: float = 0.3) -> None:
+    """Remove a temporary directory, once zarr's pending writes into it are over; try
+    again until it stays away (``wait`` s)."""
+    _drain_zarr_io()
+    t_end = time.monotonic() + wait
+    while True:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not os.path.lexists(tmp) or time.monotonic() > t_end:
+            return
+        time.sleep(0.05)
+
+
+def _name_os_error(exc: BaseException, path: Path) -> None:
+    """An operating-system error raised without a file name (zarr's writes: a full disk)
+    gets the directory being written, so the message names it."""
+    if isinstance(exc, OSError) and exc.errno and exc.filename is None:
+        exc.filename = os.fspath(path)
 
 
 def _debug_pause() -> None:
@@ -184,6 +251,11 @@ def _to_zarr(ds, path: Path) -> None:
         # a product may ask for its chunking (source maps: one chunk per source)
         chunks = ds[name].encoding.get("chunks")
         ds[name].encoding = {"chunks": chunks} if chunks else {}
+        if ds[name].dtype.kind in "biufc":
+            # every chunk carries its checksum: `fermixr ls --verify` finds damaged ones
+            from zarr.codecs import ZstdCodec
+
+            ds[name].encoding["compressors"] = [ZstdCodec(level=0, checksum=True)]
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*consolidated.*")
         ds.to_zarr(path, mode="w-", consolidated=ZARR_CONSOLIDATED)
@@ -264,6 +336,7 @@ def write_dataset_atomic(ds, path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(3)}.tmp")
+    _WRITING.add(tmp)
     trash = None
     try:
         _to_zarr(ds, tmp)
@@ -272,15 +345,17 @@ def write_dataset_atomic(ds, path) -> Path:
             trash = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(3)}.old")
             os.rename(path, trash)
         os.rename(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException as exc:
+        _remove_unfinished_dir(tmp)
         if trash is not None and not path.exists():
             os.rename(trash, path)
             trash = None
+        _name_os_error(exc, path)
         raise
     finally:
         if trash is not None:
             shutil.rmtree(trash, ignore_errors=True)
+    _WRITING.discard(tmp)
     return path
 
 
