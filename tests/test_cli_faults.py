@@ -87,7 +87,10 @@ def test_ctrl_c_one_line_exit_130_no_temporary_directory(tmp_path):
             raise AssertionError("no exit 60 s after SIGINT:\n" + err.read_text()) from None
     after = err.read_text()[before:].strip().splitlines()
     assert p.returncode == 130, err.read_text()
-    assert 1 <= len(after) <= 2, after
+    # progress lines of the step under way may still come out between the last read and
+    # the signal; what the interrupt itself prints is one line, and no traceback
+    said = [ln for ln in after if not ln.startswith((" ", "["))]
+    assert said == [after[-1]] and "Traceback" not in "\n".join(after), after
     assert after[-1].startswith("fermixr: interrupted (Ctrl-C)")
     assert _tmp_dirs(out) == []
     assert (out / "products" / "gti").exists()       # what finished is kept
