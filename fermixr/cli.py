@@ -123,6 +123,8 @@ def main(argv=None) -> int:
     from .engine.recipe import RecipeDeprecationWarning, RecipeWarning
 
     args = _parser().parse_args(argv)
+    if argv is None:
+        sys.unraisablehook = _unraisable
     warnings.showwarning = _one_line_warning
     warnings.simplefilter("default", RecipeWarning)
     warnings.simplefilter("default", RecipeDeprecationWarning)
@@ -140,6 +142,25 @@ def main(argv=None) -> int:
         _silence_shutdown()
         _exit_watchdog(code)
     return code
+
+
+def _unraisable(info) -> None:
+    """A Ctrl-C that lands in a callback from C (numba's LLVM object cache calls back into
+    Python while it compiles or loads a kernel) cannot be raised there: Python would print
+    a traceback and carry on.  Send the signal again instead, so that it is raised when
+    the callback has returned and the command stops with its one line."""
+    if info.exc_type is KeyboardInterrupt:
+        import os
+        import signal
+        import threading
+
+        # from another thread, a moment later: a signal sent from here would be handled
+        # (and lost) inside this hook
+        t = threading.Timer(0.05, os.kill, args=(os.getpid(), signal.SIGINT))
+        t.daemon = True
+        t.start()
+        return
+    sys.__unraisablehook__(info)
 
 
 def _exit_watchdog(code: int, seconds: float = 10.0) -> None:

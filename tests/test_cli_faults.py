@@ -298,3 +298,25 @@ def test_ls_verify_names_a_damaged_chunk(tmp_path):
     assert damaged == [ln for ln in damaged if str(chunk) in ln] and len(damaged) == 1, r.stdout
     assert damaged[0].startswith("damaged: counts: ")
     assert "1 damaged" in r.stderr
+
+
+def test_ctrl_c_landing_in_a_callback_from_c_is_raised_after_it():
+    """numba's LLVM object cache calls back into Python; a Ctrl-C landing there is printed
+    as an 'Exception ignored' traceback and lost unless the CLI sends it again."""
+    code = (
+        "import ctypes, sys, time\n"
+        "from fermixr import cli\n"
+        "sys.unraisablehook = cli._unraisable\n"
+        "def cb():\n"
+        "    raise KeyboardInterrupt\n"
+        "f = ctypes.CFUNCTYPE(None)(cb)\n"
+        "try:\n"
+        "    f()\n"
+        "    time.sleep(5)\n"
+        "    print('lost')\n"
+        "except KeyboardInterrupt:\n"
+        "    print('raised')\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       timeout=60, cwd=REPO)
+    assert r.stdout.strip() == "raised", r.stdout + r.stderr
+    assert "Traceback" not in r.stderr
