@@ -168,6 +168,20 @@ def test_recipe_in_the_run_folder_is_not_overwritten(run_in_recipe_folder):
     assert "counts" in ls and "fresh" in ls
 
 
+def test_ls_reads_a_run_folder_of_an_earlier_version(run_in_recipe_folder):
+    """Earlier versions kept the run's recipe as <outdir>/recipe.yaml: ls still reads it."""
+    folder = run_in_recipe_folder[0]
+    copy = folder / RECIPE_COPY
+    aside = copy.with_name("aside.yaml")
+    copy.rename(aside)
+    try:
+        r = _cli("ls", folder)
+        assert r.returncode == 0, r.stderr
+        assert "counts" in r.stdout and "fresh" in r.stdout
+    finally:
+        aside.rename(copy)
+
+
 def test_export_without_dest_creates_run_export(run_in_recipe_folder):
     folder = run_in_recipe_folder[0]
     assert not (folder / "export").exists()

@@ -242,6 +242,9 @@ def list_run(run_dir, recipe=None) -> list[dict]:
     run_dir = require_run_dir(run_dir)
     if recipe is None:
         copy = run_dir / RECIPE_COPY
+        if not copy.is_file() and (run_dir / "recipe.yaml").is_file() \
+                and (run_dir / "run.json").is_file():
+            copy = run_dir / "recipe.yaml"      # where earlier versions kept their copy
         if not copy.is_file():
             raise InputFileError(f"{str(run_dir)!r} holds no {RECIPE_COPY}: give the recipe "
                                  "with --recipe")
