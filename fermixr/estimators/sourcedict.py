@@ -133,7 +133,8 @@ def dnde_family(sm, p, cov_phys, free_idx, emin, emax) -> dict:
     if free_idx.size:
         g = np.asarray(sm.gradient(grid, p), dtype=float)[free_idx]
         var = np.einsum("ai,ab,bi->i", g, cov_phys, g)
-        rel = np.sqrt(np.clip(var, 0, None)) / np.abs(f)
+        with np.errstate(divide="ignore", invalid="ignore"):    # a zeroed source: f = 0
+            rel = np.sqrt(np.clip(var, 0, None)) / np.abs(f)
     pivot = float(grid[np.nanargmin(rel)]) if np.isfinite(rel).any() else float(np.sqrt(emin * emax))
     out = {"pivot_energy": pivot}
     for key, e in (("", pivot), ("100", 100.0), ("1000", 1000.0), ("10000", 10000.0)):
