@@ -82,6 +82,27 @@ def test_injected_excess_peaks_at_its_position(gta):
     assert np.nanmax(null) < 4.5
 
 
+def test_weights(gta):
+    """use_weights: a constant weight scales data and model and leaves sigma as it is (the
+    calibration divides the weights out); weights that vary change sigma; without
+    use_weights the weights map is ignored."""
+    sim, _ = E.generate_model(gta.state, seed=5)
+    half = sim.replace(components=tuple(c.replace(wmap=np.full_like(c.counts, 0.5))
+                                        for c in sim.components))
+    a = run("residmap", sim).dataset
+    b = run("residmap", half, use_weights=True).dataset
+    np.testing.assert_allclose(b["sigma"].values, a["sigma"].values, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(b["data"].values, 0.5 * a["data"].values, rtol=1e-9)
+    np.testing.assert_allclose(b["model"].values, 0.5 * a["model"].values, rtol=1e-9)
+    c = run("residmap", half).dataset
+    np.testing.assert_array_equal(c["data"].values, a["data"].values)
+    ramp = sim.replace(components=tuple(
+        c.replace(wmap=np.linspace(0.2, 1.0, c.counts.shape[0])[:, None]
+                  * np.ones_like(c.counts)) for c in sim.components))
+    d = run("residmap", ramp, use_weights=True).dataset
+    assert np.nanmax(np.abs(d["sigma"].values - a["sigma"].values)) > 0.05
+
+
 def test_exclude_and_energy_range(gta):
     """Leaving a source out of the model makes its position an excess; loge_bounds
     narrows the bins used."""
