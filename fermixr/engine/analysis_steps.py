@@ -10,7 +10,7 @@ Two kinds:
   state (or print/write something); they are cheap and replayed on every run;
 * **result steps** (``fit``, ``optimize``, ``write_roi``, ``get_src_model``, ``get_sources``,
   ``get_params``, ``profile``, ``profile_norm``, ``bowtie``, ``model_counts_map``,
-  ``counts_map``) store a product under a key chained from the data products, the model as
+  ``counts_map``, ``residmap``) store a product under a key chained from the data products, the model as
   built, every option and file byte the analysis reads, and every earlier step with its
   parameters and version.  A re-run with nothing changed takes each from the store (and the
   model after it from the product's attrs); changing one step recomputes it and what
