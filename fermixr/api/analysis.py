@@ -319,6 +319,16 @@ class Analysis:
 
         return bowtie_values(self.state, self.roi_source(name).name, loge, npts)
 
+    def residmap(self, prefix="", **kwargs) -> dict:
+        """Fermipy's residmap(): residual significance of the test source ``model`` (options
+        of the residmap section, overridden by ``kwargs``); writes
+        ``<prefix>_residmap.fits`` (and .npy, and the plot with make_plots) in the output
+        folder.  Returns sigma, excess, data, model, name, file, src_dict."""
+        from ..engine.residmap_output import residmap_dict, residmap_outputs
+
+        ds, paths = residmap_outputs(self.state, self.outdir, prefix, self.config, kwargs)
+        return residmap_dict(ds, paths.get("fits"))
+
     def generate_model(self, model_name=None, rng=None, seed=None):
         """Replace the counts of every component by a Poisson realisation of the current
         model (of one source with ``model_name``); returns the seed used."""

@@ -10,7 +10,7 @@ Two kinds:
   state (or print/write something); they are cheap and replayed on every run;
 * **result steps** (``fit``, ``optimize``, ``write_roi``, ``get_src_model``, ``get_sources``,
   ``get_params``, ``profile``, ``profile_norm``, ``bowtie``, ``model_counts_map``,
-  ``counts_map``) store a product under a key chained from the data products, the model as
+  ``counts_map``, ``residmap``) store a product under a key chained from the data products, the model as
   built, every option and file byte the analysis reads, and every earlier step with its
   parameters and version.  A re-run with nothing changed takes each from the store (and the
   model after it from the product's attrs); changing one step recomputes it and what
@@ -285,6 +285,36 @@ def _counts_map(state, params, ctx):
     return state, _cube_dataset(state, [c.counts for c in state.components], "counts")
 
 
+RESIDMAP_OPTIONS = ("model", "exclude", "loge_bounds", "use_weights")
+
+
+def _section_params(ctx, section: str, params: dict) -> dict:
+    """The resolved recipe section (first component) with the step's parameters over it."""
+    out = getattr(ctx.recipe.options[0], section).to_dict()
+    out.update({k: v for k, v in params.items() if k != "prefix"})
+    return out
+
+
+@register_step("residmap", version="1", product="residmap", kind="result")
+def _residmap(state, params, ctx):
+    """Residual significance map of the test source's kernel, with Fermipy's files."""
+    from ..estimators import run
+    from .residmap_output import write_residmap_outputs
+
+    opts = _section_params(ctx, "residmap", params)
+    ds = run("residmap", state, **{k: opts.get(k) for k in RESIDMAP_OPTIONS}).dataset
+    paths = write_residmap_outputs(
+        ds, state.components[0].geom, ctx.outdir, params.get("prefix") or "",
+        config=opts, write_fits=bool(opts.get("write_fits")),
+        write_npy=bool(opts.get("write_npy")), make_plots=bool(opts.get("make_plots")),
+        center_radec=state.roi_center)
+    from .roi_output import files_record
+
+    if paths:
+        ds.attrs[WRITTEN_FILES] = files_record(paths)
+    return state, ds
+
+
 def analysis_steps() -> tuple[str, ...]:
     return tuple(known_steps("state")) + tuple(known_steps("result"))
 
@@ -299,10 +329,16 @@ def _roi_npy(infile, outdir) -> Path:
     return p
 
 
-def _key_inputs(name, params, outdir) -> dict:
-    """What a step depends on beyond its parameters: the content of a file it reads."""
+def _key_inputs(name, params, outdir, recipe=None) -> dict:
+    """What a step depends on beyond its parameters: the content of a file it reads, and
+    the options of its recipe section it reads (declared in resolved.READS under the
+    step's name)."""
     if name == "load_roi":
         return {"infile_sha256": file_sha256(_roi_npy(params["infile"], outdir))}
+    from .resolved import READS, read_values
+
+    if recipe is not None and name in READS and name in known_steps("result"):
+        return {"section": read_values(recipe.options[0], name)}
     return {}
 
 
@@ -357,7 +393,7 @@ def run_analysis_steps(recipe, steps, outdir, store_root, prep_keys, *, verbose=
         params = dict(params or {})
         step = get_step(name)
         key = digest({"prev": chain, "step": name, "version": step.version,
-                      "params": params, **_key_inputs(name, params, outdir)})
+                      "params": params, **_key_inputs(name, params, outdir, recipe)})
         ctx.key = key
         t0 = time.monotonic()
         if step.kind == "state":
@@ -440,6 +476,16 @@ def _files_missing(state, ctx, name, params, product) -> bool:
     (``write_roi``'s .npy, .fits, .yaml, .zarr, XML and, when asked for, model-cube and plot
     files: deleted, moved, truncated or edited, by size and sha256 against the record in
     the product's provenance): the step then runs again and writes them."""
+    if name == "residmap":
+        from .residmap_output import residmap_files
+        from .roi_output import files_differ
+
+        opts = _section_params(ctx, "residmap", params)
+        files = residmap_files(ctx.outdir, params.get("prefix") or "",
+                               bool(opts.get("make_plots")), bool(opts.get("write_fits")),
+                               bool(opts.get("write_npy")))
+        recorded = (read_marker(product) or {}).get(WRITTEN_FILES) or {}
+        return bool(files_differ(files, recorded))
     if name != "write_roi":
         return False
     from .roi_output import files_differ, roi_files

@@ -227,6 +227,10 @@ READS: dict[str, Reads] = {
         "roiopt.max_free_sources", "roiopt.skip",
         "gtlike.wmap", "gtlike.expscale", "gtlike.src_expscale", "gtlike.edisp_disable",
         "gtlike.llscan_npts", "gtlike.edisp", "binning.coordsys", "mc.seed")),
+    # result steps reading their own section (its values enter the step's key)
+    "residmap": Reads("fermixr.engine.analysis_steps", (
+        "residmap.model", "residmap.exclude", "residmap.loge_bounds", "residmap.use_weights",
+        "residmap.make_plots", "residmap.write_fits", "residmap.write_npy")),
 }
 
 
