@@ -168,3 +168,17 @@ def test_estimator_options_have_the_option_tables_defaults():
                 assert got == want, f"{name}.{key}: {default!r} != table {want!r}"
                 checked += 1
     assert checked >= 12
+
+
+def test_summed_maps_of_components_on_different_grids_are_refused(states):
+    from fermixr import Analysis
+    from fermixr.errors import GeometryError
+
+    st, _ = states["two_pixel_sizes"]
+    gta = Analysis.from_state(st)
+    with pytest.raises(GeometryError, match=r"model_counts: the components have different "
+                                            r"grids \(counts shapes \(\d+, 576\), \(\d+, 144\)\)"):
+        gta.model_counts_map()
+    one, _ = states["wcs_edisp"]
+    assert Analysis.from_state(one).model_counts_map().shape == one.components[0].template[
+        "counts"].shape

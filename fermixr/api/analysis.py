@@ -262,7 +262,10 @@ class Analysis:
     def _sum_components(self, cubes, name, units):
         import xarray as xr
 
+        from ..likelihood.roi import require_one_grid
+
         comps = self.state.components
+        require_one_grid(comps, name)
         total = sum(m.reshape((-1,) + tuple(c.sky_shape)) for c, m in zip(comps, cubes))
         ref = comps[0].template["counts"] if comps[0].template is not None else None
         if ref is None:

@@ -258,7 +258,10 @@ def _bowtie(state, params, ctx):
 def _cube_dataset(state, cubes, kind):
     """Per-component cubes summed onto the counts geometry, as the ``counts`` /
     ``model_counts`` product."""
+    from ..likelihood.roi import require_one_grid
+
     comps = state.components
+    require_one_grid(comps, kind)
     ref = comps[0].template
     total = sum(m.reshape(ref["counts"].shape) for m in cubes)
     var = "counts" if kind == "counts" else "model_counts"

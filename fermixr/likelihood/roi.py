@@ -415,3 +415,15 @@ def loglike(state: AnalysisState, model: SkyModel | None = None) -> float:
     """log L of ``model`` (default the state's), gtlike's value (without log n!)."""
     c = build_cost(state, model)
     return -float(c(c.x0)) if c.npar else -float(c(np.zeros(0)))
+
+
+def require_one_grid(components, what: str) -> None:
+    """Refuse to sum maps of components on different sky or energy grids (``what``: the
+    map asked for), naming the grids."""
+    shapes = [tuple(c.counts.shape) for c in components]
+    grids = [(dict(c.geom_attrs).get("geom"), tuple(c.edges)) for c in components]
+    if len(set(shapes)) > 1 or any(g != grids[0] for g in grids[1:]):
+        raise GeometryError(
+            f"{what}: the components have different grids (counts shapes "
+            f"{', '.join(str(s) for s in shapes)}), so their maps cannot be summed pixel "
+            "by pixel; use components of one binning for summed maps")
