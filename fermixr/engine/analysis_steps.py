@@ -285,6 +285,22 @@ def _counts_map(state, params, ctx):
     return state, _cube_dataset(state, [c.counts for c in state.components], "counts")
 
 
+@register_step("tsmap", version="1", product="tsmap", kind="result")
+def _tsmap(state, params, ctx):
+    """Fermipy's tsmap(): TS map of a test source (the tsmap section, the step's
+    parameters over it); writes <prefix>_tsmap.fits and .npy (and the plot with
+    make_plots) in the run folder."""
+    from .tsmap_output import run_tsmap
+
+    section = ctx.recipe.options[0].tsmap.to_dict()   # model, exclude, max_kernel_radius,
+    # loge_bounds, multithread, nthread, make_plots, write_fits, write_npy
+    ds, paths = run_tsmap(state, section, ctx.outdir, params)
+    from .roi_output import files_record
+
+    ds.attrs[WRITTEN_FILES] = files_record(paths)
+    return state, ds
+
+
 def analysis_steps() -> tuple[str, ...]:
     return tuple(known_steps("state")) + tuple(known_steps("result"))
 
@@ -304,6 +320,16 @@ def _key_inputs(name, params, outdir) -> dict:
     if name == "load_roi":
         return {"infile_sha256": file_sha256(_roi_npy(params["infile"], outdir))}
     return {}
+
+
+def _section_inputs(recipe, name) -> dict:
+    """The options a step reads from its own section (the READS consumer named after the
+    step, e.g. "tsmap"), per component: part of that step's key only."""
+    from .resolved import READS, read_values
+
+    if name not in READS:
+        return {}
+    return {"section_options": [read_values(o, name) for o in recipe.options]}
 
 
 def analysis_inputs(recipe) -> dict:
@@ -357,7 +383,8 @@ def run_analysis_steps(recipe, steps, outdir, store_root, prep_keys, *, verbose=
         params = dict(params or {})
         step = get_step(name)
         key = digest({"prev": chain, "step": name, "version": step.version,
-                      "params": params, **_key_inputs(name, params, outdir)})
+                      "params": params, **_key_inputs(name, params, outdir),
+                      **_section_inputs(recipe, name)})
         ctx.key = key
         t0 = time.monotonic()
         if step.kind == "state":

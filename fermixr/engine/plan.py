@@ -29,7 +29,7 @@ _EXPANSION = {
     "exposure": ("gti", "ltcube", "exposure"),
     "psf": ("gti", "ltcube", "psf"),
 }
-NOT_YET = ("sed", "tsmap", "tscube", "residmap", "find_sources", "localize", "extension",
+NOT_YET = ("sed", "tscube", "residmap", "find_sources", "localize", "extension",
            "lightcurve")
 
 

@@ -227,6 +227,10 @@ READS: dict[str, Reads] = {
         "roiopt.max_free_sources", "roiopt.skip",
         "gtlike.wmap", "gtlike.expscale", "gtlike.src_expscale", "gtlike.edisp_disable",
         "gtlike.llscan_npts", "gtlike.edisp", "binning.coordsys", "mc.seed")),
+    # the tsmap step: in its own key only (analysis_steps._section_inputs)
+    "tsmap": Reads(("fermixr.engine.analysis_steps", "fermixr.engine.tsmap_output"), (
+        "tsmap.model", "tsmap.exclude", "tsmap.max_kernel_radius", "tsmap.loge_bounds", "tsmap.make_plots",
+        "tsmap.write_fits", "tsmap.write_npy")),
 }
 
 
