@@ -249,6 +249,12 @@ def test_the_recipe_step_writes_the_product_and_fermipys_file(gta, tmp_path):
     run_recipe(copy.deepcopy(doc), outdir=gta.outdir, verbose=False)
     rec = json.loads((Path(gta.outdir) / "run.json").read_text())["analysis_steps"]
     assert [r["status"] for r in rec] == ["cached"]
+    # a cached step whose file is gone runs again and writes it
+    (Path(gta.outdir) / "st_tsmap.fits").unlink()
+    run_recipe(copy.deepcopy(doc), outdir=gta.outdir, verbose=False)
+    rec = json.loads((Path(gta.outdir) / "run.json").read_text())["analysis_steps"]
+    assert [r["status"] for r in rec] == ["computed"]
+    assert (Path(gta.outdir) / "st_tsmap.fits").is_file()
 
 
 def test_likelihood_weights_weight_every_term(gta):

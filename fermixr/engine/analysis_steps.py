@@ -467,6 +467,13 @@ def _files_missing(state, ctx, name, params, product) -> bool:
     (``write_roi``'s .npy, .fits, .yaml, .zarr, XML and, when asked for, model-cube and plot
     files: deleted, moved, truncated or edited, by size and sha256 against the record in
     the product's provenance): the step then runs again and writes them."""
+    if name == "tsmap":
+        from .roi_output import files_differ
+        from .tsmap_output import tsmap_written
+
+        recorded = (read_marker(product) or {}).get(WRITTEN_FILES) or {}
+        return bool(files_differ(tsmap_written(ctx.recipe.options[0].tsmap.to_dict(),
+                                               params, ctx.outdir), recorded))
     if name != "write_roi":
         return False
     from .roi_output import files_differ, roi_files

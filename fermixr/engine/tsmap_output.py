@@ -52,6 +52,15 @@ def tsmap_files(outdir, opts: dict, make_plots: bool) -> dict:
     return files
 
 
+def tsmap_written(section: dict, params: dict, outdir) -> dict:
+    """The files a tsmap call with these options writes, by kind."""
+    opts = tsmap_options(section, params)
+    files = tsmap_files(outdir, opts, bool(opts.get("make_plots")))
+    return {k: p for k, p in files.items()
+            if {"fits": opts.get("write_fits", True), "npy": opts.get("write_npy", True),
+                "png": True}[k]}
+
+
 def run_tsmap(state, section: dict, outdir, params: dict):
     """(Dataset, {kind: path written}) of a TS map with the section ``section`` and the
     call's ``params`` over it; files as the options say."""
