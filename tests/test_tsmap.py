@@ -136,7 +136,7 @@ def test_numba_and_numpy_kernels_agree():
     outs = []
     for f in (K.wcs_accumulate, K.wcs_accumulate_numpy):
         g = [np.zeros(npix) for _ in range(3)]
-        f(A, n, m, w, kern, ix, iy, cls, True, *g)
+        f(A, n, m, w, kern, ix, iy, cls, True, *g, np.arange(npix))
         outs.append(g)
     for a, b in zip(*outs):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
@@ -149,7 +149,7 @@ def test_numba_and_numpy_kernels_agree():
     outs = []
     for f in (K.sparse_accumulate, K.sparse_accumulate_numpy):
         g = [np.zeros(npix) for _ in range(3)]
-        f(A, n2, m2, w2, ptr, idx, vals, True, *g)
+        f(A, n2, m2, w2, ptr, idx, vals, True, *g, np.arange(npix))
         outs.append(g)
     for a, b in zip(*outs):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)

@@ -17,13 +17,15 @@ from .._jit import njit
 
 
 @njit
-def wcs_accumulate(A, n, m, w, K, ix, iy, cls, want_dl, g1, g2, dl):
+def wcs_accumulate(A, n, m, w, K, ix, iy, cls, want_dl, g1, g2, dl, sel):
     """n, m, w : (nb, ny, nx); K : (ncls, nb, kh, kw) centred kernels; ix, iy, cls : the
-    component pixel under each output pixel and its offset class."""
+    component pixel under each output pixel and its offset class; only the output pixels
+    ``sel`` are computed."""
     nb, ny, nx = n.shape
     kh, kw = K.shape[2], K.shape[3]
     ry, rx = kh // 2, kw // 2
-    for j in range(A.size):
+    for jj in range(sel.size):
+        j = sel[jj]
         a = A[j]
         c = cls[j]
         s1 = 0.0
@@ -41,9 +43,14 @@ def wcs_accumulate(A, n, m, w, K, ix, iy, cls, want_dl, g1, g2, dl):
                     s = K[c, k, dy, dx]
                     if s <= 0.0:
                         continue
-                    mm = m[k, y, x]
                     nn = n[k, y, x]
                     ww = w[k, y, x]
+                    if nn == 0.0:
+                        s1 -= ww * s
+                        if want_dl:
+                            s3 -= ww * a * s
+                        continue
+                    mm = m[k, y, x]
                     mu = mm + a * s
                     s1 += ww * (nn * s / mu - s)
                     s2 -= ww * nn * s * s / (mu * mu)
@@ -55,8 +62,9 @@ def wcs_accumulate(A, n, m, w, K, ix, iy, cls, want_dl, g1, g2, dl):
             dl[j] += s3
 
 
-def wcs_accumulate_numpy(A, n, m, w, K, ix, iy, cls, want_dl, g1, g2, dl):
-    """numpy reference of :func:`wcs_accumulate` (one shift of the kernel at a time)."""
+def wcs_accumulate_numpy(A, n, m, w, K, ix, iy, cls, want_dl, g1, g2, dl, sel=None):
+    """numpy reference of :func:`wcs_accumulate` (one shift of the kernel at a time; every
+    pixel, ``sel`` or not)."""
     nb, ny, nx = n.shape
     kh, kw = K.shape[2], K.shape[3]
     ry, rx = kh // 2, kw // 2
@@ -86,11 +94,12 @@ def wcs_accumulate_numpy(A, n, m, w, K, ix, iy, cls, want_dl, g1, g2, dl):
 
 
 @njit
-def sparse_accumulate(A, n, m, w, indptr, idx, vals, want_dl, g1, g2, dl):
+def sparse_accumulate(A, n, m, w, indptr, idx, vals, want_dl, g1, g2, dl, sel):
     """n, m, w : (nb, npix); output pixel j uses component pixels idx[indptr[j]:
-    indptr[j+1]] with kernel values vals[:, same range]."""
+    indptr[j+1]] with kernel values vals[:, same range]; only the pixels ``sel``."""
     nb = n.shape[0]
-    for j in range(A.size):
+    for jj in range(sel.size):
+        j = sel[jj]
         a = A[j]
         s1 = 0.0
         s2 = 0.0
@@ -101,9 +110,14 @@ def sparse_accumulate(A, n, m, w, indptr, idx, vals, want_dl, g1, g2, dl):
                 s = vals[k, e]
                 if s <= 0.0:
                     continue
-                mm = m[k, p]
                 nn = n[k, p]
                 ww = w[k, p]
+                if nn == 0.0:
+                    s1 -= ww * s
+                    if want_dl:
+                        s3 -= ww * a * s
+                    continue
+                mm = m[k, p]
                 mu = mm + a * s
                 s1 += ww * (nn * s / mu - s)
                 s2 -= ww * nn * s * s / (mu * mu)
@@ -115,8 +129,8 @@ def sparse_accumulate(A, n, m, w, indptr, idx, vals, want_dl, g1, g2, dl):
             dl[j] += s3
 
 
-def sparse_accumulate_numpy(A, n, m, w, indptr, idx, vals, want_dl, g1, g2, dl):
-    """numpy reference of :func:`sparse_accumulate` (segment sums)."""
+def sparse_accumulate_numpy(A, n, m, w, indptr, idx, vals, want_dl, g1, g2, dl, sel=None):
+    """numpy reference of :func:`sparse_accumulate` (segment sums; every pixel)."""
     if idx.size == 0:
         return
     counts = np.diff(indptr)

@@ -188,18 +188,19 @@ def solve_amplitudes(parts, npix, backend="numba", tol=1e-8, max_iter=100):
     acc = {"numba": (K.wcs_accumulate, K.sparse_accumulate),
            "numpy": (K.wcs_accumulate_numpy, K.sparse_accumulate_numpy)}[backend]
 
-    def accumulate(A, want_dl=False, unit=False):
+    def accumulate(A, want_dl=False, unit=False, sel=None):
         g1, g2, dl = np.zeros(npix), np.zeros(npix), np.zeros(npix)
+        sel = np.arange(npix, dtype=np.int64) if sel is None else sel
         for place, n, m, w in parts:
             if unit:     # sum of the kernel: n = 0, m = w = 1 gives g1 = -sum s
                 n, m, w = np.zeros_like(n), np.ones_like(m), np.ones_like(w)
             if place[0] == "wcs":
                 _, kern, ix, iy, cls, shape3 = place
                 acc[0](A, n.reshape(shape3), m.reshape(shape3), w.reshape(shape3), kern,
-                       ix, iy, cls, want_dl, g1, g2, dl)
+                       ix, iy, cls, want_dl, g1, g2, dl, sel)
             else:
                 _, vals, ptr, idx = place
-                acc[1](A, n, m, w, ptr, idx, vals, want_dl, g1, g2, dl)
+                acc[1](A, n, m, w, ptr, idx, vals, want_dl, g1, g2, dl, sel)
         return g1, g2, dl
 
     ksum = -accumulate(np.zeros(npix), unit=True)[0]
@@ -210,20 +211,23 @@ def solve_amplitudes(parts, npix, backend="numba", tol=1e-8, max_iter=100):
         A = np.where(np.isfinite(A), A, 1.0 / np.maximum(ksum, 1e-300))
         atol = tol / np.maximum(ksum, 1e-300)
     lo, hi = np.zeros(npix), np.full(npix, np.inf)
-    for _ in range(max_iter):
-        g1, g2, _ = accumulate(A)
-        up = g1 > 0
-        lo = np.where(active & up, A, lo)
-        hi = np.where(active & ~up, A, hi)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            new = A - g1 / g2
-        out = ~((new > lo) & (new < hi))
-        new = np.where(out, np.where(np.isfinite(hi), 0.5 * (lo + hi), 2.0 * A + atol), new)
-        new = np.where(active, new, 0.0)
-        done = np.abs(new - A) <= tol * np.abs(A) + atol
-        A = new
-        if done[active].all():
+    todo = np.nonzero(active)[0].astype(np.int64)
+    for _ in range(max_iter):      # Newton kept inside its bracket, on unconverged pixels
+        if not todo.size:
             break
+        g1, g2, _ = accumulate(A, sel=todo)
+        a, d1, d2 = A[todo], g1[todo], g2[todo]
+        up = d1 > 0
+        lo[todo] = np.where(up, a, lo[todo])
+        hi[todo] = np.where(up, hi[todo], a)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            new = a - d1 / d2
+        out = ~((new > lo[todo]) & (new < hi[todo]))
+        new = np.where(out, np.where(np.isfinite(hi[todo]), 0.5 * (lo[todo] + hi[todo]),
+                                     2.0 * a + atol[todo]), new)
+        done = np.abs(new - a) <= tol * np.abs(a) + atol[todo]
+        A[todo] = new
+        todo = todo[~done]
     _, g2, dl = accumulate(A, want_dl=True)
     ts = np.where(active, np.maximum(2.0 * dl, 0.0), 0.0)
     return A, ts, ksum, -g2
