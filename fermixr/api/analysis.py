@@ -332,6 +332,15 @@ class Analysis:
         ds, paths = residmap_outputs(self.state, self.outdir, prefix, self.config, kwargs)
         return residmap_dict(ds, paths.get("fits"))
 
+    def tsmap(self, prefix="", **kwargs) -> dict:
+        """Fermipy's tsmap(): TS map of a test source (options of the tsmap section as
+        keywords); writes ``<prefix>_tsmap.fits`` and returns Fermipy's dict."""
+        from ..engine.tsmap_output import run_tsmap, tsmap_dict
+
+        ds, paths = run_tsmap(self.state, dict(self.config["tsmap"]), self.outdir,
+                              dict(kwargs, prefix=prefix))
+        return tsmap_dict(ds, None if "fits" not in paths else str(paths["fits"]))
+
     def generate_model(self, model_name=None, rng=None, seed=None):
         """Replace the counts of every component by a Poisson realisation of the current
         model (of one source with ``model_name``); returns the seed used."""

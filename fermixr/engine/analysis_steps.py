@@ -318,6 +318,22 @@ def _residmap(state, params, ctx):
     return state, ds
 
 
+@register_step("tsmap", version="1", product="tsmap", kind="result")
+def _tsmap(state, params, ctx):
+    """Fermipy's tsmap(): TS map of a test source (the tsmap section, the step's
+    parameters over it); writes <prefix>_tsmap.fits and .npy (and the plot with
+    make_plots) in the run folder."""
+    from .tsmap_output import run_tsmap
+
+    section = ctx.recipe.options[0].tsmap.to_dict()   # model, exclude, max_kernel_radius,
+    # loge_bounds, multithread, nthread, make_plots, write_fits, write_npy
+    ds, paths = run_tsmap(state, section, ctx.outdir, params)
+    from .roi_output import files_record
+
+    ds.attrs[WRITTEN_FILES] = files_record(paths)
+    return state, ds
+
+
 def analysis_steps() -> tuple[str, ...]:
     return tuple(known_steps("state")) + tuple(known_steps("result"))
 
@@ -332,17 +348,21 @@ def _roi_npy(infile, outdir) -> Path:
     return p
 
 
-def _key_inputs(name, params, outdir, recipe=None) -> dict:
-    """What a step depends on beyond its parameters: the content of a file it reads, and
-    the options of its recipe section it reads (declared in resolved.READS under the
-    step's name)."""
+def _key_inputs(name, params, outdir) -> dict:
+    """What a step depends on beyond its parameters: the content of a file it reads."""
     if name == "load_roi":
         return {"infile_sha256": file_sha256(_roi_npy(params["infile"], outdir))}
+    return {}
+
+
+def _section_inputs(recipe, name) -> dict:
+    """The options a step reads from its own section (the READS consumer named after the
+    step, e.g. "tsmap"), per component: part of that step's key only."""
     from .resolved import READS, read_values
 
-    if recipe is not None and name in READS and name in known_steps("result"):
-        return {"section": read_values(recipe.options[0], name)}
-    return {}
+    if name not in READS or name not in known_steps("result"):
+        return {}
+    return {"section_options": [read_values(o, name) for o in recipe.options]}
 
 
 def analysis_inputs(recipe) -> dict:
@@ -396,7 +416,8 @@ def run_analysis_steps(recipe, steps, outdir, store_root, prep_keys, *, verbose=
         params = dict(params or {})
         step = get_step(name)
         key = digest({"prev": chain, "step": name, "version": step.version,
-                      "params": params, **_key_inputs(name, params, outdir, recipe)})
+                      "params": params, **_key_inputs(name, params, outdir),
+                      **_section_inputs(recipe, name)})
         ctx.key = key
         t0 = time.monotonic()
         if step.kind == "state":
@@ -489,6 +510,13 @@ def _files_missing(state, ctx, name, params, product) -> bool:
                                bool(opts.get("write_npy")))
         recorded = (read_marker(product) or {}).get(WRITTEN_FILES) or {}
         return bool(files_differ(files, recorded))
+    if name == "tsmap":
+        from .roi_output import files_differ
+        from .tsmap_output import tsmap_written
+
+        recorded = (read_marker(product) or {}).get(WRITTEN_FILES) or {}
+        return bool(files_differ(tsmap_written(ctx.recipe.options[0].tsmap.to_dict(),
+                                               params, ctx.outdir), recorded))
     if name != "write_roi":
         return False
     from .roi_output import files_differ, roi_files

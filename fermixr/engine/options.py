@@ -670,6 +670,9 @@ NO_EFFECT: dict[tuple[str, str], str] = {
                                   "them out around the ROI changes no number",
     ("ltcube", "use_local_ltcube"): "the livetime cube is computed on the whole sky; a "
                                     "local one gives the same exposure inside the ROI",
+    **{("tsmap", k): "fermixr's TS map runs its kernels on one thread in one process; "
+                     "it is fast enough without (a fraction of a second per ROI)"
+       for k in ("multithread", "nthread")},
     **{("plotting", k): _NO_PLOTTING
        for k in ("loge_bounds", "catalogs", "graticule_radii", "format", "cmap",
                  "cmap_resid", "figsize", "label_ts_threshold", "interactive")},
@@ -701,8 +704,8 @@ _mark_table()
 
 # Sections of steps not available yet (the steps refuse to run, so their options cannot
 # act); the option-table test covers every other section.
-PENDING_SECTIONS: tuple[str, ...] = ("sed", "tsmap", "tscube", "sourcefind", "localize",
-                                     "extension", "lightcurve")
+PENDING_SECTIONS: tuple[str, ...] = ("sed", "tscube", "sourcefind", "localize", "extension",
+                                     "lightcurve")
 
 # Other spellings accepted for whole sections (warns, then renames).
 SECTION_ALIASES: dict[str, str] = {"roiOpt": "roiopt"}

@@ -231,6 +231,10 @@ READS: dict[str, Reads] = {
     "residmap": Reads("fermixr.engine.analysis_steps", (
         "residmap.model", "residmap.exclude", "residmap.loge_bounds", "residmap.use_weights",
         "residmap.make_plots", "residmap.write_fits", "residmap.write_npy")),
+    # the tsmap step: in its own key only (analysis_steps._section_inputs)
+    "tsmap": Reads(("fermixr.engine.analysis_steps", "fermixr.engine.tsmap_output"), (
+        "tsmap.model", "tsmap.exclude", "tsmap.max_kernel_radius", "tsmap.loge_bounds",
+        "tsmap.make_plots", "tsmap.write_fits", "tsmap.write_npy")),
 }
 
 

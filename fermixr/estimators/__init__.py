@@ -26,7 +26,7 @@ from ..errors import EstimatorError
 
 __all__ = ["Estimator", "EstimatorResult", "register", "available", "get", "run"]
 
-_MODULES = ("fit", "optimize", "profile", "bowtie", "sourcedict", "ts", "residmap")
+_MODULES = ("fit", "optimize", "profile", "bowtie", "sourcedict", "ts", "residmap", "tsmap")
 
 
 @dataclasses.dataclass(frozen=True)

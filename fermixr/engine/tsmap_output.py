@@ -1,0 +1,165 @@
+"""The tsmap analysis as the step and the ``Analysis`` method run it: options from the
+recipe's ``tsmap`` section with the call's parameters over them, the estimator, Fermipy's
+files (``<prefix>_tsmap.fits``: the TS map as primary HDU, then SQRT_TS_MAP, NPRED_MAP,
+N_MAP; ``<prefix>_tsmap.npy``; with ``make_plots`` ``<prefix>_tsmap_sqrt_ts.png``), each
+written to a temporary sibling and renamed into place, and Fermipy's result dict."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import EstimatorError
+
+# the step's own parameters (besides the tsmap section's options)
+STEP_EXTRAS = ("prefix", "map_skydir", "map_size", "threshold", "outfile")
+_EST_KEYS = ("model", "exclude", "multithread", "nthread", "max_kernel_radius",
+             "loge_bounds")
+
+
+def tsmap_options(section: dict, params: dict) -> dict:
+    """The section's options with ``params`` over them; unknown names are refused."""
+    opts = dict(section)
+    opts.pop("erange", None)
+    for k in ("prefix", "map_skydir", "threshold", "outfile"):
+        opts.setdefault(k, None)
+    opts.setdefault("map_size", 1.0)
+    for k, v in params.items():
+        if k == "erange":
+            k = "loge_bounds"
+        if k not in opts:
+            raise EstimatorError(f"tsmap: unknown option {k!r}; known: "
+                                 f"{', '.join(sorted(opts))}")
+        opts[k] = v
+    if opts.get("map_skydir") is not None:
+        raise EstimatorError("tsmap: map_skydir: a TS map of a sub-region is not "
+                             "implemented; leave map_skydir null (the whole ROI)")
+    if params.get("threshold") is not None:
+        import warnings
+
+        from .recipe import OptionWithoutEffectWarning
+
+        warnings.warn(f"tsmap.threshold: set to {params['threshold']!r}, accepted without "
+                      "effect: the kernel is cut at max_kernel_radius, never by a fraction "
+                      "of its peak (every kernel pixel counts)", OptionWithoutEffectWarning,
+                      stacklevel=2)
+    return opts
+
+
+def tsmap_files(outdir, opts: dict, make_plots: bool) -> dict:
+    """Fermipy's names: ``<prefix>_tsmap.fits`` (``tsmap.fits`` without a prefix), or
+    ``outfile``; the .npy and the plot beside it."""
+    stem = opts.get("outfile") or "_".join(p for p in (opts.get("prefix") or "", "tsmap")
+                                           if p)
+    stem = str(stem)[:-5] if str(stem).endswith(".fits") else str(stem)
+    fits_path = Path(outdir) / f"{stem}.fits"
+    files = {"fits": fits_path, "npy": fits_path.with_suffix(".npy")}
+    if make_plots:
+        files["png"] = fits_path.with_name(fits_path.stem + "_sqrt_ts.png")
+    return files
+
+
+def tsmap_written(section: dict, params: dict, outdir) -> dict:
+    """The files a tsmap call with these options writes, by kind."""
+    opts = tsmap_options(section, params)
+    files = tsmap_files(outdir, opts, bool(opts.get("make_plots")))
+    return {k: p for k, p in files.items()
+            if {"fits": opts.get("write_fits", True), "npy": opts.get("write_npy", True),
+                "png": True}[k]}
+
+
+def run_tsmap(state, section: dict, outdir, params: dict):
+    """(Dataset, {kind: path written}) of a TS map with the section ``section`` and the
+    call's ``params`` over it; files as the options say."""
+    from ..estimators.tsmap import tsmap
+
+    opts = tsmap_options(section, params)
+    ds = tsmap(state, **{k: opts[k] for k in _EST_KEYS}).dataset
+    if opts.get("prefix"):
+        ds.attrs["name"] = f"{opts['prefix']}_{ds.attrs['name']}"
+    files = tsmap_files(outdir, opts, bool(opts.get("make_plots")))
+    paths = {}
+    if opts.get("write_fits", True):
+        paths["fits"] = _atomic(files["fits"], lambda tmp: write_tsmap_fits(ds, tmp))
+    if opts.get("write_npy", True):
+        doc = tsmap_dict(ds, str(files["fits"]))
+        paths["npy"] = _atomic(files["npy"], lambda tmp: _save_npy(tmp, doc))
+    if opts.get("make_plots"):
+        from ..plot.roi import save_figure
+        from ..plot.tsmap import tsmap_figure
+
+        paths["png"] = save_figure(tsmap_figure(ds), files["png"])
+    return ds, paths
+
+
+def _save_npy(tmp, doc):
+    with open(tmp, "wb") as f:
+        np.save(f, doc, allow_pickle=True)
+
+
+def _atomic(path: Path, write) -> Path:
+    import os
+
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp{path.suffix}")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def tsmap_dict(ds, file=None) -> dict:
+    """Fermipy's tsmap() dict: ts, sqrt_ts, npred, amplitude (arrays on the sky grid),
+    name, file, src_dict (plus flux, its error and the Dataset)."""
+    out = {k: np.asarray(ds[k].values) for k in ("ts", "sqrt_ts", "npred", "amplitude",
+                                                  "flux", "flux_err")}
+    out.update(name=ds.attrs["name"], file=file,
+               src_dict=json.loads(ds.attrs["src_dict"]), dataset=ds)
+    return out
+
+
+_HDUS = (("ts", None), ("sqrt_ts", "SQRT_TS_MAP"), ("npred", "NPRED_MAP"),
+         ("amplitude", "N_MAP"))
+
+
+def write_tsmap_fits(ds, path) -> Path:
+    """Fermipy's TS map file: WCS images (primary TS, then SQRT_TS_MAP, NPRED_MAP, N_MAP)
+    with the grid's header; on HEALPix an empty primary and one explicit-index HEALPix
+    table per map (TS_MAP, SQRT_TS_MAP, NPRED_MAP, N_MAP)."""
+    from astropy.io import fits
+
+    from ..geom.coords import geom_from_attrs
+    from ..geom.wcs import WcsGeom
+
+    geom = geom_from_attrs(ds.attrs)
+    hdus = []
+    if isinstance(geom, WcsGeom):
+        hdr = fits.Header({k: v for k, v in geom.to_header().items()
+                           if not k.startswith("NAXIS")})
+        for var, ext in _HDUS:
+            data = np.asarray(ds[var].values, dtype=np.float64)
+            if ext is None:
+                hdus.append(fits.PrimaryHDU(data, header=hdr))
+            else:
+                h = fits.ImageHDU(data, header=hdr, name=ext)
+                hdus.append(h)
+    else:
+        hdus.append(fits.PrimaryHDU())
+        for var, ext in _HDUS:
+            cols = [fits.Column("PIX", "K", array=np.asarray(geom.pix, dtype=np.int64)),
+                    fits.Column("CHANNEL1", "D",
+                                array=np.asarray(ds[var].values, dtype=np.float64))]
+            h = fits.BinTableHDU.from_columns(cols, name=ext or "TS_MAP")
+            h.header.update(PIXTYPE="HEALPIX", ORDERING=geom.ordering, NSIDE=geom.nside,
+                            INDXSCHM="EXPLICIT", COORDSYS="C" if geom.frame == "CEL"
+                            else "G", HPX_CONV="FGST_SRCMAP_SPARSE")
+            hdus.append(h)
+    for h in hdus:
+        h.header["SRCNAME"] = (str(ds.attrs["name"])[:60], "TS map of this test source")
+    fits.HDUList(hdus).writeto(path, overwrite=True)
+    return Path(path)

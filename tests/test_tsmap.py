@@ -1,0 +1,289 @@
+"""TS map (fermixr.estimators.tsmap) against simulations with known truth: on source-free
+realisations of the model TS follows 1/2 chi2_0 + 1/2 chi2_1; at an injected source the
+map's TS equals the TS of a fit of that source's norm at that position (background fixed);
+the numba kernels agree with their numpy references; the recipe step and the Analysis
+method write Fermipy's FITS file; bad input gives one clear error and writes nothing."""
+
+from __future__ import annotations
+
+import copy
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import fermixr.estimators as E
+from fermixr.conventions import validate_product
+from fermixr.errors import EstimatorError, FermixrError
+from fermixr.estimators import _tsmap_kernels as K
+from fermixr.estimators import edits
+from fermixr.estimators.ts import ts_value
+from fermixr.estimators.tsmap import solve_amplitudes
+
+from test_estimators_conformance import _doc
+
+
+@pytest.fixture(scope="module")
+def gta(tmp_path_factory):
+    from fermixr import Analysis
+
+    root = tmp_path_factory.mktemp("tsmap")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        g = Analysis(_doc("wcs_no_edisp", root)).setup()
+    g.state.components                                      # read the products once
+    return g
+
+
+def test_null_distribution_is_half_chi2_0_half_chi2_1(gta):
+    """A background-only model (the isotropic emission alone, its norm raised to 1000 so
+    that the ROI holds ~4e4 counts: with the example's ~200 counts the Poisson regime is
+    far from the asymptotic one), counts simulated from it and the TS map over it: every
+    pixel is null.  Pixels within a PSF are correlated, so 40 realisations are pooled."""
+    st = gta.state
+    for name in ("SYN_CRAB", "SYN_HARD"):
+        st = edits.delete_source(st, name)[0]
+    st = edits.set_norm(st, "isodiff", 1000.0)
+    st = st[0] if isinstance(st, tuple) else st
+    assert st.components[0].counts.sum() > 0
+    ts = []
+    for seed in range(40):
+        sim = edits.generate_model(st, seed=1000 + seed)[0]
+        ts.append(E.run("tsmap", sim).dataset["ts"].values.ravel())
+    ts = np.concatenate(ts)
+    p_gt = float(np.mean(ts > 2.71))
+    p_0 = float(np.mean(ts == 0.0))
+    print(f"null: {ts.size} pixels, P(TS > 2.71) = {p_gt:.4f}, P(TS = 0) = {p_0:.4f}")
+    assert abs(p_gt - 0.05) <= 0.01
+    assert abs(p_0 - 0.5) <= 0.05
+
+
+@pytest.fixture(scope="module")
+def states(tmp_path_factory, gta):
+    """mode -> state: the conformance ROI on WCS without dispersion (the gta fixture),
+    with dispersion, on HEALPix and with two components of different pixel sizes."""
+    from fermixr import Analysis
+
+    root = tmp_path_factory.mktemp("tsmap_modes")
+    cache = {"wcs_no_edisp": gta.state}
+
+    def get(mode):
+        if mode not in cache:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                cache[mode] = Analysis(_doc(mode, root)).setup().state
+        return cache[mode]
+
+    return get
+
+
+@pytest.mark.parametrize("mode", ["wcs_no_edisp", "wcs_edisp", "healpix",
+                                  "two_pixel_sizes"])
+def test_ts_at_an_injected_source_equals_the_fixed_background_fit(states, mode):
+    """A source injected at a pixel centre ~1.2 deg from the ROI centre, counts simulated
+    with it; the map (without it in the background) peaks at its pixel with the TS and
+    amplitude of a fit of its norm alone at that position."""
+    from fermixr.estimators.fit import fit_state
+
+    st = states(mode)
+    base = E.run("tsmap", st, max_kernel_radius=1.0).dataset
+    lon, lat = base["lon"].values.ravel(), base["lat"].values.ravel()
+    j = int(np.argmin((lon - 84.6) ** 2 + (lat - 22.9) ** 2))
+    src_dict = {"ra": float(lon[j]), "dec": float(lat[j]), "SpectrumType": "PowerLaw",
+                "Index": 2.0, "Prefactor": 1.5e-10, "Scale": 1000.0}
+    inj, _ = edits.add_source(st, "INJ", src_dict, free=False)
+    sim = edits.generate_model(inj, seed=7)[0]
+    ds = E.run("tsmap", sim, exclude=["INJ"]).dataset
+    ts_map = float(ds["ts"].values.ravel()[j])
+    amp_map = float(ds["amplitude"].values.ravel()[j])
+    assert int(np.argmax(ds["ts"].values)) == j
+    # the independent number: fit INJ's norm alone (everything else fixed)
+    fixed = edits.free_sources(sim, free=False)[0]
+    fixed = edits.free_parameter(fixed, "INJ", "Prefactor")
+    out, fitted = fit_state(fixed)
+    assert out["fit_success"]
+    ts_fit = ts_value(fitted, "INJ")
+    amp_fit = fitted.model.find("INJ").param("Prefactor").physical
+    print(f"injected ({mode}): TS map {ts_map:.3f}, TS fit {ts_fit:.3f}, "
+          f"ratio {ts_map / ts_fit:.5f}; amplitude map {amp_map:.4g} fit {amp_fit:.4g}")
+    assert ts_fit > 25
+    assert ts_map == pytest.approx(ts_fit, rel=0.02)
+    assert amp_map == pytest.approx(amp_fit, rel=0.03)
+    # with the source in the background the pixel is null again
+    assert float(E.run("tsmap", sim).dataset["ts"].values.ravel()[j]) < 9
+
+
+def _random_terms(rng, nb, ny, nx):
+    n = rng.poisson(3.0, (nb, ny, nx)).astype(float)
+    m = rng.uniform(1.0, 5.0, (nb, ny, nx))
+    w = rng.uniform(0.5, 1.0, (nb, ny, nx))
+    return n, m, w
+
+
+def test_numba_and_numpy_kernels_agree():
+    rng = np.random.default_rng(5)
+    nb, ny, nx = 4, 13, 11
+    n, m, w = _random_terms(rng, nb, ny, nx)
+    kern = rng.uniform(0.0, 1.0, (4, nb, 5, 5))
+    kern[:, :, 0, 0] = 0.0
+    npix = 40
+    ix = rng.integers(-2, nx + 2, npix)
+    iy = rng.integers(-2, ny + 2, npix)
+    cls = rng.integers(0, 4, npix)
+    A = rng.uniform(0.0, 2.0, npix)
+    outs = []
+    for f in (K.wcs_accumulate, K.wcs_accumulate_numpy):
+        g = [np.zeros(npix) for _ in range(3)]
+        f(A, n, m, w, kern, ix, iy, cls, True, *g, np.arange(npix))
+        outs.append(g)
+    for a, b in zip(*outs):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+    # sparse placement
+    n2, m2, w2 = (a.reshape(nb, -1) for a in (n, m, w))
+    counts = rng.integers(0, 9, npix)
+    ptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    idx = rng.integers(0, ny * nx, ptr[-1]).astype(np.int64)
+    vals = rng.uniform(0.0, 1.0, (nb, ptr[-1]))
+    outs = []
+    for f in (K.sparse_accumulate, K.sparse_accumulate_numpy):
+        g = [np.zeros(npix) for _ in range(3)]
+        f(A, n2, m2, w2, ptr, idx, vals, True, *g, np.arange(npix))
+        outs.append(g)
+    for a, b in zip(*outs):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+    # the solver with either backend, and against a brute-force maximum of lnL(A)
+    parts = [(("wcs", kern, ix, iy, cls, (nb, ny, nx)), n, m, w),
+             (("hpx", vals, ptr, idx), n2, m2, w2)]
+    a1, ts1, _, _ = solve_amplitudes(parts, npix, backend="numba")
+    a2, ts2, _, _ = solve_amplitudes(parts, npix, backend="numpy")
+    np.testing.assert_allclose(ts1, ts2, rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(a1, a2, rtol=1e-7, atol=1e-9)
+    # each pixel's lnL depends on its own amplitude only: one grid for all pixels
+    grid = np.linspace(0.0, 3.0 * max(a1.max(), 1.0), 3001)
+    dl = np.empty((grid.size, npix))
+    for i, a in enumerate(grid):
+        g = [np.zeros(npix) for _ in range(3)]
+        Aj = np.full(npix, a)
+        K.wcs_accumulate_numpy(Aj, n, m, w, kern, ix, iy, cls, True, *g)
+        K.sparse_accumulate_numpy(Aj, n2, m2, w2, ptr, idx, vals, True, *g)
+        dl[i] = g[2]
+    best = np.maximum(2.0 * dl.max(axis=0), 0.0)
+    assert np.all(ts1 >= best - 1e-9)
+    assert np.all(ts1 <= best + 1e-3 * np.maximum(best, 1.0))
+    assert (ts1 == 0).any() and (ts1 > 0).any()
+
+
+def test_fits_file_plot_and_dict(gta, tmp_path):
+    from astropy.io import fits
+
+    g = gta.copy()
+    g.outdir = tmp_path
+    out = g.tsmap(prefix="t1", exclude=["SYN_CRAB"], make_plots=True)
+    assert set(out) >= {"ts", "sqrt_ts", "npred", "amplitude", "name", "file", "src_dict"}
+    assert out["name"] == "t1_pointsource_powerlaw_2.00"
+    assert out["src_dict"]["Index"] == 2.0
+    path = Path(out["file"])
+    assert path == tmp_path / "t1_tsmap.fits"
+    with fits.open(path) as h:
+        assert [x.name for x in h] == ["PRIMARY", "SQRT_TS_MAP", "NPRED_MAP", "N_MAP"]
+        np.testing.assert_allclose(h[0].data, out["ts"])
+        np.testing.assert_allclose(h["SQRT_TS_MAP"].data, out["sqrt_ts"])
+        np.testing.assert_allclose(h["NPRED_MAP"].data, out["npred"])
+        np.testing.assert_allclose(h["N_MAP"].data, out["amplitude"])
+        assert h[0].header["CTYPE1"].startswith("RA")
+    assert (tmp_path / "t1_tsmap.npy").is_file()
+    assert (tmp_path / "t1_tsmap_sqrt_ts.png").stat().st_size > 1000
+    # the Crab (left out of the background) is the peak, where its TS is
+    j = np.unravel_index(int(np.argmax(out["ts"])), out["ts"].shape)
+    ra, dec = gta.state.model.find("SYN_CRAB").skydir
+    ds = out["dataset"]
+    assert abs(float(ds["lon"].values[j]) - ra) < 0.3 and \
+        abs(float(ds["lat"].values[j]) - dec) < 0.3
+    assert out["ts"][j] == pytest.approx(ts_value(gta.state, "SYN_CRAB"), rel=0.05)
+    validate_product(ds, "tsmap")
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"model": {"SpectrumType": "NoSuchSpectrum"}}, r"tsmap: model: .*NoSuchSpectrum"),
+    ({"model": "PointSource"}, r"tsmap: model: got 'PointSource'; expected a source dict"),
+    ({"exclude": ["NOPE"]}, r"tsmap: exclude: no source 'NOPE' in the model"),
+    ({"loge_bounds": [6.0, 7.0]}, r"tsmap: loge_bounds \[6.0, 7.0\] select no energy bin"),
+    ({"max_kernel_radius": 0.0}, r"tsmap: max_kernel_radius: got 0.0"),
+    ({"map_skydir": [83.0, 22.0]}, r"tsmap: map_skydir: .*not implemented"),
+    ({"bogus": 1}, r"tsmap: unknown option 'bogus'"),
+])
+def test_bad_input_one_clear_error_nothing_written(gta, tmp_path, kwargs, match):
+    g = gta.copy()
+    g.outdir = tmp_path
+    with pytest.raises(EstimatorError, match=match) as ei:
+        g.tsmap(prefix="bad", **kwargs)
+    assert isinstance(ei.value, FermixrError) and isinstance(ei.value, ValueError)
+    assert "\n" not in str(ei.value)
+    assert not list(tmp_path.iterdir())
+
+
+def test_a_state_that_cannot_make_maps_is_refused(gta):
+    st = gta.state.replace(map_maker=None)
+    with pytest.raises(EstimatorError, match="cannot make the test source's maps"):
+        E.run("tsmap", st)
+
+
+def test_the_recipe_step_writes_the_product_and_fermipys_file(gta, tmp_path):
+    from fermixr.engine.run import run_recipe
+    from fermixr.engine.store import open_product_dir  # noqa: F401  (store layout)
+
+    doc = _doc("wcs_no_edisp", Path(gta.outdir).parent)
+    doc["steps"] = ["setup", {"tsmap": {"prefix": "st", "exclude": ["SYN_CRAB"],
+                                        "max_kernel_radius": 2.0}}]
+    run_recipe(copy.deepcopy(doc), outdir=gta.outdir, verbose=False)
+    rec = json.loads((Path(gta.outdir) / "run.json").read_text())["analysis_steps"]
+    assert [r["status"] for r in rec] == ["computed"]
+    assert (Path(gta.outdir) / "st_tsmap.fits").is_file()
+    import fermixr
+
+    ds = fermixr.open_run(gta.outdir)["tsmap"]
+    validate_product(ds)
+    assert float(ds["ts"].max()) > 100
+    run_recipe(copy.deepcopy(doc), outdir=gta.outdir, verbose=False)
+    rec = json.loads((Path(gta.outdir) / "run.json").read_text())["analysis_steps"]
+    assert [r["status"] for r in rec] == ["cached"]
+    # a cached step whose file is gone runs again and writes it
+    (Path(gta.outdir) / "st_tsmap.fits").unlink()
+    run_recipe(copy.deepcopy(doc), outdir=gta.outdir, verbose=False)
+    rec = json.loads((Path(gta.outdir) / "run.json").read_text())["analysis_steps"]
+    assert [r["status"] for r in rec] == ["computed"]
+    assert (Path(gta.outdir) / "st_tsmap.fits").is_file()
+
+
+def test_likelihood_weights_weight_every_term(gta):
+    """A uniform weights map of 1/2 halves every log-likelihood difference: TS halves and
+    the amplitude stays; a weights map of zero on one energy bin equals loge_bounds
+    leaving that bin out."""
+    st = gta.state
+    ref = E.run("tsmap", st, exclude=["SYN_CRAB"]).dataset
+    half = st.replace(components=tuple(c.replace(wmap=np.full_like(c.counts, 0.5))
+                                       for c in st.components))
+    ds = E.run("tsmap", half, exclude=["SYN_CRAB"]).dataset
+    np.testing.assert_allclose(ds["ts"].values, 0.5 * ref["ts"].values, rtol=1e-9,
+                               atol=1e-9)
+    on = ref["ts"].values > 1
+    np.testing.assert_allclose(ds["amplitude"].values[on], ref["amplitude"].values[on],
+                               rtol=1e-6)
+    edges = np.log10(st.components[0].edges)
+    w = np.ones_like(st.components[0].counts)
+    w[0] = 0.0
+    cut = st.replace(components=(st.components[0].replace(wmap=w),))
+    a = E.run("tsmap", cut, exclude=["SYN_CRAB"]).dataset
+    b = E.run("tsmap", st, exclude=["SYN_CRAB"], loge_bounds=[edges[1], edges[-1]]).dataset
+    np.testing.assert_allclose(a["ts"].values, b["ts"].values, rtol=1e-9, atol=1e-9)
+    assert float(b["ts"].max()) < float(ref["ts"].max())
+
+
+def test_the_threshold_option_warns_that_it_has_no_effect():
+    from fermixr.engine.recipe import OptionWithoutEffectWarning
+    from fermixr.engine.tsmap_output import tsmap_options
+
+    with pytest.warns(OptionWithoutEffectWarning, match=r"tsmap\.threshold: set to 0\.05"):
+        tsmap_options({"model": None}, {"threshold": 0.05})
