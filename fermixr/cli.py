@@ -131,10 +131,12 @@ def main(argv=None) -> int:
     try:
         return _dispatch(args)
     except KeyboardInterrupt:
+        warnings.simplefilter("ignore")     # e.g. an abandoned zarr coroutine collected late
         code = _interrupted(args)
     except Exception as exc:
         if args.debug:
             raise
+        warnings.simplefilter("ignore")     # the one line is all the command says
         _remove_unfinished()
         code, line = error_line(exc)
         print(line, file=sys.stderr)
