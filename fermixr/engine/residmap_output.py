@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .roi_output import _atomic
+from .roi_output import save_npy_atomic, write_atomic
 
 __all__ = ["residmap_files", "write_residmap_fits", "write_residmap_outputs",
            "residmap_dict", "residmap_outputs"]
@@ -84,7 +84,7 @@ def write_residmap_fits(ds, geom, path, config: dict | None = None) -> Path:
                 hdus.append(t)
         fits.HDUList(hdus).writeto(tmp, overwrite=True)
 
-    return _atomic(Path(path), write)
+    return write_atomic(Path(path), write)
 
 
 def write_residmap_outputs(ds, geom, outdir, prefix="", *, config=None, write_fits=True,
@@ -98,7 +98,7 @@ def write_residmap_outputs(ds, geom, outdir, prefix="", *, config=None, write_fi
     if "npy" in files:
         d = residmap_dict(ds, out.get("fits"))
         d["config"] = dict(config or {})
-        out["npy"] = _atomic(files["npy"], lambda tmp: np.save(tmp, d, allow_pickle=True))
+        out["npy"] = save_npy_atomic(files["npy"], d)
     if "png" in files:
         from ..plot import residmap_figure, save_figure
 

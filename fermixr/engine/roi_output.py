@@ -85,8 +85,9 @@ def files_differ(files: dict, recorded: dict) -> list[str]:
     return bad
 
 
-def _atomic(path: Path, write) -> Path:
-    """``write(tmp_path)`` then rename onto ``path``."""
+def write_atomic(path: Path, write) -> Path:
+    """``write(tmp_path)`` then rename onto ``path`` (the temporary sibling keeps the
+    suffix, so writers that pick a format by suffix write the right one)."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp{path.suffix}")
     try:
@@ -96,6 +97,15 @@ def _atomic(path: Path, write) -> Path:
         if tmp.exists():
             tmp.unlink()
     return path
+
+
+def save_npy_atomic(path: Path, doc) -> Path:
+    """A pickled ``.npy`` document written through :func:`write_atomic`."""
+    def save(tmp):
+        with open(tmp, "wb") as f:
+            np.save(f, doc, allow_pickle=True)
+
+    return write_atomic(path, save)
 
 
 def write_model_xml(model, path) -> Path:
@@ -127,20 +137,16 @@ def write_roi(state: AnalysisState, config: dict, outdir, outfile="fit_roi",
            "npred": float(sum(v["npred"] for v in sources.values()))}
     paths = {}
 
-    def save_npy(tmp):
-        with open(tmp, "wb") as f:
-            np.save(f, {"roi": roi, "sources": sources, "config": config,
-                        "version": __version__}, allow_pickle=True)
-
-    paths["npy"] = _atomic(files["npy"], save_npy)
+    paths["npy"] = save_npy_atomic(files["npy"], {"roi": roi, "sources": sources,
+                                                  "config": config, "version": __version__})
     table = sources_table(sources)
     table.meta["CONFIG"] = json.dumps(config, sort_keys=True, default=str)
-    paths["fits"] = _atomic(files["fits"], lambda tmp: table.write(tmp, format="fits",
+    paths["fits"] = write_atomic(files["fits"], lambda tmp: table.write(tmp, format="fits",
                                                                    overwrite=True))
     for i in range(len(state.components)):
         paths[f"xml_{i:02d}"] = write_model_xml(state.model, files[f"xml_{i:02d}"])
     text = yaml.safe_dump(config, sort_keys=False)
-    paths["yaml"] = _atomic(files["yaml"], lambda tmp: tmp.write_text(text))
+    paths["yaml"] = write_atomic(files["yaml"], lambda tmp: tmp.write_text(text))
     paths["zarr"] = write_dataset_atomic(sources_dataset(sources), files["zarr"])
     if save_model_map or make_plots:
         from ..estimators.ts import model_cubes
@@ -154,7 +160,7 @@ def write_roi(state: AnalysisState, config: dict, outdir, outfile="fit_roi",
             ds = ref.drop_vars("counts").assign(
                 model_counts=(ref["counts"].dims, m.reshape(ref["counts"].shape)))
             key = f"mcube_{i:02d}"
-            paths[key] = _atomic(files[key], lambda tmp, ds=ds: write_ccube(
+            paths[key] = write_atomic(files[key], lambda tmp, ds=ds: write_ccube(
                 ds, tmp, config=config, var="model_counts", dtype=np.float32))
     if make_plots:
         paths.update(_write_plots(state, files, cubes))

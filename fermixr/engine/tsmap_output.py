@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import EstimatorError
+from .roi_output import save_npy_atomic, write_atomic
 
 # the step's own parameters (besides the tsmap section's options)
 STEP_EXTRAS = ("prefix", "map_skydir", "map_size", "threshold", "outfile")
@@ -82,35 +83,16 @@ def run_tsmap(state, section: dict, outdir, params: dict):
     files = tsmap_files(outdir, opts, bool(opts.get("make_plots")))
     paths = {}
     if opts.get("write_fits", True):
-        paths["fits"] = _atomic(files["fits"], lambda tmp: write_tsmap_fits(ds, tmp))
+        paths["fits"] = write_atomic(files["fits"], lambda tmp: write_tsmap_fits(ds, tmp))
     if opts.get("write_npy", True):
         doc = tsmap_dict(ds, str(files["fits"]))
-        paths["npy"] = _atomic(files["npy"], lambda tmp: _save_npy(tmp, doc))
+        paths["npy"] = save_npy_atomic(files["npy"], doc)
     if opts.get("make_plots"):
         from ..plot.roi import save_figure
         from ..plot.tsmap import tsmap_figure
 
         paths["png"] = save_figure(tsmap_figure(ds), files["png"])
     return ds, paths
-
-
-def _save_npy(tmp, doc):
-    with open(tmp, "wb") as f:
-        np.save(f, doc, allow_pickle=True)
-
-
-def _atomic(path: Path, write) -> Path:
-    import os
-
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp{path.suffix}")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
 
 
 def tsmap_dict(ds, file=None) -> dict:
