@@ -17,6 +17,18 @@ from .._jit import njit
 
 
 @njit
+def _terms(a, s, nn, mm, ww, want_dl):
+    """One (energy, pixel) term of g1, g2 and dl for kernel value ``s`` > 0, counts
+    ``nn``, background ``mm`` and weight ``ww``; a pixel without counts skips the
+    division (its g2 term is 0)."""
+    if nn == 0.0:
+        return -ww * s, 0.0, (-ww * a * s if want_dl else 0.0)
+    mu = mm + a * s
+    d3 = ww * (nn * np.log1p(a * s / mm) - a * s) if want_dl else 0.0
+    return ww * (nn * s / mu - s), -ww * nn * s * s / (mu * mu), d3
+
+
+@njit
 def wcs_accumulate(A, n, m, w, K, ix, iy, cls, want_dl, g1, g2, dl, sel):
     """n, m, w : (nb, ny, nx); K : (ncls, nb, kh, kw) centred kernels; ix, iy, cls : the
     component pixel under each output pixel and its offset class; only the output pixels
@@ -43,19 +55,10 @@ def wcs_accumulate(A, n, m, w, K, ix, iy, cls, want_dl, g1, g2, dl, sel):
                     s = K[c, k, dy, dx]
                     if s <= 0.0:
                         continue
-                    nn = n[k, y, x]
-                    ww = w[k, y, x]
-                    if nn == 0.0:
-                        s1 -= ww * s
-                        if want_dl:
-                            s3 -= ww * a * s
-                        continue
-                    mm = m[k, y, x]
-                    mu = mm + a * s
-                    s1 += ww * (nn * s / mu - s)
-                    s2 -= ww * nn * s * s / (mu * mu)
-                    if want_dl:
-                        s3 += ww * (nn * np.log1p(a * s / mm) - a * s)
+                    d1, d2, d3 = _terms(a, s, n[k, y, x], m[k, y, x], w[k, y, x], want_dl)
+                    s1 += d1
+                    s2 += d2
+                    s3 += d3
         g1[j] += s1
         g2[j] += s2
         if want_dl:
@@ -110,19 +113,10 @@ def sparse_accumulate(A, n, m, w, indptr, idx, vals, want_dl, g1, g2, dl, sel):
                 s = vals[k, e]
                 if s <= 0.0:
                     continue
-                nn = n[k, p]
-                ww = w[k, p]
-                if nn == 0.0:
-                    s1 -= ww * s
-                    if want_dl:
-                        s3 -= ww * a * s
-                    continue
-                mm = m[k, p]
-                mu = mm + a * s
-                s1 += ww * (nn * s / mu - s)
-                s2 -= ww * nn * s * s / (mu * mu)
-                if want_dl:
-                    s3 += ww * (nn * np.log1p(a * s / mm) - a * s)
+                d1, d2, d3 = _terms(a, s, n[k, p], m[k, p], w[k, p], want_dl)
+                s1 += d1
+                s2 += d2
+                s3 += d3
         g1[j] += s1
         g2[j] += s2
         if want_dl:
