@@ -78,10 +78,8 @@ def roi_center(cfg) -> tuple[float, float]:
     if sel.ra is not None and sel.dec is not None:
         return float(sel.ra), float(sel.dec)
     if sel.target:
-        raise RecipeError(
-            f"selection.target {sel.target!r}: resolving a target name needs the source "
-            "catalog, which this version does not read yet; give selection.ra/dec or glon/glat"
-        )
+        raise RecipeError(f"selection.target {sel.target!r} was not resolved to a position "
+                          "(the recipe was not resolved); give selection.ra/dec or glon/glat")
     raise RecipeError("selection: the ROI centre is not set; give ra/dec, glon/glat or target")
 
 
