@@ -25,9 +25,14 @@ def _replace(state: AnalysisState, src: Source) -> AnalysisState:
 
 
 def _set_free(state, name, pars, free) -> AnalysisState:
+    """Free (or fix) ``pars`` of a source, leaving locked parameters (lock_parameter) as
+    they are."""
     src = state.model.find(name)
+    locked = src.meta.get("locked", ())
     for p in pars:
-        src = src.with_param(p, free=bool(free))
+        src.param(p)
+        if p not in locked:
+            src = src.with_param(p, free=bool(free))
     return _replace(state, src)
 
 
@@ -404,14 +409,26 @@ def generate_model(state, model_name=None, rng=None, seed=None):
 
 # ------------------------------------------------------------------- summaries ---------
 def roi_text(state) -> str:
-    """Fermipy's print_roi table: each source with its types, npred and free count."""
-    from .ts import npred
+    """Fermipy's print_roi table: each source with its types, offset from the ROI centre
+    (deg; '-----' for diffuse sources), TS (with the other parameters held), npred and the
+    number of free parameters."""
+    from ..geom.frames import angular_separation
+    from .ts import npred, ts_value
 
-    lines = [f"{'name':<24}{'SpatialModel':<16}{'SpectrumType':<18}{'npred':>10}  free"]
+    lines = [f"{'name':<24}{'SpatialModel':<16}{'SpectrumType':<18}{'offset':>8}"
+             f"{'ts':>10}{'npred':>12}  free",
+             "-" * 94]
     for s in state.model:
         nfree = sum(p.free for p in s.spectral)
-        lines.append(f"{s.name:<24}{s.spatial_model:<16}{s.spectrum:<18}"
-                     f"{npred(state, s.name):10.2f}  {nfree or ''}")
+        off = "-----"
+        if s.skydir is not None and state.roi_center is not None:
+            d = angular_separation(np.array([s.skydir[0]]), np.array([s.skydir[1]]),
+                                   *state.roi_center)
+            off = f"{float(d[0]):.3f}"
+        ts = ts_value(state, s.name)
+        ts_txt = "" if not np.isfinite(ts) else f"{ts:.2f}"
+        lines.append(f"{s.name:<24.23}{s.spatial_model:<16.15}{s.spectrum:<18.17}{off:>8}"
+                     f"{ts_txt:>10}{npred(state, s.name):12.2f}  {nfree or ''}")
     return "\n".join(lines)
 
 
