@@ -404,7 +404,12 @@ def generate_model(state, model_name=None, rng=None, seed=None):
         seed = int(np.random.SeedSequence().entropy % (2 ** 32)) if seed is None else seed
         rng = np.random.default_rng(seed)
     cubes = model_cubes(state, model_name)
-    return state.with_counts([rng.poisson(m).astype(float) for m in cubes]), seed
+    data = state.data_counts
+    if data is None:         # kept, so that simulate_roi(restore=True) brings them back
+        data = tuple(c.counts for c in state.components)
+    new = state.with_counts([rng.poisson(m).astype(float) for m in cubes])
+    record = {"kind": "generate_model", "name": model_name, "seed": seed, "randomize": True}
+    return new.replace(data_counts=data, simulation=state.simulation + (record,)), seed
 
 
 # ------------------------------------------------------------------- summaries ---------
