@@ -370,6 +370,28 @@ def test_simulate_roi_is_reproducible_and_restores_the_data(fresh):
     assert rec["seed"] == int(np.random.default_rng(7).integers(0, 2 ** 63 - 1))
 
 
+def test_each_component_draws_from_its_own_child_seed(gta):
+    """Two identical components: each draw comes from the child SeedSequence of its index
+    (so a component's counts do not depend on the others or on who computes them)."""
+    from fermixr.likelihood.roi import AnalysisState
+
+    c = gta.state.components[0]
+    two = Analysis.from_state(AnalysisState([c, c], gta.model, roi_center=(83.63, 22.01)))
+    rec = two.simulate_roi(seed=2024)
+    m = np.asarray(gta._component_cubes()[0])
+    kids = np.random.SeedSequence(2024).spawn(2)
+    got = [k.counts for k in two.state.components]
+    for i in range(2):
+        np.testing.assert_array_equal(got[i], np.random.default_rng(kids[i]).poisson(m))
+    assert not np.array_equal(got[0], got[1])
+    assert rec["seed"] == 2024
+    one = Analysis.from_state(AnalysisState([c], gta.model, roi_center=(83.63, 22.01)))
+    one.simulate_roi(seed=2024)
+    np.testing.assert_array_equal(one.state.components[0].counts, got[0])
+    with pytest.raises(ModelError, match="seed: got -1"):
+        two.simulate_roi(seed=-1)
+
+
 def test_simulated_counts_average_to_the_model(fresh):
     gta = fresh
     model = np.concatenate([m.ravel() for m in gta._component_cubes()])
