@@ -76,9 +76,16 @@ def error_line(exc: BaseException) -> tuple[int, str]:
     return code, f"fermixr: {'error' if code == 2 else 'failed'}: {text}"
 
 
+def _version() -> str:
+    from ._version import __version__
+
+    return __version__
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="fermixr", description="Fermi-LAT analysis with xarray and zarr")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
+    p.add_argument("--version", action="version", version=f"fermixr {_version()}")
     sub = p.add_subparsers(dest="command", required=True)
 
     r = sub.add_parser("run", help="run a recipe")
@@ -287,10 +294,18 @@ def _show(store: str, name: str | None) -> str:
         raise InputFileError(f"{store!r}{' / ' + name if name else ''}: not a committed "
                              "fermixr product; give a product folder, RUN_DIR/NAME or "
                              "RUN_DIR --name NAME (names: `fermixr ls RUN_DIR`)")
+    from .engine.summaries import fit_summary, small_values
+
     ds = open_product_dir(target)
     prov = read_marker(target)
-    lines = [f"product {prov.get('name', '?')} ({prov.get('kind')}) at {target}", "", repr(ds), "",
-             "provenance:"]
+    lines = [f"product {prov.get('name', '?')} ({prov.get('kind')}) at {target}", "", repr(ds)]
+    if ds.attrs.get("fermixr_product") == "fit":
+        lines += ["", fit_summary(ds)]
+    else:
+        values = small_values(ds)
+        if values:
+            lines += ["", "values:", values]
+    lines += ["", "provenance:"]
     for k in ("step", "step_version", "fermixr_version", "key", "wall_seconds", "committed_utc", "host"):
         if k in prov:
             lines.append(f"  {k}: {prov[k]}")

@@ -152,6 +152,7 @@ def _run_locked(rec, out, tasks, analysis, *, scheduler, force, verbose, stream,
         _write_text_atomic(manifest, json.dumps(doc, indent=1))
     secs = time.monotonic() - t0
     if verbose if summary is None else summary:
+        _print_last_fit(out, done, stream)
         n_cached = sum(s.status in ("cached", "shared") for s in states.values())
         print(
             f"run finished in {secs:.2f} s: {len(states) - n_cached} computed, "
@@ -160,6 +161,23 @@ def _run_locked(rec, out, tasks, analysis, *, scheduler, force, verbose, stream,
         )
     raise_for_failures(done)
     return states
+
+
+def _print_last_fit(out: Path, done: list, stream) -> None:
+    """The result of the run's last fit (fit or optimize step), as ``fermixr show`` gives
+    it."""
+    from .summaries import fit_summary
+
+    fits = [d for d in done if d["step"] == "fit"]
+    if not fits:
+        return
+    n = len(fits)
+    name = "fit" if n == 1 else f"fit_{n}"
+    try:
+        ds = RunProducts(out)[name]
+    except KeyError:
+        return
+    print(fit_summary(ds), file=stream)
 
 
 def _write_text_atomic(path: Path, text: str) -> None:
