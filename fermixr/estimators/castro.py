@@ -497,7 +497,7 @@ class ReferenceSpec:
         bad = ~(np.isfinite(v) & (v > 0))
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
-            raise FileFormatError(f"{self._where}: column 'ref_{nt}' is {v[i]!r} in energy "
+            raise FileFormatError(f"{self._where}: column 'ref_{nt}' is {float(v[i])!r} in energy "
                                   f"bin {i}; expected a finite positive reference value")
         return v
 
