@@ -1304,9 +1304,8 @@ class CastroData(CastroData_Base):
             if st not in PAR_NAMES:
                 raise EstimatorError(f"castro test_spectra: unknown spectral type {st!r}; "
                                      f"expected some of {', '.join(SPEC_TYPES)}")
-        pl = None
-        if any(st != "PowerLaw" for st in spec_types) or "PowerLaw" in spec_types:
-            pl = self.fit_spectrum(self.create_functor("PowerLaw"))
+        # the PowerLaw fit is also the start of the nested types
+        pl = self.fit_spectrum(self.create_functor("PowerLaw")) if spec_types else None
         out = {}
         for st in spec_types:
             if st == "PowerLaw":
