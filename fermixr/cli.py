@@ -89,8 +89,11 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     r = sub.add_parser("run", help="run a recipe")
-    r.add_argument("recipe", help="YAML recipe (or a plain Fermipy config.yaml)")
-    r.add_argument("--outdir", help="run directory (default: fileio.outdir, else the recipe's folder)")
+    r.add_argument("recipe", nargs="+",
+                   help="YAML recipe (or a plain Fermipy config.yaml); several recipes (regions) "
+                        "run into one sub-folder each of --outdir, sharing one product store")
+    r.add_argument("--outdir", help="run directory (default: fileio.outdir, else the recipe's "
+                                    "folder); required with several recipes")
     r.add_argument("--scheduler", default="local",
                    help="local (in process), local:N (dask LocalCluster of N workers) or tcp://HOST:PORT")
     r.add_argument("--force", action="append", default=[], metavar="STEP",
@@ -240,9 +243,11 @@ def _dispatch(args) -> int:
               f"{len(rec.components)} component(s)")
         return 0
     if args.command == "run":
+        if len(args.recipe) > 1:
+            return _run_many(args)
         from .engine.run import run_recipe
 
-        run_recipe(args.recipe, outdir=args.outdir, scheduler=args.scheduler,
+        run_recipe(args.recipe[0], outdir=args.outdir, scheduler=args.scheduler,
                    force=tuple(args.force), verbose=not args.quiet, summary=True)
         return 0
     if args.command == "ls":
@@ -277,6 +282,35 @@ def _dispatch(args) -> int:
             print(p)
         return 0
     raise AssertionError(args.command)
+
+
+def _run_many(args) -> int:
+    """Several recipes: each into its own sub-folder of --outdir; the failed regions are
+    named at the end, each with its one line; exit 1 if any computation failed, else 2 if
+    any recipe was bad input, else 0."""
+    from .engine.many import run_many
+    from .errors import RecipeError
+
+    if not args.outdir:
+        raise RecipeError(f"{len(args.recipe)} recipes given: give --outdir DIR (each runs "
+                          "into DIR/<recipe name>)")
+    outcomes = run_many(args.recipe, args.outdir, scheduler=args.scheduler,
+                        force=tuple(args.force), verbose=not args.quiet)
+    width = max(len(o.name) for o in outcomes)
+    print(f"{'region':<{width}}  {'status':<7} {'computed':>8} {'seconds':>8}  folder")
+    codes = []
+    for o in outcomes:
+        print(f"{o.name:<{width}}  {o.status:<7} {o.computed:>8} {o.seconds:>8.2f}  {o.outdir}")
+    for o in outcomes:
+        if o.error is not None:
+            code, line = error_line(o.error)
+            codes.append(code)
+            print(f"{line.replace('fermixr: ', f'fermixr: {o.name}: ', 1)}", file=sys.stderr)
+    if codes:
+        print(f"fermixr: {len(codes)} of {len(outcomes)} regions failed: "
+              f"{', '.join(o.name for o in outcomes if o.error is not None)}", file=sys.stderr)
+        return 1 if 1 in codes else 2
+    return 0
 
 
 def _show(store: str, name: str | None) -> str:
