@@ -1,4 +1,4 @@
-"""Command line: ``fermixr run | validate | ls | show | export``.
+"""Command line: ``fermixr run | validate | ls | show | report | export``.
 
 Exit codes: 0 success, 2 bad input (recipe, options, input files, an output folder that
 cannot be written), 1 failure while computing (a full disk included), 130 interrupted
@@ -114,6 +114,11 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("show", help="summarise a product: dims, coords, attrs, provenance")
     s.add_argument("store", help="a product directory, or RUN_DIR/NAME, or RUN_DIR with --name")
     s.add_argument("--name", help="product name within RUN_DIR (e.g. counts, counts/00)")
+
+    rp = sub.add_parser("report", help="one self-contained HTML page about a run: fit, "
+                                       "sources, figures, products and provenance")
+    rp.add_argument("run_dir")
+    rp.add_argument("-o", "--output", help="HTML file to write (default RUN_DIR/report.html)")
 
     e = sub.add_parser("export", help="write a run's products in another format")
     e.add_argument("run_dir")
@@ -270,6 +275,15 @@ def _dispatch(args) -> int:
         return 0
     if args.command == "show":
         print(_show(args.store, args.name))
+        return 0
+    if args.command == "report":
+        from .engine.report import write_report
+
+        if args.output and Path(args.output).is_dir():
+            from .errors import RecipeError
+
+            raise RecipeError(f"-o {args.output}: is a folder; give the HTML file to write")
+        print(write_report(args.run_dir, args.output))
         return 0
     if args.command == "export":
         from .engine.export import export_run
