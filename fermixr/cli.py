@@ -1,4 +1,5 @@
-"""Command line: ``fermixr run | validate | ls | show | report | export``.
+"""Command line: ``fermixr run | validate | ls | show | report | export`` and Fermipy's
+file tools ``coadd | vstack | healview | collect-sources | cluster-sources``.
 
 Exit codes: 0 success, 2 bad input (recipe, options, input files, an output folder that
 cannot be written), 1 failure while computing (a full disk included), 130 interrupted
@@ -119,6 +120,46 @@ def _parser() -> argparse.ArgumentParser:
                                        "sources, figures, products and provenance")
     rp.add_argument("run_dir")
     rp.add_argument("-o", "--output", help="HTML file to write (default RUN_DIR/report.html)")
+
+    c = sub.add_parser("coadd", help="add counts cubes of one grid (fermipy-coadd)")
+    c.add_argument("files", nargs="+")
+    c.add_argument("-o", "--output", required=True)
+    c.add_argument("--clobber", action="store_true", help="replace the output file")
+
+    vs = sub.add_parser("vstack", help="stack the energy planes of HEALPix maps "
+                                       "(fermipy-vstack)")
+    vs.add_argument("files", nargs="+")
+    vs.add_argument("-o", "--output", required=True)
+    vs.add_argument("--hdu", help="HDU name of the maps (default: the first HEALPix table)")
+    vs.add_argument("--clobber", action="store_true", help="replace the output file")
+
+    hv = sub.add_parser("healview", help="a HEALPix map file as a PNG image "
+                                         "(fermipy-healview)")
+    hv.add_argument("file")
+    hv.add_argument("-o", "--output", required=True, help="PNG file to write")
+    hv.add_argument("--hdu")
+    hv.add_argument("--plane", type=int, help="one energy plane (default: their sum)")
+    hv.add_argument("--log", action="store_true", help="log10 of the values")
+    hv.add_argument("--clobber", action="store_true", help="replace the output file")
+
+    cs = sub.add_parser("collect-sources", help="the source tables of many ROIs' write_roi "
+                                                "outputs in one FITS table "
+                                                "(fermipy-collect-sources)")
+    cs.add_argument("files", nargs="+", help="write_roi outputs (.fits, .npy, .yaml)")
+    cs.add_argument("-o", "--output", required=True)
+    cs.add_argument("--all-sources", action="store_true",
+                    help="every source, not only those find_sources added (PS ...)")
+    cs.add_argument("--clobber", action="store_true", help="replace the output file")
+
+    cl = sub.add_parser("cluster-sources", help="group sources of a collected table closer "
+                                                "than --dist deg or --sigma position errors "
+                                                "(fermipy-cluster-sources)")
+    cl.add_argument("table")
+    cl.add_argument("-o", "--output", required=True)
+    cl.add_argument("--dist", type=float)
+    cl.add_argument("--sigma", type=float)
+    cl.add_argument("--remove-duplicates", action="store_true")
+    cl.add_argument("--clobber", action="store_true", help="replace the output file")
 
     e = sub.add_parser("export", help="write a run's products in another format")
     e.add_argument("run_dir")
@@ -275,6 +316,30 @@ def _dispatch(args) -> int:
         return 0
     if args.command == "show":
         print(_show(args.store, args.name))
+        return 0
+    if args.command in ("coadd", "vstack", "collect-sources", "cluster-sources"):
+        from .engine import tools
+
+        if args.command == "coadd":
+            out = tools.coadd(args.files, args.output, clobber=args.clobber)
+        elif args.command == "vstack":
+            out = tools.vstack(args.files, args.output, hdu=args.hdu, clobber=args.clobber)
+        elif args.command == "collect-sources":
+            out = tools.collect_sources(args.files, args.output,
+                                        all_sources=args.all_sources, clobber=args.clobber)
+        else:
+            out = tools.cluster_sources(args.table, args.output, dist=args.dist,
+                                        sigma=args.sigma,
+                                        remove_duplicates=args.remove_duplicates,
+                                        clobber=args.clobber)
+        print(out)
+        return 0
+    if args.command == "healview":
+        from .engine.tools import _check_output
+        from .plot.healview import healview
+
+        _check_output(args.output, args.clobber)
+        print(healview(args.file, args.output, hdu=args.hdu, plane=args.plane, log=args.log))
         return 0
     if args.command == "report":
         from .engine.report import write_report
