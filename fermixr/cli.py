@@ -1,4 +1,5 @@
-"""Command line: ``fermixr run | validate | ls | show | export``.
+"""Command line: ``fermixr run | validate | ls | show | report | export`` and Fermipy's
+file tools ``coadd | vstack | healview | collect-sources | cluster-sources``.
 
 Exit codes: 0 success, 2 bad input (recipe, options, input files, an output folder that
 cannot be written), 1 failure while computing (a full disk included), 130 interrupted
@@ -76,14 +77,24 @@ def error_line(exc: BaseException) -> tuple[int, str]:
     return code, f"fermixr: {'error' if code == 2 else 'failed'}: {text}"
 
 
+def _version() -> str:
+    from ._version import __version__
+
+    return __version__
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="fermixr", description="Fermi-LAT analysis with xarray and zarr")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
+    p.add_argument("--version", action="version", version=f"fermixr {_version()}")
     sub = p.add_subparsers(dest="command", required=True)
 
     r = sub.add_parser("run", help="run a recipe")
-    r.add_argument("recipe", help="YAML recipe (or a plain Fermipy config.yaml)")
-    r.add_argument("--outdir", help="run directory (default: fileio.outdir, else the recipe's folder)")
+    r.add_argument("recipe", nargs="+",
+                   help="YAML recipe (or a plain Fermipy config.yaml); several recipes (regions) "
+                        "run into one sub-folder each of --outdir, sharing one product store")
+    r.add_argument("--outdir", help="run directory (default: fileio.outdir, else the recipe's "
+                                    "folder); required with several recipes")
     r.add_argument("--scheduler", default="local",
                    help="local (in process), local:N (dask LocalCluster of N workers) or tcp://HOST:PORT")
     r.add_argument("--force", action="append", default=[], metavar="STEP",
@@ -104,6 +115,51 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("show", help="summarise a product: dims, coords, attrs, provenance")
     s.add_argument("store", help="a product directory, or RUN_DIR/NAME, or RUN_DIR with --name")
     s.add_argument("--name", help="product name within RUN_DIR (e.g. counts, counts/00)")
+
+    rp = sub.add_parser("report", help="one self-contained HTML page about a run: fit, "
+                                       "sources, figures, products and provenance")
+    rp.add_argument("run_dir")
+    rp.add_argument("-o", "--output", help="HTML file to write (default RUN_DIR/report.html)")
+
+    c = sub.add_parser("coadd", help="add counts cubes of one grid (fermipy-coadd)")
+    c.add_argument("files", nargs="+")
+    c.add_argument("-o", "--output", required=True)
+    c.add_argument("--clobber", action="store_true", help="replace the output file")
+
+    vs = sub.add_parser("vstack", help="stack the energy planes of HEALPix maps "
+                                       "(fermipy-vstack)")
+    vs.add_argument("files", nargs="+")
+    vs.add_argument("-o", "--output", required=True)
+    vs.add_argument("--hdu", help="HDU name of the maps (default: the first HEALPix table)")
+    vs.add_argument("--clobber", action="store_true", help="replace the output file")
+
+    hv = sub.add_parser("healview", help="a HEALPix map file as a PNG image "
+                                         "(fermipy-healview)")
+    hv.add_argument("file")
+    hv.add_argument("-o", "--output", required=True, help="PNG file to write")
+    hv.add_argument("--hdu")
+    hv.add_argument("--plane", type=int, help="one energy plane (default: their sum)")
+    hv.add_argument("--log", action="store_true", help="log10 of the values")
+    hv.add_argument("--clobber", action="store_true", help="replace the output file")
+
+    cs = sub.add_parser("collect-sources", help="the source tables of many ROIs' write_roi "
+                                                "outputs in one FITS table "
+                                                "(fermipy-collect-sources)")
+    cs.add_argument("files", nargs="+", help="write_roi outputs (.fits, .npy, .yaml)")
+    cs.add_argument("-o", "--output", required=True)
+    cs.add_argument("--all-sources", action="store_true",
+                    help="every source, not only those find_sources added (PS ...)")
+    cs.add_argument("--clobber", action="store_true", help="replace the output file")
+
+    cl = sub.add_parser("cluster-sources", help="group sources of a collected table closer "
+                                                "than --dist deg or --sigma position errors "
+                                                "(fermipy-cluster-sources)")
+    cl.add_argument("table")
+    cl.add_argument("-o", "--output", required=True)
+    cl.add_argument("--dist", type=float)
+    cl.add_argument("--sigma", type=float)
+    cl.add_argument("--remove-duplicates", action="store_true")
+    cl.add_argument("--clobber", action="store_true", help="replace the output file")
 
     e = sub.add_parser("export", help="write a run's products in another format")
     e.add_argument("run_dir")
@@ -233,9 +289,11 @@ def _dispatch(args) -> int:
               f"{len(rec.components)} component(s)")
         return 0
     if args.command == "run":
+        if len(args.recipe) > 1:
+            return _run_many(args)
         from .engine.run import run_recipe
 
-        run_recipe(args.recipe, outdir=args.outdir, scheduler=args.scheduler,
+        run_recipe(args.recipe[0], outdir=args.outdir, scheduler=args.scheduler,
                    force=tuple(args.force), verbose=not args.quiet, summary=True)
         return 0
     if args.command == "ls":
@@ -259,6 +317,39 @@ def _dispatch(args) -> int:
     if args.command == "show":
         print(_show(args.store, args.name))
         return 0
+    if args.command in ("coadd", "vstack", "collect-sources", "cluster-sources"):
+        from .engine import tools
+
+        if args.command == "coadd":
+            out = tools.coadd(args.files, args.output, clobber=args.clobber)
+        elif args.command == "vstack":
+            out = tools.vstack(args.files, args.output, hdu=args.hdu, clobber=args.clobber)
+        elif args.command == "collect-sources":
+            out = tools.collect_sources(args.files, args.output,
+                                        all_sources=args.all_sources, clobber=args.clobber)
+        else:
+            out = tools.cluster_sources(args.table, args.output, dist=args.dist,
+                                        sigma=args.sigma,
+                                        remove_duplicates=args.remove_duplicates,
+                                        clobber=args.clobber)
+        print(out)
+        return 0
+    if args.command == "healview":
+        from .engine.tools import _check_output
+        from .plot.healview import healview
+
+        _check_output(args.output, args.clobber)
+        print(healview(args.file, args.output, hdu=args.hdu, plane=args.plane, log=args.log))
+        return 0
+    if args.command == "report":
+        from .engine.report import write_report
+
+        if args.output and Path(args.output).is_dir():
+            from .errors import RecipeError
+
+            raise RecipeError(f"-o {args.output}: is a folder; give the HTML file to write")
+        print(write_report(args.run_dir, args.output))
+        return 0
     if args.command == "export":
         from .engine.export import export_run
 
@@ -270,6 +361,35 @@ def _dispatch(args) -> int:
             print(p)
         return 0
     raise AssertionError(args.command)
+
+
+def _run_many(args) -> int:
+    """Several recipes: each into its own sub-folder of --outdir; the failed regions are
+    named at the end, each with its one line; exit 1 if any computation failed, else 2 if
+    any recipe was bad input, else 0."""
+    from .engine.many import run_many
+    from .errors import RecipeError
+
+    if not args.outdir:
+        raise RecipeError(f"{len(args.recipe)} recipes given: give --outdir DIR (each runs "
+                          "into DIR/<recipe name>)")
+    outcomes = run_many(args.recipe, args.outdir, scheduler=args.scheduler,
+                        force=tuple(args.force), verbose=not args.quiet)
+    width = max(len(o.name) for o in outcomes)
+    print(f"{'region':<{width}}  {'status':<7} {'computed':>8} {'seconds':>8}  folder")
+    codes = []
+    for o in outcomes:
+        print(f"{o.name:<{width}}  {o.status:<7} {o.computed:>8} {o.seconds:>8.2f}  {o.outdir}")
+    for o in outcomes:
+        if o.error is not None:
+            code, line = error_line(o.error)
+            codes.append(code)
+            print(f"{line.replace('fermixr: ', f'fermixr: {o.name}: ', 1)}", file=sys.stderr)
+    if codes:
+        print(f"fermixr: {len(codes)} of {len(outcomes)} regions failed: "
+              f"{', '.join(o.name for o in outcomes if o.error is not None)}", file=sys.stderr)
+        return 1 if 1 in codes else 2
+    return 0
 
 
 def _show(store: str, name: str | None) -> str:
@@ -287,10 +407,18 @@ def _show(store: str, name: str | None) -> str:
         raise InputFileError(f"{store!r}{' / ' + name if name else ''}: not a committed "
                              "fermixr product; give a product folder, RUN_DIR/NAME or "
                              "RUN_DIR --name NAME (names: `fermixr ls RUN_DIR`)")
+    from .engine.summaries import fit_summary, small_values
+
     ds = open_product_dir(target)
     prov = read_marker(target)
-    lines = [f"product {prov.get('name', '?')} ({prov.get('kind')}) at {target}", "", repr(ds), "",
-             "provenance:"]
+    lines = [f"product {prov.get('name', '?')} ({prov.get('kind')}) at {target}", "", repr(ds)]
+    if ds.attrs.get("fermixr_product") == "fit":
+        lines += ["", fit_summary(ds)]
+    else:
+        values = small_values(ds)
+        if values:
+            lines += ["", "values:", values]
+    lines += ["", "provenance:"]
     for k in ("step", "step_version", "fermixr_version", "key", "wall_seconds", "committed_utc", "host"):
         if k in prov:
             lines.append(f"  {k}: {prov[k]}")
