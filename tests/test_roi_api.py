@@ -156,6 +156,8 @@ def test_set_energy_range_keeps_only_the_bins_inside(fresh):
     ll_full = gta.loglike()
     used = gta.set_energy_range(loge[3] + 0.01, loge[10] - 0.02)   # nearest edges
     np.testing.assert_allclose(used, [loge[3], loge[10]])
+    np.testing.assert_allclose(gta.loge_bounds, used, rtol=1e-12)
+    np.testing.assert_array_equal(gta.log_energies, loge)
     assert gta.npred("SYN_CRAB") == pytest.approx(full[3:10].sum(), rel=1e-10)
     assert gta.npred("SYN_CRAB") < 0.99 * full.sum()
     # the spectrum in the whole range is unchanged; by default it is the range in use

@@ -447,7 +447,13 @@ class Analysis:
 
     @property
     def loge_bounds(self):
+        """[log10 emin, log10 emax] of the energy range in use."""
         return np.log10(np.array(self.state.energy_range))
+
+    @property
+    def log_energies(self):
+        """log10 of the analysis energy bin edges (MeV), every bin."""
+        return np.log10(self.state.components[0].edges)
 
     def model_counts_spectrum(self, name, logemin=None, logemax=None, summed=False,
                               weighted=False):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import GeometryError, ModelError
-from ..likelihood.roi import AnalysisState, ensure_maps, with_maps_for
+from ..likelihood.roi import AnalysisState, bin_range, ensure_maps, with_maps_for
 from . import edits as E
 
 __all__ = [
@@ -41,8 +41,6 @@ def set_energy_range(state: AnalysisState, logemin=None, logemax=None):
     full = bool(np.isclose(lo, loge[0]) and np.isclose(hi, loge[-1]))
     new = state.replace(loge_bounds=None if full else (float(lo), float(hi)))
     for comp in new.components:                 # every component must keep a bin
-        from ..likelihood.roi import bin_range
-
         bin_range(comp, new.loge_bounds)
     return new, np.array([lo, hi])
 

@@ -19,6 +19,7 @@ the product store, keyed like the srcmap step); :func:`with_maps_for` asks it.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from pathlib import Path
 from types import MappingProxyType
 from typing import Callable, Mapping
@@ -426,9 +427,9 @@ def component_costs(state: AnalysisState, model: SkyModel | None = None) -> list
                 wmap = np.ones(comp.counts.shape) if comp.wmap is None else comp.wmap.copy()
                 wmap[:k0] = 0.0
                 wmap[k1:] = 0.0
-                cost = _ranged_dispersed_cost(comp.counts, comp.stacked(model, True),
-                                              comp.nodes, terms, drms, wmap=wmap,
-                                              scales=scales)
+                cost = _ranged_dispersed_class()(comp.counts, comp.stacked(model, True),
+                                                 comp.nodes, terms, drms, wmap=wmap,
+                                                 scales=scales)
                 cost.bin_range = (k0, k1)
             else:
                 cost = DispersedPoissonCost(comp.counts, comp.stacked(model, True), comp.nodes,
@@ -441,6 +442,7 @@ def component_costs(state: AnalysisState, model: SkyModel | None = None) -> list
     return out
 
 
+@functools.lru_cache(maxsize=None)
 def _ranged_dispersed_class():
     from .dispersed import DispersedPoissonCost
 
@@ -463,15 +465,6 @@ def _ranged_dispersed_class():
 
     return RangedDispersedPoissonCost
 
-
-def _ranged_dispersed_cost(*args, **kwargs):
-    global _RANGED
-    if _RANGED is None:
-        _RANGED = _ranged_dispersed_class()
-    return _RANGED(*args, **kwargs)
-
-
-_RANGED = None
 
 
 def build_cost(state: AnalysisState, model: SkyModel | None = None):
