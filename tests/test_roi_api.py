@@ -146,6 +146,31 @@ def test_create_from_position_reads_the_catalog(gta):
     assert roi["SYN_CRAB"]["offset"] == pytest.approx(0.0, abs=1e-6)
 
 
+def test_a_template_source_has_its_catalog_position(gta):
+    """A SpatialMap source (4FGL's S 147) is placed at its catalog position: a distance cut
+    applies to it (only the isotropic and map-cube backgrounds pass every cut), and its
+    dictionary has ra, dec and offset."""
+    from fermixr.api.roi import ROI
+    from fermixr.model.skymodel import SkyModel
+
+    crab = gta.model.find("SYN_CRAB")
+    iso = gta.model.find("isodiff")
+    tmpl = crab.replace(name="S147_like", spatial_model="SpatialMap", spatial=(),
+                        spatial_file="/nonexistent/S147.fits",
+                        meta={"ra": 85.10, "dec": 27.93})
+    roi = ROI(model=SkyModel((crab, tmpl, iso)), skydir=crab.skydir)
+    near = [v.name for v in roi.get_sources(distance=3.0)]
+    assert near == ["SYN_CRAB", "isodiff"]
+    assert [v.name for v in roi.get_sources(distance=7.0)] == ["SYN_CRAB", "S147_like",
+                                                              "isodiff"]
+    r1, d1, r2, d2 = np.radians([*crab.skydir, 85.10, 27.93])
+    want = np.degrees(np.arccos(np.sin(d1) * np.sin(d2)
+                                + np.cos(d1) * np.cos(d2) * np.cos(r2 - r1)))
+    assert roi["S147_like"]["offset"] == pytest.approx(want, abs=1e-9)
+    assert roi["S147_like"].extended and not roi["S147_like"].diffuse
+    assert [v.name for v in roi.diffuse_sources] == ["isodiff"]
+
+
 # ---------------------------------------------------------------- everyday API ----------
 def test_set_energy_range_keeps_only_the_bins_inside(fresh):
     gta = fresh

@@ -60,9 +60,9 @@ def find_source(model: SkyModel, name: str):
         return model.find(name)
     except ModelError:
         hits = [s for s in model if s.matches(name)]
-        if len(hits) < 2 or any(s.skydir is None for s in hits):
+        if len(hits) < 2 or any(s.position is None for s in hits):
             raise
-        pos = np.array([s.skydir for s in hits])
+        pos = np.array([s.position for s in hits])
         sep = max(float(angular_separation(pos[:, 0], pos[:, 1], *p).max()) for p in pos)
         if sep > _SAME_PLACE_DEG:
             raise
@@ -106,11 +106,11 @@ class ROISource(Mapping):
     @property
     def skydir(self):
         """Position as an astropy SkyCoord (ICRS), None for a diffuse source."""
-        return _skycoord(self._src.skydir)
+        return _skycoord(self._src.position)
 
     @property
     def radec(self):
-        return None if self._src.skydir is None else np.array(self._src.skydir)
+        return None if self._src.position is None else np.array(self._src.position)
 
     @property
     def associations(self) -> list[str]:
@@ -122,11 +122,13 @@ class ROISource(Mapping):
 
     @property
     def diffuse(self) -> bool:
-        return self._src.is_diffuse
+        """A diffuse background (no position: isotropic, map cube), as Fermipy's; a
+        SpatialMap template source has a position and is extended."""
+        return self._src.position is None
 
     @property
     def extended(self) -> bool:
-        return self._src.spatial_model not in ("PointSource",) and not self.diffuse
+        return self._src.spatial_model != "PointSource" and not self.diffuse
 
     @property
     def spectral_pars(self) -> dict:
@@ -286,7 +288,7 @@ class ROI:
 
     @property
     def diffuse_sources(self) -> list[ROISource]:
-        return [self._view(s) for s in self.model if s.is_diffuse]
+        return [self._view(s) for s in self.model if s.position is None]
 
     @property
     def names(self) -> list[str]:
@@ -332,8 +334,9 @@ class ROI:
             if v.diffuse:
                 continue
             if min_dist is not None:
-                d = float(angular_separation(np.array([v._src.skydir[0]]),
-                                             np.array([v._src.skydir[1]]), *radec)[0])
+                pos = v._src.position
+                d = float(angular_separation(np.array([pos[0]]), np.array([pos[1]]),
+                                             *radec)[0])
                 if d < float(min_dist):
                     continue
             out.append(v)
@@ -415,8 +418,8 @@ def _model_only_dict(src, center, geom) -> dict:
                                    for q in src.spectral])}
     d.update({k: float("nan") for k in ("ra", "dec", "glon", "glat", "offset")})
     d.update(ellipse_dict(None, None, None))
-    if src.skydir is not None:
-        ra, dec = src.skydir
+    if src.position is not None:
+        ra, dec = src.position
         glon, glat = fermipy_cel_to_gal(ra, dec)
         d.update(ra=ra, dec=dec, glon=glon, glat=glat)
         if center is not None:

@@ -314,10 +314,11 @@ def get_sources(state, cuts=None, distance=None, skydir=None, minmax_ts=None,
             continue
         if wanted is not None and src.name not in wanted:
             continue
-        if src.skydir is None:
+        pos = src.position          # a SpatialMap template has the catalog's position
+        if pos is None:
             diffuse.append(src)
             continue
-        ra, dec = src.skydir
+        ra, dec = pos
         d = float(angular_separation(np.array([ra]), np.array([dec]), *center)[0])
         if distance is not None:
             if square:
@@ -426,8 +427,9 @@ def roi_text(state) -> str:
     for s in state.model:
         nfree = sum(p.free for p in s.spectral)
         off = "-----"
-        if s.skydir is not None and state.roi_center is not None:
-            d = angular_separation(np.array([s.skydir[0]]), np.array([s.skydir[1]]),
+        pos = s.position
+        if pos is not None and state.roi_center is not None:
+            d = angular_separation(np.array([pos[0]]), np.array([pos[1]]),
                                    *state.roi_center)
             off = f"{float(d[0]):.3f}"
         ts = ts_value(state, s.name)

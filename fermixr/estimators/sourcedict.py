@@ -33,9 +33,9 @@ def position_dict(src, center, geom) -> dict:
                                      "offset_dec", "offset_glon", "offset_glat",
                                      "offset_roi_edge")}
     out.update(ellipse_dict(None, None, None))
-    if src.skydir is None:
+    if src.position is None:
         return out
-    ra, dec = src.skydir
+    ra, dec = src.position
     glon, glat = fermipy_cel_to_gal(ra, dec)
     out.update(ra=ra, dec=dec, glon=glon, glat=glat)
     ra0, dec0 = float(center[0]), float(center[1])
