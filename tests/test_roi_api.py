@@ -527,6 +527,11 @@ def test_manual_quickstart_runs_unchanged(crab_day, caldb_dir, tmp_path, monkeyp
     assert gta.model.find("4FGL J0534.5+2201i").spatial_model == "RadialGaussian"
     assert src.name in names
     assert src["ts"] == gta.get_src_model(src.name, paramsonly=True)["ts"]
+    # S 147, a SpatialMap template 6 deg away: outside the distance cut, with a TS
+    s147 = gta.roi["S 147"]
+    assert s147.name == "4FGL J0540.3+2756e" and s147.extended
+    assert s147["offset"] == pytest.approx(6.07, abs=0.01) and np.isfinite(s147["ts"])
+    assert s147.name not in {p["src_name"] for p in gta.get_params(freeonly=True)}
     pulsar = gta.roi["PSR J0534+2200"]
     assert pulsar.name == "4FGL J0534.5+2200" and pulsar["ts"] > 100
     assert (tmp_path / "out" / "fit0.fits").exists()

@@ -154,7 +154,7 @@ class ROISource(Mapping):
         if self._data is None:
             self._data = self._roi._source_dict(self._src, scan=False)
         if scan and "norm_scan" not in self._data and self._roi.state is not None \
-                and not self._src.is_diffuse:
+                and self._src.position is not None:
             from ..estimators.profile import norm_scan
 
             d = self._data

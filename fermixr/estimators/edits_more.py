@@ -264,7 +264,7 @@ def ts_reoptimized(state, name, fit_options=None) -> float:
     from .fit import fit_state
 
     src = state.model.find(name)
-    if src.is_diffuse:
+    if src.position is None:
         return float("nan")
     norm = src.param(state.spectral(src).norm_param)
     null = state.with_model(state.model.replace_source(src.with_param(

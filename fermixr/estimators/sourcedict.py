@@ -363,7 +363,7 @@ def source_dict(state, name: str, *, covariance=None, scan: bool = True,
     d.update(dnde_family(sm, p, cov, idx, emin, emax))
     d["correlation"] = norm_correlations(state, src)
     d["loglike"] = loglike(state)
-    if scan and not src.is_diffuse:
+    if scan and src.position is not None:
         fluxes = {k: d[k] for k in ("flux", "flux100", "flux1000", "flux10000", "eflux",
                                     "eflux100", "eflux1000", "eflux10000")}
         d.update(norm_scan(state, src.name, fluxes, llscan_npts))
