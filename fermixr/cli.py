@@ -161,6 +161,44 @@ def _parser() -> argparse.ArgumentParser:
     cl.add_argument("--remove-duplicates", action="store_true")
     cl.add_argument("--clobber", action="store_true", help="replace the output file")
 
+    se = sub.add_parser("sensitivity", help="point/extended-source flux sensitivity "
+                                            "(fermipy-flux-sensitivity)")
+    se.add_argument("--glon", type=float)
+    se.add_argument("--glat", type=float)
+    se.add_argument("--ra", type=float)
+    se.add_argument("--dec", type=float)
+    se.add_argument("--ltcube", help="livetime cube (default: an isotropic survey of "
+                                     "--obs_time_yr years)")
+    se.add_argument("--obs_time_yr", type=float,
+                    help="observation time; with --ltcube, rescales it")
+    se.add_argument("--galdiff", help="Galactic diffuse map cube")
+    se.add_argument("--isodiff", help="isotropic spectrum table")
+    se.add_argument("--event_class", default="P8R3_SOURCE_V2", help="IRF name")
+    se.add_argument("--event_type", default="3",
+                    help="event-type mask or names (FRONT,BACK / PSF0,...); default 3")
+    se.add_argument("--joint", action="store_true",
+                    help="each event type its own PSF; TS summed")
+    se.add_argument("--caldb", help="CALDB folder (default $CALDB)")
+    se.add_argument("--ts_thresh", type=float, default=25.0)
+    se.add_argument("--min_counts", type=float, default=3.0)
+    se.add_argument("--index", type=float, default=2.0)
+    se.add_argument("--emin", type=float, default=100.0)
+    se.add_argument("--emax", type=float, default=100000.0)
+    se.add_argument("--nbin", type=int, default=12)
+    se.add_argument("--spatial_model", default="PointSource",
+                    choices=["PointSource", "RadialGaussian", "RadialDisk"])
+    se.add_argument("--spatial_size", type=float, help="68%% radius (deg)")
+    se.add_argument("--map_type", default="none", choices=["none", "wcs", "hpx"])
+    se.add_argument("--wcs_npix", type=int, default=40)
+    se.add_argument("--wcs_cdelt", type=float, default=0.5)
+    se.add_argument("--wcs_proj", default="AIT")
+    se.add_argument("--hpx_order", type=int, default=5)
+    se.add_argument("--map_radius", type=float,
+                    help="HEALPix map: a disk of this radius (deg) around the position "
+                         "(default all sky)")
+    se.add_argument("--output", default="sensitivity.fits")
+    se.add_argument("--clobber", action="store_true", help="replace the output file")
+
     e = sub.add_parser("export", help="write a run's products in another format")
     e.add_argument("run_dir")
     e.add_argument("--format", default="st", choices=["st"],
@@ -341,6 +379,8 @@ def _dispatch(args) -> int:
         _check_output(args.output, args.clobber)
         print(healview(args.file, args.output, hdu=args.hdu, plane=args.plane, log=args.log))
         return 0
+    if args.command == "sensitivity":
+        return _sensitivity(args)
     if args.command == "report":
         from .engine.report import write_report
 
@@ -390,6 +430,60 @@ def _run_many(args) -> int:
               f"{', '.join(o.name for o in outcomes if o.error is not None)}", file=sys.stderr)
         return 1 if 1 in codes else 2
     return 0
+
+
+def _sensitivity(args) -> int:
+    from .engine.tools import _check_output
+    from .estimators import sensitivity as S
+
+    _check_output(args.output, args.clobber)
+    evtype = args.event_type
+    evtype = int(evtype) if str(evtype).isdigit() else [t.strip() for t in evtype.split(",")]
+    model = S.SensitivityModel(args.event_class, evtype, caldb=args.caldb, ltcube=args.ltcube,
+                               obs_time_yr=args.obs_time_yr, galdiff=args.galdiff,
+                               isodiff=args.isodiff, joint=args.joint)
+    opts = dict(emin=args.emin, emax=args.emax, nbin=args.nbin, index=args.index,
+                ts_thresh=args.ts_thresh, min_counts=args.min_counts,
+                spatial_model=args.spatial_model, spatial_size=args.spatial_size)
+    res = S.flux_sensitivity(model, glon=args.glon, glat=args.glat, ra=args.ra,
+                             dec=args.dec, **opts)
+    m = geom = None
+    if args.map_type != "none":
+        if args.glon is not None:
+            lon, lat, frame = args.glon, args.glat, "GAL"
+        else:
+            lon, lat, frame = args.ra, args.dec, "CEL"
+        if args.map_type == "wcs":
+            from .geom.wcs import WcsGeom
+
+            geom = WcsGeom((lon, lat), (args.wcs_npix, args.wcs_npix), args.wcs_cdelt,
+                           proj=args.wcs_proj, frame=frame)
+        else:
+            from .geom.hpx import HpxGeom
+
+            region = None if args.map_radius is None else (lon, lat, args.map_radius)
+            geom = HpxGeom(order=args.hpx_order, frame=frame, region=region)
+        m = S.sensitivity_map(model, geom, **opts, progress=_progress_printer("pixels"))
+    config = {k: v for k, v in vars(args).items() if k not in ("command", "debug")}
+    S.write_sensitivity(res, args.output, map_result=m, geom=geom, config=config)
+    it = res["int"]
+    print(f"integral threshold ({it['e_min']:g}-{it['e_max']:g} MeV, index {it['index']:g}, "
+          f"TS {args.ts_thresh:g}): flux {it['flux']:.4g} ph cm-2 s-1, eflux "
+          f"{it['eflux']:.4g} MeV cm-2 s-1, npred {it['npred']:.1f}")
+    print(args.output)
+    return 0
+
+
+def _progress_printer(what: str):
+    """A progress callback printing 'done/total what' on a terminal, quiet otherwise."""
+    if not sys.stderr.isatty():
+        return None
+
+    def show(done, total):
+        if done == total or done % max(1, total // 100) == 0:
+            print(f"\r{done}/{total} {what}", end="\n" if done == total else "",
+                  file=sys.stderr, flush=True)
+    return show
 
 
 def _show(store: str, name: str | None) -> str:
