@@ -945,7 +945,8 @@ STEPS: dict[str, StepSpec] = {
                           extras={"xmlfile": text(None, "File name (in the run directory "
                                                         "when relative).")},
                           positional="xmlfile", required=("xmlfile",)),
-    "print_roi": StepSpec("print_roi", "Print the sources of the model with their npred."),
+    "print_roi": StepSpec("print_roi", "Print the sources of the model with their offset, "
+                                      "TS and npred."),
     "print_params": StepSpec("print_params", "Print the spectral parameters.",
                              extras={"allpars": flag(False, "All parameters (else only the "
                                                             "free ones).")}),
