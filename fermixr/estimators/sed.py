@@ -233,13 +233,34 @@ def _newton(cost, x0, tol=1e-18, max_iter=50):
     return x, float(f), status
 
 
-def _covariance(cost, x):
-    H = np.asarray(cost.hessian(x), dtype=float)
+def _quality(cost, x) -> int:
+    """Fermipy's fit_quality of a converged bin fit: 3 when the Hessian is positive
+    definite (an accurate covariance), else 1."""
     try:
-        np.linalg.cholesky(H)
-        return np.linalg.inv(H), 3
+        np.linalg.cholesky(np.asarray(cost.hessian(x), dtype=float))
+        return 3
     except np.linalg.LinAlgError:
-        return np.linalg.pinv(H), 1
+        return 1
+
+
+def _source_params(state, src) -> dict:
+    """The source's spectral parameters from the global fit (the state's): names,
+    physical values and errors, and their covariance (physical units; zero rows for
+    parameters the fit did not vary) -- Fermipy's PARAMS."""
+    from .bowtie import physical_covariance
+
+    n = len(src.spectral)
+    fc = state.fit_covariance()
+    names = fc[0] if fc is not None else []
+    idx = np.array([i for i, q in enumerate(src.spectral)
+                    if f"{src.name}:{q.name}" in names or (q.free and q.error)], dtype=int)
+    cov = np.zeros((n, n))
+    if idx.size:
+        cov[np.ix_(idx, idx)] = physical_covariance(state, src, idx)
+    err = np.sqrt(np.clip(np.diag(cov), 0.0, None))
+    return {"param_names": [q.name for q in src.spectral],
+            "param_values": src.spectral_values(), "param_errors": err,
+            "param_covariance": cov}
 
 
 # ----------------------------------------------------------------- profile and limits --
@@ -385,8 +406,6 @@ def sed_values(state: AnalysisState, name: str, *, loge_bins=None, bin_index=2.0
     o["norm_scan"] = np.zeros((nb, npts))
     o["dloglike_scan"] = np.zeros((nb, npts))
     o["loglike_scan"] = np.zeros((nb, npts))
-    par_names = None
-    covs = []
     for j, (e0, e1) in enumerate(bins):
         e_ref = math.sqrt(e0 * e1)
         ref_dnde = float(sm.evaluate(np.array([e_ref]), p_glob)[0])
@@ -410,8 +429,6 @@ def sed_values(state: AnalysisState, name: str, *, loge_bins=None, bin_index=2.0
             total = total + pr
         names = list(like.parameters)
         inorm = names.index(f"{src.name}:Prefactor")
-        if par_names is None:
-            par_names = names
         x_start = np.array(like.x0, dtype=float)
         x_start[inorm] = 1.0
         if optimizer:
@@ -421,10 +438,9 @@ def sed_values(state: AnalysisState, name: str, *, loge_bins=None, bin_index=2.0
             xb = np.array(res.values if res.fit_success else res.last_values
                           if res.last_values is not None else res.values, dtype=float)
             status, quality = int(res.fit_status), int(res.fit_quality)
-            cov = np.asarray(res.covariance, dtype=float)
         else:
             xb, _, status = _newton(total, x_start)
-            cov, quality = _covariance(total, xb)
+            quality = _quality(total, xb)
             if status:
                 quality = min(quality, 1)
         prof = _Profile(like, xb, inorm)
@@ -473,7 +489,6 @@ def sed_values(state: AnalysisState, name: str, *, loge_bins=None, bin_index=2.0
         o["norm_scan"][j] = grid
         o["dloglike_scan"][j] = dll
         o["loglike_scan"][j] = ll_best + dll
-        covs.append(cov)
     for fam in ("flux", "eflux", "dnde", "e2dnde"):
         ref = o[f"ref_{fam}"]
         for suf in ("", "_err", "_err_lo", "_err_hi", "_ul95", "_ul"):
@@ -481,8 +496,7 @@ def sed_values(state: AnalysisState, name: str, *, loge_bins=None, bin_index=2.0
     o["e_ctr"] = o["e_ref"].copy()
     for k in ("e_min", "e_max", "e_ctr", "e_ref"):
         o[f"log{k}"] = np.log10(o[k])
-    o["param_names"] = list(par_names or [])
-    o["param_covariance"] = np.stack(covs) if covs else np.zeros((0, 0, 0))
+    o.update(_source_params(state, src))
     emin, emax = state.energy_range
     o["model_flux"] = bowtie_values(state, src.name,
                                     np.linspace(math.log10(emin), math.log10(emax), 50))
@@ -527,7 +541,9 @@ def sed_dataset(o: dict):
             data[fam + suf] = ("energy", np.asarray(o[fam + suf], dtype=float), {"units": u})
     for k in ("norm_scan", "dloglike_scan", "loglike_scan"):
         data[k] = (("energy", "scan"), np.asarray(o[k], dtype=float))
-    data["param_covariance"] = (("energy", "bin_param", "bin_param_b"),
+    data["param_values"] = ("param", np.asarray(o["param_values"], dtype=float))
+    data["param_errors"] = ("param", np.asarray(o["param_errors"], dtype=float))
+    data["param_covariance"] = (("param", "param_b"),
                                 np.asarray(o["param_covariance"], dtype=float))
     mf = o["model_flux"]
     for k in _MODEL_KEYS:
@@ -535,7 +551,7 @@ def sed_dataset(o: dict):
                                    {"units": "" if k == "dnde_ferr" else "cm-2 s-1 MeV-1"})
     coords = {"model_energy": ("model_energy", np.asarray(mf["energies"], dtype=float),
                                {"units": "MeV"}),
-              "bin_param": ("bin_param", np.array(o["param_names"], dtype=object))}
+              "param": ("param", np.array(o["param_names"], dtype=object))}
     attrs = {"fermixr_product": "sed", "name": str(o["name"]),
              "ul_confidence": float(o["ul_confidence"]),
              "bin_index": float(o["bin_index"]), "use_local_index": int(o["use_local_index"]),
@@ -553,12 +569,13 @@ def sed_dict(ds, file=None) -> dict:
 
     out = {}
     for k in list(_BIN_VARS) + [f + s for f in _FAMILY_UNITS for s in _SUFFIXES] + [
-            "norm_scan", "dloglike_scan", "loglike_scan", "param_covariance"]:
+            "norm_scan", "dloglike_scan", "loglike_scan", "param_values", "param_errors",
+            "param_covariance"]:
         out[k] = np.asarray(ds[k].values)
     out["model_flux"] = {"energies": np.asarray(ds["model_energy"].values)}
     for k in _MODEL_KEYS:
         out["model_flux"][k] = np.asarray(ds[f"model_flux_{k}"].values)
-    out["param_names"] = [str(v) for v in ds["bin_param"].values]
+    out["param_names"] = [str(v) for v in ds["param"].values]
     a = ds.attrs
     out.update(name=str(a["name"]), file=file, ul_confidence=float(a["ul_confidence"]),
                config={"bin_index": float(a["bin_index"]),
