@@ -203,7 +203,18 @@ def _newton(cost, x0, tol=1e-18, max_iter=50):
             break
         H = cost.hessian(x)[np.ix_(fr, fr)]
         gf = g[fr]
-        d = -np.linalg.lstsq(H, gf, rcond=1e-14)[0]
+        # Jacobi-scaled solve (a prior's curvature may exceed the data's by 1e12); a
+        # parameter without curvature (a norm of a bin without counts: log L linear in
+        # it) steps straight to its bound
+        hd = np.diag(H).copy()
+        flat = ~(hd > 0)
+        d = np.zeros(fr.size)
+        if (~flat).any():
+            k = np.flatnonzero(~flat)
+            dg = np.sqrt(hd[k])
+            d[k] = -np.linalg.lstsq(H[np.ix_(k, k)] / np.outer(dg, dg), gf[k] / dg,
+                                    rcond=1e-14)[0] / dg
+        d[flat] = -np.sign(gf[flat]) * 1e6 * (np.abs(x[fr][flat]) + 1.0)
         dec = -float(gf @ d)
         if not np.isfinite(dec):
             break
