@@ -150,18 +150,40 @@ class _ComponentTerms:
         else:
             self.maps = comp.stacked(model, False)
 
-    def cost(self, term, e0, e1):
+    def held_terms(self, values: dict) -> list:
+        """The background terms with every parameter fixed, the fitted ``values``
+        ("source:param" -> scaled value) in place: only the target stays free, so a scan
+        point recomputes one source's weights and the rest is one fixed cube."""
+        from ..likelihood.cost import SourceTerm
+
+        out = []
+        for t in self.terms:
+            if t is None or not t.free.any():
+                out.append(t)
+                continue
+            p = np.array(t.p, dtype=float)
+            for k, par in enumerate(t.model.par_names):
+                key = f"{t.name}:{par}"
+                if key in values:
+                    p[k] = values[key] * t.scale[k]
+            out.append(SourceTerm.make(t.name, t.model, p, free=np.zeros(p.size, bool),
+                                       bounds=[tuple(b) for b in t.bounds], scale=t.scale))
+        return out
+
+    def cost(self, term, e0, e1, terms=None):
         from ..likelihood.cost import BinnedPoissonCost
         from ..likelihood.dispersed import DispersedPoissonCost
 
         comp = self.comp
+        npix = comp.counts.shape[1]
         k0, k1 = _bin_range(comp.edges, e0, e1)
-        terms = list(self.terms)
+        terms = list(self.terms if terms is None else terms)
         terms[self.itarget] = term
         if not self.dispersed:
             return BinnedPoissonCost(comp.counts, self.maps, comp.edges, terms,
                                      wmap=comp.wmap, src_expscale=self.scales,
-                                     bin_range=(k0, k1))
+                                     bin_range=(k0, k1),
+                                     parallel=_parallel(terms, k1 - k0 + 1, npix))
         rows = [d[k0:k1] for d in self.drms]
         nz = np.flatnonzero(np.any(np.stack([r != 0 for r in rows]), axis=(0, 1)))
         if nz.size:
@@ -171,7 +193,17 @@ class _ComponentTerms:
         return DispersedPoissonCost(
             comp.counts[k0:k1], self.maps[:, c0:c1 + 1], comp.nodes[c0:c1 + 1], terms,
             [np.ascontiguousarray(r[:, c0:c1]) for r in rows],
-            wmap=None if comp.wmap is None else comp.wmap[k0:k1], scales=self.scales)
+            wmap=None if comp.wmap is None else comp.wmap[k0:k1], scales=self.scales,
+            parallel=_parallel(terms, c1 - c0 + 1, npix))
+
+
+def _parallel(terms, nodes: int, npix: int) -> bool:
+    """The costs' own rule (parallel kernels above PARALLEL_MIN_WORK map elements per
+    pass), counted over the nodes a bin cost touches rather than all of them."""
+    from ..likelihood.cost import PARALLEL_MIN_WORK
+
+    nfree = max(1, sum(bool(t.free.any()) for t in terms))
+    return nfree * nodes * npix >= PARALLEL_MIN_WORK
 
 
 def _reference_term(name, ref_dnde, index, e_ref):
@@ -187,15 +219,18 @@ def _reference_term(name, ref_dnde, index, e_ref):
 
 
 # ------------------------------------------------------------------------- the fit --
-def _newton(cost, x0, tol=1e-18, max_iter=50):
+def _newton(cost, x0, max_iter=50):
     """Minimise a convex cost within its bounds by projected Newton steps on the exact
-    Hessian with a backtracking line search.  Returns (x, value, status)."""
+    Hessian with a backtracking line search.  Returns (x, value, status): status 0 when
+    converged (the Newton decrement at the rounding level of the cost, or a step that
+    no longer moves x), 1 at the iteration limit, 2 when no step lowers the cost."""
     b = np.asarray(cost.bounds, dtype=float).reshape(-1, 2)
     lo, hi = b[:, 0], b[:, 1]
     x = np.clip(np.asarray(x0, dtype=float), lo, hi)
     f, g = cost.value_and_grad(x)
     status = 1
     for _ in range(max_iter):
+        noise = 1e-13 * max(1.0, abs(f))      # what a change of the cost can resolve
         act = ((x <= lo) & (g > 0)) | ((x >= hi) & (g < 0))
         fr = np.flatnonzero(~act)
         if not fr.size:
@@ -217,11 +252,12 @@ def _newton(cost, x0, tol=1e-18, max_iter=50):
         d[flat] = -np.sign(gf[flat]) * 1e6 * (np.abs(x[fr][flat]) + 1.0)
         dec = -float(gf @ d)
         if not np.isfinite(dec):
+            status = 2
             break
         if dec <= 0:                 # a flat or degenerate direction: steepest descent
             d = -gf
             dec = float(gf @ gf)
-        if dec < tol * max(1.0, abs(f)):
+        if dec < 1e-6 * noise:
             status = 0
             break
         t = 1.0
@@ -229,16 +265,17 @@ def _newton(cost, x0, tol=1e-18, max_iter=50):
             xn = x.copy()
             xn[fr] = np.clip(x[fr] + t * d, lo[fr], hi[fr])
             fn = cost(xn)
-            if np.isfinite(fn) and fn <= f + 1e-4 * float(g @ (xn - x)):
+            if np.isfinite(fn) and (fn <= f + 1e-4 * float(g @ (xn - x))
+                                    or (t == 1.0 and dec < noise and fn - f <= noise)):
                 break
             t *= 0.5
         else:
-            status = 0 if dec < 1e-6 else 2
+            status = 0 if dec < noise else 2
             break
         moved = np.max(np.abs(xn - x) / (np.abs(x) + 1e-8))
         x, f = xn, fn
         g = cost.grad(x)
-        if moved < 1e-13:
+        if moved < 1e-13 or dec < noise:      # the last step was at the rounding level
             status = 0
             break
     return x, float(f), status
@@ -454,12 +491,18 @@ def sed_values(state: AnalysisState, name: str, *, loge_bins=None, bin_index=2.0
             quality = _quality(total, xb)
             if status:
                 quality = min(quality, 1)
-        prof = _Profile(like, xb, inorm)
-        hnn = float(np.asarray(like.hessian(xb))[inorm, inorm])
+        # the held profile: a cost of the target's norm alone (others at their best)
+        values = dict(zip(names, xb))
+        held = None
+        for part in parts:
+            c = part.cost(term, e0, e1, part.held_terms(values))
+            held = c if held is None else held + c
+        prof = _Profile(held, xb[inorm:inorm + 1], 0)
+        hnn = float(np.asarray(held.hessian(xb[inorm:inorm + 1]))[0, 0])
         sigma = 1.0 / math.sqrt(hnn) if hnn > 0 else max(prof.x0, 1.0)
         # the reference model's counts (norm 1: the target's start value in every part)
         ref_npred = float(sum(np.asarray(c.source_cube(src.name)).sum()
-                              for c in _likes(like)))
+                              for c in _likes(held)))
         x_271 = prof.crossing(_TS_SCAN_DROP, 1, sigma)
         if not np.isfinite(x_271):
             status = max(status, 3)
