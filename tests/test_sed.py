@@ -186,7 +186,6 @@ def test_priors_of_vanishing_width_hold_the_background(gta):
                                atol=1e-6)
     assert np.max(np.abs(loose["norm"].values - fixed["norm"].values)) > 1e-3
     # free_radius frees the norm of SYN_HARD (a point source) when it is close enough
-    ra, dec = st.model.find("SYN_HARD").skydir
     assert json.loads(E.run("sed", st, SRC, free_radius=10.0).dataset.attrs[
         "free_sources"]) == ["SYN_HARD"]
     assert json.loads(E.run("sed", st, SRC, free_radius=0.0).dataset.attrs[

@@ -27,8 +27,16 @@ be an analysis bin edge of every component):
   0.5 (sqrt(2) erfinv(2c - 1))^2 (1.353 for c = 0.95), all found by root finding on the
   exact profile bracketed by the scan (what a spline of the scan approximates).
 
-The state given is never modified; a bin whose fit does not converge is recorded in
-``fit_status`` / ``fit_quality``.
+The global fit (the bowtie ``model_flux``, the source's parameters and covariance, the
+priors' widths) is the state's last fit: fit before the SED, as in Fermipy practice.
+
+The state given is never modified; a bin whose fit or scan has a problem is recorded, never
+dropped: ``fit_status`` 0 converged, 1 iteration limit, 2 no step lowered the cost, 3 the
+likelihood never fell 2.71 below its maximum (a bin without information: the limits are
+NaN), 4 a scan point was not finite (replaced by -1e30, never NaN or inf); with the
+``optimizer`` mapping, the general fitter's status.  ``fit_quality`` 3 when the bin fit's
+Hessian is positive definite, else 1 (Fermipy's scale).  When log L at norm 0 is not finite
+(the source alone predicts counts somewhere) the scan's first point is 1e-9 of the next.
 """
 
 from __future__ import annotations
@@ -86,6 +94,12 @@ def sed_bins(state: AnalysisState, loge_bins=None) -> list[tuple[float, float]]:
     comps = state.components
     edges0 = np.asarray(comps[0].edges, dtype=float)
     if loge_bins is None:
+        for ci, comp in enumerate(comps[1:], 1):
+            if comp.edges.size != edges0.size or not np.allclose(comp.edges, edges0,
+                                                                 rtol=1e-6):
+                raise EstimatorError(
+                    f"sed: component {ci} has other energy bins than component 0; give "
+                    "loge_bins (log10 MeV) on edges that every component shares")
         return [(float(a), float(b)) for a, b in zip(edges0[:-1], edges0[1:])]
     try:
         lb = np.asarray(loge_bins, dtype=float).ravel()
@@ -95,7 +109,6 @@ def sed_bins(state: AnalysisState, loge_bins=None) -> list[tuple[float, float]]:
     if lb.size < 2 or not np.all(np.isfinite(lb)) or np.any(np.diff(lb) <= 0):
         raise EstimatorError(f"sed: loge_bins: got {lb.tolist()!r}; expected at least two "
                              "increasing log10(E/MeV) bin edges")
-    out = []
     for ci, comp in enumerate(comps):
         le = np.log10(np.asarray(comp.edges, dtype=float))
         lo, hi = float(le[0]), float(le[-1])
@@ -110,8 +123,7 @@ def sed_bins(state: AnalysisState, loge_bins=None) -> list[tuple[float, float]]:
                     f"{', '.join(f'{x:.4f}' for x in le)} (log10 MeV); choose SED bins made "
                     "of whole analysis bins")
     e = [float(edges0[np.argmin(np.abs(np.log10(edges0) - v))]) for v in lb]
-    out = list(zip(e[:-1], e[1:]))
-    return out
+    return list(zip(e[:-1], e[1:]))
 
 
 def _bin_range(edges, e0, e1) -> tuple[int, int]:
