@@ -376,3 +376,13 @@ def test_the_recipe_step_writes_the_product_and_fermipys_file(gta, tmp_path):
     rec = json.loads((Path(gta.outdir) / "run.json").read_text())["analysis_steps"]
     assert [r["status"] for r in rec] == ["computed"]
     assert np.all(fermixr.open_run(gta.outdir)["sed"]["index"].values == 2.5)
+
+
+def test_free_pars_warns_that_it_has_no_effect(gta, tmp_path):
+    from fermixr.engine.recipe import OptionWithoutEffectWarning
+
+    g = gta.copy()
+    g.outdir = tmp_path
+    with pytest.warns(OptionWithoutEffectWarning, match=r"sed.free_pars: .*without effect"):
+        out = g.sed(SRC, free_pars=["Prefactor"], write_fits=False, write_npy=False)
+    assert out["file"] is None and not list(tmp_path.iterdir())
