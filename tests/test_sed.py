@@ -378,11 +378,36 @@ def test_the_recipe_step_writes_the_product_and_fermipys_file(gta, tmp_path):
     assert np.all(fermixr.open_run(gta.outdir)["sed"]["index"].values == 2.5)
 
 
-def test_free_pars_warns_that_it_has_no_effect(gta, tmp_path):
-    from fermixr.engine.recipe import OptionWithoutEffectWarning
+def test_free_pars_conditions_the_global_fit(gta, tmp_path):
+    """free_pars: the global fit with only those of the source's parameters free.  From
+    the fit with Prefactor and Index free, free_pars [Prefactor] gives the Prefactor
+    variance of a fit with the Index held (1 / its information; checked against a fit
+    that holds it), a bowtie no wider anywhere, and no index variance."""
+    from fermixr.estimators.fit import fit_state
 
+    st = edits.free_source(gta.state, SRC, pars=["Prefactor", "Index"])
+    st = st[0] if isinstance(st, tuple) else st
+    _, st = fit_state(st, optimizer="MINUIT", tol=1e-8)
+    src = st.model.find(SRC)
+    norm = st.spectral(src).norm_param
+    both = E.run("sed", st, SRC).dataset
+    one = E.run("sed", st, SRC, free_pars=[norm]).dataset
+    held = edits.free_parameter(st, SRC, "Index", free=False)
+    held = held[0] if isinstance(held, tuple) else held
+    _, held = fit_state(held, optimizer="MINUIT", tol=1e-8)
+    i = [q.name for q in src.spectral].index(norm)
+    k = [q.name for q in src.spectral].index("Index")
+    want = (held.model.find(SRC).param(norm).error * src.param(norm).scale) ** 2
+    assert float(one["param_covariance"].values[i, i]) == pytest.approx(want, rel=0.02)
+    assert float(one["param_covariance"].values[k, k]) == 0.0
+    assert float(both["param_covariance"].values[k, k]) > 0.0
+    assert np.all(one["model_flux_dnde_err"].values
+                  <= both["model_flux_dnde_err"].values * (1 + 1e-9))
+    np.testing.assert_array_equal(one["norm"].values, both["norm"].values)
+    with pytest.raises(EstimatorError, match=r"sed: free_pars: \['Nope'\] are not "
+                                             r"parameters of 'SYN_CRAB'"):
+        E.run("sed", st, SRC, free_pars=["Nope"])
     g = gta.copy()
     g.outdir = tmp_path
-    with pytest.warns(OptionWithoutEffectWarning, match=r"sed.free_pars: .*without effect"):
-        out = g.sed(SRC, free_pars=["Prefactor"], write_fits=False, write_npy=False)
+    out = g.sed(SRC, free_pars=[norm], write_fits=False, write_npy=False)
     assert out["file"] is None and not list(tmp_path.iterdir())

@@ -673,9 +673,6 @@ NO_EFFECT: dict[tuple[str, str], str] = {
     **{("tsmap", k): "fermixr's TS map runs its kernels on one thread in one process; "
                      "it is fast enough without (a fraction of a second per ROI)"
        for k in ("multithread", "nthread")},
-    ("sed", "free_pars"): "fermixr's sed takes the global fit (the bowtie, the source's "
-                          "parameter errors and the priors' widths) from the analysis "
-                          "state's last fit; it does not refit the source globally",
     **{("plotting", k): _NO_PLOTTING
        for k in ("loge_bounds", "catalogs", "graticule_radii", "format", "cmap",
                  "cmap_resid", "figsize", "label_ts_threshold", "interactive")},

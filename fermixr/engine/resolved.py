@@ -238,8 +238,8 @@ READS: dict[str, Reads] = {
     # the sed step: in its own key only (analysis_steps._section_inputs)
     "sed": Reads(("fermixr.engine.analysis_steps", "fermixr.engine.sed_output"), (
         "sed.bin_index", "sed.use_local_index", "sed.free_background", "sed.free_radius",
-        "sed.ul_confidence", "sed.cov_scale", "sed.make_plots", "sed.write_fits",
-        "sed.write_npy")),
+        "sed.free_pars", "sed.ul_confidence", "sed.cov_scale", "sed.make_plots",
+        "sed.write_fits", "sed.write_npy")),
 }
 
 

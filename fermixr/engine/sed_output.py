@@ -9,7 +9,6 @@ place.  Every header carries the options as JSON in CONFIG."""
 from __future__ import annotations
 
 import json
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +19,7 @@ from .roi_output import save_npy_atomic, write_atomic
 # the step's own parameters (besides the sed section's options)
 STEP_EXTRAS = ("name", "prefix", "outfile", "loge_bins", "optimizer")
 _EST_KEYS = ("loge_bins", "bin_index", "use_local_index", "free_background", "free_radius",
-             "ul_confidence", "cov_scale", "optimizer")
+             "free_pars", "ul_confidence", "cov_scale", "optimizer")
 
 
 def sed_options(section: dict, params: dict) -> dict:
@@ -37,14 +36,6 @@ def sed_options(section: dict, params: dict) -> dict:
             raise EstimatorError(f"sed: unknown option {k!r}; known: "
                                  f"{', '.join(sorted(opts))}")
         opts[k] = v
-    if params.get("free_pars", params.get("free_params")) is not None:
-        from .recipe import OptionWithoutEffectWarning
-
-        warnings.warn(f"sed.free_pars: set to {params.get('free_pars')!r}, accepted without "
-                      "effect: fermixr's sed takes the global fit (bowtie, parameter errors "
-                      "and the priors' widths) from the analysis state's last fit and does "
-                      "not refit the source globally", OptionWithoutEffectWarning,
-                      stacklevel=2)
     if opts.get("optimizer") is not None and not isinstance(opts["optimizer"], dict):
         raise EstimatorError(f"sed: optimizer: got {opts['optimizer']!r}; expected a "
                              "mapping of optimizer options")

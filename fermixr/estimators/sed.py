@@ -29,6 +29,9 @@ be an analysis bin edge of every component):
 
 The global fit (the bowtie ``model_flux``, the source's parameters and covariance, the
 priors' widths) is the state's last fit: fit before the SED, as in Fermipy practice.
+``free_pars`` (Fermipy: the source's parameters freed in the global fit) conditions that
+fit's covariance on the source's other parameters, which is the covariance of a global
+fit with only ``free_pars`` free at the same optimum; it is not refitted.
 
 The state given is never modified; a bin whose fit or scan has a problem is recorded, never
 dropped: ``fit_status`` 0 converged, 1 iteration limit, 2 no step lowered the cost, 3 the
@@ -303,24 +306,61 @@ def _quality(cost, x) -> int:
         return 1
 
 
-def _source_params(state, src) -> dict:
+def _source_params(state, src, free_pars=None) -> dict:
     """The source's spectral parameters from the global fit (the state's): names,
     physical values and errors, and their covariance (physical units; zero rows for
-    parameters the fit did not vary) -- Fermipy's PARAMS."""
+    parameters the fit did not vary) -- Fermipy's PARAMS.  ``free_pars`` (names): the
+    global fit with only these of the source's parameters free, i.e. the fit's covariance
+    conditioned on the source's other parameters (the inverse of the precision matrix's
+    block of the remaining parameters; the background parameters of the fit stay)."""
     from .bowtie import physical_covariance
 
     n = len(src.spectral)
+    pnames = [q.name for q in src.spectral]
+    if free_pars is not None:
+        bad = [p for p in free_pars if p not in pnames]
+        if bad:
+            raise EstimatorError(f"sed: free_pars: {bad!r} are not parameters of "
+                                 f"{src.name!r} ({', '.join(pnames)})")
     fc = state.fit_covariance()
-    names = fc[0] if fc is not None else []
-    idx = np.array([i for i, q in enumerate(src.spectral)
-                    if f"{src.name}:{q.name}" in names or (q.free and q.error)], dtype=int)
+    names = list(fc[0]) if fc is not None else []
+    fitted = [i for i, q in enumerate(src.spectral) if f"{src.name}:{q.name}" in names]
     cov = np.zeros((n, n))
-    if idx.size:
-        cov[np.ix_(idx, idx)] = physical_covariance(state, src, idx)
+    if fitted:
+        full = np.asarray(fc[1], dtype=float)
+        keep_src = [i for i in fitted if free_pars is None or pnames[i] in free_pars]
+        drop = {f"{src.name}:{pnames[i]}" for i in fitted if i not in keep_src}
+        rest = [k for k, nm in enumerate(names) if nm not in drop]
+        if drop and rest:
+            sub = np.linalg.inv(np.linalg.inv(full)[np.ix_(rest, rest)])
+        else:
+            sub = full[np.ix_(rest, rest)]
+        pos = [rest.index(names.index(f"{src.name}:{pnames[i]}")) for i in keep_src]
+        scales = np.array([src.spectral[i].scale for i in keep_src])
+        cov[np.ix_(keep_src, keep_src)] = sub[np.ix_(pos, pos)] * np.outer(scales, scales)
+    else:
+        idx = np.array([i for i, q in enumerate(src.spectral) if q.free and q.error and (
+            free_pars is None or q.name in free_pars)], dtype=int)
+        if idx.size:
+            cov[np.ix_(idx, idx)] = physical_covariance(state, src, idx)
     err = np.sqrt(np.clip(np.diag(cov), 0.0, None))
-    return {"param_names": [q.name for q in src.spectral],
-            "param_values": src.spectral_values(), "param_errors": err,
-            "param_covariance": cov}
+    return {"param_names": pnames, "param_values": src.spectral_values(),
+            "param_errors": err, "param_covariance": cov}
+
+
+def _bowtie(state, src, cov, loge) -> dict:
+    """dN/dE of the global model with its 1-sigma band from ``cov`` (physical units, all
+    spectral parameters), as estimators.bowtie."""
+    sm = state.spectral(src)
+    p = src.spectral_values()
+    e = 10 ** np.asarray(loge, dtype=float)
+    f = np.asarray(sm.evaluate(e, p), dtype=float)
+    g = np.asarray(sm.gradient(e, p), dtype=float)
+    err = np.sqrt(np.clip(np.einsum("ai,ab,bi->i", g, cov, g), 0, None))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ferr = err / f
+    return {"energies": e, "dnde": f, "dnde_err": err, "dnde_lo": f - err,
+            "dnde_hi": f + err, "dnde_ferr": ferr}
 
 
 # ----------------------------------------------------------------- profile and limits --
@@ -416,11 +456,11 @@ def _bin_model(state, target, bkg):
 # ---------------------------------------------------------------------- the estimator --
 def sed_values(state: AnalysisState, name: str, *, loge_bins=None, bin_index=2.0,
                use_local_index=False, free_background=False, free_radius=None,
-               ul_confidence=0.95, cov_scale=3.0, llscan_npts=20, optimizer=None) -> dict:
+               free_pars=None, ul_confidence=0.95, cov_scale=3.0, llscan_npts=20,
+               optimizer=None) -> dict:
     """The SED of ``name`` as Fermipy's dict (arrays per bin; see the module docstring)."""
     from ..likelihood.priors import GaussianPrior
     from ..model.spectral import PowerLaw
-    from .bowtie import bowtie_values
 
     _check_options(bin_index, use_local_index, free_background, free_radius, ul_confidence,
                    cov_scale, llscan_npts)
@@ -436,6 +476,7 @@ def sed_values(state: AnalysisState, name: str, *, loge_bins=None, bin_index=2.0
         raise EstimatorError(f"sed: {src.name!r} is a diffuse source; the SED is made for "
                              "point-like and extended sources")
     bins = sed_bins(state, loge_bins)
+    o_params = _source_params(state, src, free_pars)
     sm = state.spectral(src)
     p_glob = src.spectral_values()
     bkg = _background_norms(state, src, bool(free_background), free_radius)
@@ -461,6 +502,7 @@ def sed_values(state: AnalysisState, name: str, *, loge_bins=None, bin_index=2.0
         "e_min", "e_ref", "e_max", "ref_dnde", "ref_flux", "ref_eflux", "ref_dnde_e_min",
         "ref_dnde_e_max", "ref_e2dnde", "ref_npred", "norm", "norm_err", "norm_err_lo",
         "norm_err_hi", "norm_ul95", "norm_ul", "ts", "loglike", "npred", "index")}
+    o.update(o_params)
     o["fit_quality"] = np.zeros(nb, dtype=np.int64)
     o["fit_status"] = np.zeros(nb, dtype=np.int64)
     o["norm_scan"] = np.zeros((nb, npts))
@@ -562,10 +604,9 @@ def sed_values(state: AnalysisState, name: str, *, loge_bins=None, bin_index=2.0
     o["e_ctr"] = o["e_ref"].copy()
     for k in ("e_min", "e_max", "e_ctr", "e_ref"):
         o[f"log{k}"] = np.log10(o[k])
-    o.update(_source_params(state, src))
     emin, emax = state.energy_range
-    o["model_flux"] = bowtie_values(state, src.name,
-                                    np.linspace(math.log10(emin), math.log10(emax), 50))
+    o["model_flux"] = _bowtie(state, src, o["param_covariance"],
+                              np.linspace(math.log10(emin), math.log10(emax), 50))
     o.update(name=src.name, ul_confidence=float(ul_confidence), bin_index=float(bin_index),
              use_local_index=bool(use_local_index), free_background=bool(free_background),
              free_radius=free_radius, cov_scale=cov_scale, free_sources=list(bkg),
@@ -656,12 +697,12 @@ def sed_dict(ds, file=None) -> dict:
 
 @register("sed", version="1", product="sed", section="sed", needs_source=True)
 def sed(state: AnalysisState, name: str, *, loge_bins=None, bin_index=2.0,
-        use_local_index=False, free_background=False, free_radius=None,
+        use_local_index=False, free_background=False, free_radius=None, free_pars=None,
         ul_confidence=0.95, cov_scale=3.0, llscan_npts=20, optimizer=None):
     """SED of a source: per energy bin the norm against a reference power law, its errors,
     upper limits, TS and likelihood scan, with the global fit's bowtie."""
     return EstimatorResult(sed_dataset(sed_values(
         state, name, loge_bins=loge_bins, bin_index=bin_index,
         use_local_index=use_local_index, free_background=free_background,
-        free_radius=free_radius, ul_confidence=ul_confidence, cov_scale=cov_scale,
-        llscan_npts=llscan_npts, optimizer=optimizer)))
+        free_radius=free_radius, free_pars=free_pars, ul_confidence=ul_confidence,
+        cov_scale=cov_scale, llscan_npts=llscan_npts, optimizer=optimizer)))
