@@ -411,3 +411,41 @@ def test_free_pars_conditions_the_global_fit(gta, tmp_path):
     g.outdir = tmp_path
     out = g.sed(SRC, free_pars=[norm], write_fits=False, write_npy=False)
     assert out["file"] is None and not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("mode", ["wcs_edisp", "two_pixel_sizes"])
+def test_bin_costs_are_the_full_likelihood_restricted_to_the_bin(mode, tmp_path):
+    """With the reference equal to the global spectrum (the source's own power law), a
+    bin's cost is the full model's Poisson log L summed over that bin's measured energies
+    only -- with energy dispersion (the bin's rows of the response and the true-energy
+    band they draw from) and with components of different pixel sizes."""
+    from fermixr import Analysis
+    from fermixr.estimators.sed import _ComponentTerms, _reference_term, sed_bins
+    from fermixr.likelihood.roi import component_costs
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        st = Analysis(_doc(mode, tmp_path)).setup().state
+    src = st.model.find(SRC)
+    sm = st.spectral(src)
+    index = -src.param("Index").physical
+    parts = [_ComponentTerms(st, c, st.model, SRC) for c in st.components]
+    cubes = [np.asarray(c.model_cube(c.x0)).reshape(comp.counts.shape)
+             for c, comp in zip(component_costs(st), st.components)]
+    if mode == "wcs_edisp":
+        assert st.components[0].drm is not None
+    for e0, e1 in sed_bins(st, [2.699, 3.2103, 3.9773, 5.0]):
+        e_ref = np.sqrt(e0 * e1)
+        ref = float(sm.evaluate(np.array([e_ref]), src.spectral_values())[0])
+        term = _reference_term(SRC, ref, index, e_ref)
+        got = 0.0
+        want = 0.0
+        for part, comp, m in zip(parts, st.components, cubes):
+            c = part.cost(term, e0, e1)
+            got += -float(c(c.x0))
+            le = np.log10(comp.edges)
+            k0 = int(np.argmin(np.abs(le - np.log10(e0))))
+            k1 = int(np.argmin(np.abs(le - np.log10(e1))))
+            n, mm = comp.counts[k0:k1], m[k0:k1]
+            want += float(np.sum(np.where(n > 0, n * np.log(mm), 0.0) - mm))
+        assert got == pytest.approx(want, rel=1e-9, abs=1e-6)
