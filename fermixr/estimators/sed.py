@@ -236,20 +236,22 @@ def _reference_term(name, ref_dnde, index, e_ref):
 # ------------------------------------------------------------------------- the fit --
 def _newton(cost, x0, max_iter=50):
     """Minimise a convex cost within its bounds by projected Newton steps on the exact
-    Hessian with a backtracking line search.  Returns (x, value, status): status 0 when
-    converged (the Newton decrement at the rounding level of the cost, or a step that
-    no longer moves x), 1 at the iteration limit, 2 when no step lowers the cost."""
+    Hessian with a backtracking line search.  Returns (x, value, status, H): status 0
+    when converged (the Newton decrement at the rounding level of the cost, or a step
+    that no longer moves x), 1 at the iteration limit, 2 when no step lowers the cost;
+    H the last Hessian of the parameters off their bounds (None: all on a bound)."""
     b = np.asarray(cost.bounds, dtype=float).reshape(-1, 2)
     lo, hi = b[:, 0], b[:, 1]
     x = np.clip(np.asarray(x0, dtype=float), lo, hi)
     f, g = cost.value_and_grad(x)
     status = 1
+    H = None
     for _ in range(max_iter):
         noise = 1e-13 * max(1.0, abs(f))      # what a change of the cost can resolve
         act = ((x <= lo) & (g > 0)) | ((x >= hi) & (g < 0))
         fr = np.flatnonzero(~act)
         if not fr.size:
-            status = 0
+            status, H = 0, None
             break
         H = cost.hessian(x)[np.ix_(fr, fr)]
         gf = g[fr]
@@ -293,14 +295,16 @@ def _newton(cost, x0, max_iter=50):
         if moved < 1e-13 or dec < noise:      # the last step was at the rounding level
             status = 0
             break
-    return x, float(f), status
+    return x, float(f), status, H
 
 
-def _quality(cost, x) -> int:
-    """Fermipy's fit_quality of a converged bin fit: 3 when the Hessian is positive
-    definite (an accurate covariance), else 1."""
+def _quality(H) -> int:
+    """Fermipy's fit_quality of a converged bin fit: 3 when the Hessian of the
+    parameters off their bounds is positive definite (an accurate covariance), else 1."""
+    if H is None:
+        return 3
     try:
-        np.linalg.cholesky(np.asarray(cost.hessian(x), dtype=float))
+        np.linalg.cholesky(np.asarray(H, dtype=float))
         return 3
     except np.linalg.LinAlgError:
         return 1
@@ -541,8 +545,8 @@ def sed_values(state: AnalysisState, name: str, *, loge_bins=None, bin_index=2.0
                           if res.last_values is not None else res.values, dtype=float)
             status, quality = int(res.fit_status), int(res.fit_quality)
         else:
-            xb, _, status = _newton(total, x_start)
-            quality = _quality(total, xb)
+            xb, _, status, H = _newton(total, x_start)
+            quality = _quality(H)
             if status:
                 quality = min(quality, 1)
         # the held profile: a cost of the target's norm alone (others at their best)
@@ -575,7 +579,7 @@ def sed_values(state: AnalysisState, name: str, *, loge_bins=None, bin_index=2.0
         err_lo = prof.x0 - (0.0 if x_lo is None else x_lo)
         err = err_hi if x_lo is None else 0.5 * (err_hi + err_lo)
         ul = prof.crossing(dl_ul, 1, sigma)
-        ul95 = prof.crossing(dl_95, 1, sigma)
+        ul95 = ul if dl_95 == dl_ul else prof.crossing(dl_95, 1, sigma)
         ll_best = prof.l0
         o["e_min"][j], o["e_ref"][j], o["e_max"][j] = e0, e_ref, e1
         o["ref_dnde"][j] = ref_dnde
