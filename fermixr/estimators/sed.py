@@ -165,26 +165,6 @@ class _ComponentTerms:
         else:
             self.maps = comp.stacked(model, False)
 
-    def held_terms(self, values: dict) -> list:
-        """The background terms with every parameter fixed, the fitted ``values``
-        ("source:param" -> scaled value) in place: only the target stays free, so a scan
-        point recomputes one source's weights and the rest is one fixed cube."""
-        from ..likelihood.cost import SourceTerm
-
-        out = []
-        for t in self.terms:
-            if t is None or not t.free.any():
-                out.append(t)
-                continue
-            p = np.array(t.p, dtype=float)
-            for k, par in enumerate(t.model.par_names):
-                key = f"{t.name}:{par}"
-                if key in values:
-                    p[k] = values[key] * t.scale[k]
-            out.append(SourceTerm.make(t.name, t.model, p, free=np.zeros(p.size, bool),
-                                       bounds=[tuple(b) for b in t.bounds], scale=t.scale))
-        return out
-
     def cost(self, term, e0, e1, terms=None):
         from ..likelihood.cost import BinnedPoissonCost
         from ..likelihood.dispersed import DispersedPoissonCost
@@ -367,6 +347,102 @@ def _bowtie(state, src, cov, loge) -> dict:
             "dnde_hi": f + err, "dnde_ferr": ferr}
 
 
+# --------------------------------------------------------- the bin as a linear problem --
+class _LinearBin:
+    """A bin's likelihood when every free parameter is a normalisation: the model counts
+    are linear in them, m = fixed + x @ D over the bin's cells (component, measured bin,
+    pixel), with counts n and weights w.  ``fixed`` and the unit cubes D come from the
+    bin's cost objects (their maps, response, exposure scales), once; then a value,
+    gradient or Hessian is a few passes over the cells in numpy (no BLAS, so no thread
+    pool is started for small products), and the cost objects are not called again.
+    ``priors``: (index, mean, sigma) Gaussian priors on x.  The interface is the costs'
+    (``bounds``, ``__call__``, ``value_and_grad``, ``grad``, ``hessian``): -log L."""
+
+    def __init__(self, n, w, fixed, D, bounds, priors=()):
+        self.n, self.w, self.fixed, self.D = n, w, fixed, D
+        self.bounds = np.asarray(bounds, dtype=float).reshape(-1, 2)
+        self.priors = tuple(priors)
+        self.npar = D.shape[0]
+
+    @classmethod
+    def from_costs(cls, like, names, priors=()):
+        """From the bin's cost (one per component, or their sum) and the free parameter
+        names of ``like`` (norms only)."""
+        ns, ws, fs, Ds = [], [], [], []
+        for c in _likes(like):
+            k0, k1 = c.bin_range
+            shape = c.counts.shape
+            cn = list(c.parameters)
+            zeros = np.zeros(len(cn))
+            fixed = np.asarray(c.model_cube(zeros)).reshape(shape)[k0:k1].ravel()
+            D = np.zeros((len(names), fixed.size))
+            for q, pname in enumerate(cn):
+                x = zeros.copy()
+                x[q] = 1.0
+                cube = np.asarray(c.source_cube(pname.rsplit(":", 1)[0], x))
+                D[names.index(pname)] = cube.reshape(shape)[k0:k1].ravel()
+            n = c.counts[k0:k1].ravel()
+            w = (np.ones_like(n) if c.wmap.size == 0 else c.wmap[k0:k1].ravel())
+            keep = (n > 0) | (fixed != 0) | np.any(D != 0, axis=0)
+            ns.append(n[keep])
+            ws.append(w[keep])
+            fs.append(fixed[keep])
+            Ds.append(D[:, keep])
+        return cls(np.concatenate(ns), np.concatenate(ws), np.concatenate(fs),
+                   np.concatenate(Ds, axis=1), like.bounds, priors)
+
+    def held(self, x, i):
+        """The problem of parameter ``i`` alone, the others held at ``x`` (no priors:
+        they are constant there)."""
+        others = np.delete(np.arange(self.npar), i)
+        fixed = (self.fixed + np.einsum("q,qp->p", x[others], self.D[others])
+                 if others.size else self.fixed)
+        return _LinearBin(self.n, self.w, fixed, self.D[i:i + 1], self.bounds[i:i + 1])
+
+    def model(self, x):
+        return self.fixed + np.einsum("q,qp->p", np.asarray(x, dtype=float), self.D)
+
+    def loglike(self, x) -> float:
+        m = self.model(x)
+        pos = m > 0
+        if np.any(~pos & (self.n > 0)):
+            return -np.inf
+        t = np.where(self.n > 0, self.n * np.log(np.where(pos, m, 1.0)), 0.0) - m
+        return float(np.sum(self.w * t))
+
+    def _prior(self, x):
+        v, g, h = 0.0, np.zeros(self.npar), np.zeros(self.npar)
+        for i, mean, sig in self.priors:
+            z = (x[i] - mean) / sig
+            v += 0.5 * z * z
+            g[i] += z / sig
+            h[i] += 1.0 / sig ** 2
+        return v, g, h
+
+    def __call__(self, x) -> float:
+        x = np.asarray(x, dtype=float)
+        return -self.loglike(x) + self._prior(x)[0]
+
+    def value_and_grad(self, x):
+        x = np.asarray(x, dtype=float)
+        m = self.model(x)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            r = self.w * (np.where(self.n > 0, self.n / m, 0.0) - 1.0)
+        pv, pg, _ = self._prior(x)
+        return -self.loglike(x) + pv, -np.einsum("qp,p->q", self.D, r) + pg
+
+    def grad(self, x):
+        return self.value_and_grad(x)[1]
+
+    def hessian(self, x):
+        x = np.asarray(x, dtype=float)
+        m = self.model(x)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            v = np.where(self.n > 0, self.w * self.n / (m * m), 0.0)
+        H = np.einsum("qp,rp->qr", self.D * v, self.D, optimize=False)
+        return H + np.diag(self._prior(x)[2])
+
+
 # ----------------------------------------------------------------- profile and limits --
 class _Profile:
     """log L of the bin as a function of the norm alone (the others held)."""
@@ -537,6 +613,8 @@ def sed_values(state: AnalysisState, name: str, *, loge_bins=None, bin_index=2.0
         inorm = names.index(f"{src.name}:Prefactor")
         x_start = np.array(like.x0, dtype=float)
         x_start[inorm] = 1.0
+        prior_idx = [(names.index(pr.parameter), pr.mean, pr.sigma) for pr in priors]
+        lin = _LinearBin.from_costs(like, names, prior_idx)
         if optimizer:
             from ..fit.fitter import fit as run_fit
 
@@ -545,22 +623,17 @@ def sed_values(state: AnalysisState, name: str, *, loge_bins=None, bin_index=2.0
                           if res.last_values is not None else res.values, dtype=float)
             status, quality = int(res.fit_status), int(res.fit_quality)
         else:
-            xb, _, status, H = _newton(total, x_start)
+            xb, _, status, H = _newton(lin, x_start)
             quality = _quality(H)
             if status:
                 quality = min(quality, 1)
-        # the held profile: a cost of the target's norm alone (others at their best)
-        values = dict(zip(names, xb))
-        held = None
-        for part in parts:
-            c = part.cost(term, e0, e1, part.held_terms(values))
-            held = c if held is None else held + c
+        # the held profile: the target's norm alone, the others at their best
+        held = lin.held(xb, inorm)
         prof = _Profile(held, xb[inorm:inorm + 1], 0)
-        hnn = float(np.asarray(held.hessian(xb[inorm:inorm + 1]))[0, 0])
+        hnn = float(held.hessian(xb[inorm:inorm + 1])[0, 0])
         sigma = 1.0 / math.sqrt(hnn) if hnn > 0 else max(prof.x0, 1.0)
-        # the reference model's counts (norm 1: the target's start value in every part)
-        ref_npred = float(sum(np.asarray(c.source_cube(src.name)).sum()
-                              for c in _likes(held)))
+        # the reference model's counts (the cells' unit cube of the target)
+        ref_npred = float(held.D[0].sum())
         x_271 = prof.crossing(_TS_SCAN_DROP, 1, sigma)
         if not np.isfinite(x_271):
             status = max(status, 3)
