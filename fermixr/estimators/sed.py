@@ -15,9 +15,11 @@ be an analysis bin edge of every component):
   (``free_background``: those free in the model; ``free_radius``: the point-like and
   extended sources within that distance), each with a Gaussian prior of width
   ``cov_scale`` times its global-fit error (``cov_scale`` null: no prior).  The free
-  parameters are all normalisations, so the bin fit is convex: a projected Newton
-  iteration on the exact Hessian reaches the optimum to machine precision (the
-  ``optimizer`` mapping selects the general fitter instead);
+  parameters are all normalisations, so the bin's model counts are linear in them
+  (:class:`_LinearBin`: a fixed cube and one unit cube per norm, taken once from the
+  bin's cost objects) and the fit is convex: a projected Newton iteration on the exact
+  Hessian reaches the optimum at the cost's rounding level (the ``optimizer`` mapping
+  selects the general fitter on the cost objects instead);
 * a likelihood scan of the norm with the others held (Fermipy's reoptimize=False) always
   includes norm 0 and ends where log L has fallen >= 2.71 below its maximum; every point
   is finite;
