@@ -342,6 +342,17 @@ class Analysis:
                               dict(kwargs, prefix=prefix))
         return tsmap_dict(ds, None if "fits" not in paths else str(paths["fits"]))
 
+    def sed(self, name, loge_bins=None, **kwargs) -> dict:
+        """Fermipy's sed(): the SED of source ``name`` (options of the sed section as
+        keywords); writes ``<prefix>_<name>_sed.fits`` and returns Fermipy's dict."""
+        from ..engine.sed_output import run_sed
+        from ..estimators.sed import sed_dict
+
+        ds, paths = run_sed(self.state, dict(self.config["sed"]), self.outdir,
+                            dict(kwargs, name=name, loge_bins=loge_bins),
+                            llscan_npts=self._llscan_npts())
+        return sed_dict(ds, None if "fits" not in paths else str(paths["fits"]))
+
     def generate_model(self, model_name=None, rng=None, seed=None):
         """Replace the counts of every component by a Poisson realisation of the current
         model (of one source with ``model_name``); returns the seed used."""
