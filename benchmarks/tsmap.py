@@ -153,10 +153,15 @@ def main(argv=None):
     print("energies: fermixr sums the Poisson terms of all 30 bins, a kernel per bin")
 
     state = fermixr_state(prob, counts)
-    ds, fx_warm, fx, fx_all = run_fermixr(state, args.radius, args.repeat)
+    ds, fx_warm, fx, fx_all = run_fermixr(state, args.radius, args.repeat, flux_ul=False)
     fx_ts = np.asarray(ds["ts"].values)
-    print(f"fermixr tsmap: warm-up (first call, compilation / cache load) {fx_warm:.3f} s; "
-          f"warm median {fx:.3f} s over {args.repeat} ({', '.join(f'{t:.3f}' for t in fx_all)})",
+    print(f"fermixr tsmap (ts, sqrt_ts, npred, amplitude, flux, flux_err; flux_ul=False): "
+          f"warm-up (first call, compilation / cache load) {fx_warm:.3f} s; warm median "
+          f"{fx:.3f} s over {args.repeat} ({', '.join(f'{t:.3f}' for t in fx_all)}); "
+          f"{ds.attrs['pixel_evaluations']} pixel evaluations for "
+          f"{ds.attrs['pixels_computed']} pixels", flush=True)
+    _, _, fx_ul, _ = run_fermixr(state, args.radius, args.repeat, flux_ul=True)
+    print(f"fermixr tsmap with flux_ul95 (its default): warm median {fx_ul:.3f} s",
           flush=True)
     if args.skip_gammapy:
         return
