@@ -93,10 +93,10 @@ def _wcs_accumulate_impl(A, rowptr, xs, nw, mm, ny, nx, K, rk, xr, ix, iy, cls, 
                     s = K[c, k, dy, x - cx + R]
                     if s <= 0.0:
                         continue
-                    mu = mm[p] + a * s
-                    t = nw[p] * s / mu
+                    inv = 1.0 / (mm[p] + a * s)
+                    t = nw[p] * s * inv
                     s1 += t
-                    s2 -= t * s / mu
+                    s2 -= t * s * inv
                     if wdl:
                         s3 += nw[p] * np.log1p(a * s / mm[p])
         g1[j] += s1
@@ -190,10 +190,10 @@ def _sparse_accumulate_impl(A, n, m, w, indptr, idx, vals, want_dl, g1, g2, dl, 
                 if s <= 0.0:
                     continue
                 ww = w[k, p]
-                mu = m[k, p] + a * s
-                t = ww * nn * s / mu
+                inv = 1.0 / (m[k, p] + a * s)
+                t = ww * nn * s * inv
                 s1 += t
-                s2 -= t * s / mu
+                s2 -= t * s * inv
                 if wdl:
                     s3 += ww * nn * np.log1p(a * s / m[k, p])
         g1[j] += s1
