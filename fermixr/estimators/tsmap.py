@@ -604,7 +604,7 @@ def _region(geom, map_skydir, map_size, disk, pixel_mask):
     return geom, keep, index
 
 
-@register("tsmap", version="1", product="tsmap", section="tsmap", needs_source=False)
+@register("tsmap", version="2", product="tsmap", section="tsmap", needs_source=False)
 def tsmap(state: AnalysisState, *, model=None, exclude=None, multithread=False,
           nthread=None, max_kernel_radius=3.0, loge_bounds=None, map_skydir=None,
           map_size=1.0, disk=None, pixel_mask=None, flux_ul=True, backend="numba"):
