@@ -156,7 +156,7 @@ def test_numba_and_numpy_kernels_agree():
         outs = []
         for backend in ("numba", "numpy"):
             o = _Part(part, npix, backend, sel)
-            g = [np.zeros(npix) for _ in range(3)]
+            g = [np.zeros(npix) for _ in range(4)]
             o.sums(A, sel, np.ones(npix, dtype=bool), *g)
             z = [np.zeros(npix) for _ in range(2)]
             o.sums_at_zero(sel, *z)
@@ -165,7 +165,7 @@ def test_numba_and_numpy_kernels_agree():
             np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-11)
     # the direct kernel: only the pixels asked for, dl only where wanted
     o = _Part(parts[0], npix, "numba", sel)
-    g = [np.zeros(npix) for _ in range(3)]
+    g = [np.zeros(npix) for _ in range(4)]
     want = np.arange(npix) % 2 == 0
     K.wcs_accumulate(A, *o.cells, ny, nx, kern, o.rk, o.xr, ix, iy, cls, want, *g,
                      sel[:20])

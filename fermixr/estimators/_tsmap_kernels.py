@@ -3,6 +3,7 @@ the sums over energies and kernel pixels of one component
 
     g1 = sum w (n s / (m + A s) - s)            (d lnL / dA)
     g2 = -sum w n s^2 / (m + A s)^2             (d2 lnL / dA2)
+    g3 = 2 sum w n s^3 / (m + A s)^3            (d3 lnL / dA3)
     dl = sum w (n log(1 + A s / m) - A s)       (lnL(A) - lnL(0))
 
 added into the output arrays.  Terms without counts (n = 0) contribute -w s to g1 and
@@ -38,7 +39,7 @@ def sparse_cells(n, m, w):
 
 
 def _wcs_accumulate_impl(A, rowptr, xs, nw, mm, ny, nx, K, rk, xr, ix, iy, cls, want_dl,
-                         g1, g2, dl, sel):
+                         g1, g2, dl, g3, sel):
     """Terms with counts of one WCS component: ``rowptr, xs, nw, mm``
     from :func:`sparse_cells` of the (nb, ny, nx) cube; K : (ncls, nb, kh, kw) centred
     kernels, zero outside the centre box of half-width rk[k] (rk[k] < 0: bin unused) and, in
@@ -57,6 +58,7 @@ def _wcs_accumulate_impl(A, rowptr, xs, nw, mm, ny, nx, K, rk, xr, ix, iy, cls, 
         s1 = 0.0
         s2 = 0.0
         s3 = 0.0
+        s4 = 0.0
         for k in range(nb):
             r = rk[k]
             if r < 0:
@@ -95,12 +97,15 @@ def _wcs_accumulate_impl(A, rowptr, xs, nw, mm, ny, nx, K, rk, xr, ix, iy, cls, 
                         continue
                     inv = 1.0 / (mm[p] + a * s)
                     t = nw[p] * s * inv
+                    q = s * inv
                     s1 += t
-                    s2 -= t * s * inv
+                    s2 -= t * q
+                    s4 += t * q * q
                     if wdl:
                         s3 += nw[p] * np.log1p(a * s / mm[p])
         g1[j] += s1
         g2[j] += s2
+        g3[j] += 2.0 * s4
         if wdl:
             dl[j] += s3
 
@@ -135,7 +140,7 @@ def _wcs_weight_sum_impl(w, K, rk, ix, iy, cls, out, sel):
 wcs_weight_sum = pnjit(_wcs_weight_sum_impl)
 
 
-def wcs_accumulate_numpy(A, n, m, w, K, ix, iy, cls, want_dl, g1, g2, dl, sel=None):
+def wcs_accumulate_numpy(A, n, m, w, K, ix, iy, cls, want_dl, g1, g2, dl, g3=None, sel=None):
     """numpy reference of the WCS sums (every term; one shift of the kernel at a time;
     every pixel, ``sel`` or not)."""
     nb, ny, nx = n.shape
@@ -161,13 +166,15 @@ def wcs_accumulate_numpy(A, n, m, w, K, ix, iy, cls, want_dl, g1, g2, dl, sel=No
                 t2 = np.where(pos, -ww * nn * s * s / mu ** 2, 0.0)
                 g1[j] += t1.sum(axis=0)
                 g2[j] += t2.sum(axis=0)
+                if g3 is not None:
+                    g3[j] += np.where(pos, 2.0 * ww * nn * s ** 3 / mu ** 3, 0.0).sum(axis=0)
                 if np.any(want_dl):
                     t3 = np.where(pos, ww * (np.where(nn > 0, nn * np.log1p(a * s / mm),
                                                       0.0) - a * s), 0.0)
                     dl[j] += t3.sum(axis=0)
 
 
-def _sparse_accumulate_impl(A, n, m, w, indptr, idx, vals, want_dl, g1, g2, dl, sel):
+def _sparse_accumulate_impl(A, n, m, w, indptr, idx, vals, want_dl, g1, g2, dl, g3, sel):
     """Terms with counts of a sparse placement: n, m, w : (nb,
     npix); output pixel j uses component pixels idx[indptr[j]:indptr[j+1]] with kernel values
     vals[:, same range]; want_dl : per output pixel, whether dl is wanted; only the pixels
@@ -180,6 +187,7 @@ def _sparse_accumulate_impl(A, n, m, w, indptr, idx, vals, want_dl, g1, g2, dl, 
         s1 = 0.0
         s2 = 0.0
         s3 = 0.0
+        s4 = 0.0
         for e in range(indptr[j], indptr[j + 1]):
             p = idx[e]
             for k in range(nb):
@@ -192,12 +200,15 @@ def _sparse_accumulate_impl(A, n, m, w, indptr, idx, vals, want_dl, g1, g2, dl, 
                 ww = w[k, p]
                 inv = 1.0 / (m[k, p] + a * s)
                 t = ww * nn * s * inv
+                q = s * inv
                 s1 += t
-                s2 -= t * s * inv
+                s2 -= t * q
+                s4 += t * q * q
                 if wdl:
                     s3 += ww * nn * np.log1p(a * s / m[k, p])
         g1[j] += s1
         g2[j] += s2
+        g3[j] += 2.0 * s4
         if wdl:
             dl[j] += s3
 
@@ -224,7 +235,8 @@ def _sparse_weight_sum_impl(w, indptr, idx, vals, out, sel):
 sparse_weight_sum = pnjit(_sparse_weight_sum_impl)
 
 
-def sparse_accumulate_numpy(A, n, m, w, indptr, idx, vals, want_dl, g1, g2, dl, sel=None):
+def sparse_accumulate_numpy(A, n, m, w, indptr, idx, vals, want_dl, g1, g2, dl, g3=None,
+                            sel=None):
     """numpy reference of the sparse sums (every term; segment sums; every pixel)."""
     if idx.size == 0:
         return
@@ -240,6 +252,9 @@ def sparse_accumulate_numpy(A, n, m, w, indptr, idx, vals, want_dl, g1, g2, dl, 
         t2 = np.where(pos, -ww * nn * s * s / mu ** 2, 0.0).sum(axis=0)
         g1 += np.bincount(owner, t1, minlength=A.size)
         g2 += np.bincount(owner, t2, minlength=A.size)
+        if g3 is not None:
+            t4 = np.where(pos, 2.0 * ww * nn * s ** 3 / mu ** 3, 0.0).sum(axis=0)
+            g3 += np.bincount(owner, t4, minlength=A.size)
         if np.any(want_dl):
             t3 = np.where(pos, ww * (np.where(nn > 0, nn * np.log1p(a * s / mm), 0.0)
                                      - a * s), 0.0).sum(axis=0)

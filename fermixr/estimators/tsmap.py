@@ -323,19 +323,20 @@ class _Part:
             _, vals, ptr, idx = self.place
             K.sparse_accumulate_numpy(A, n, m, w, ptr, idx, vals, want_dl, *g)
 
-    def sums(self, A, sel, want_dl, g1, g2, dl):
+    def sums(self, A, sel, want_dl, g1, g2, dl, g3):
+        """Adds g1, g2, dl (where ``want_dl``) and g3 = d3lnL/dA3 at A for ``sel``."""
         if self.backend == "numpy":
-            self._reference(A, self.n, self.m, self.w, want_dl, (g1, g2, dl))
+            self._reference(A, self.n, self.m, self.w, want_dl, (g1, g2, dl, g3))
             return
         if self.place[0] == "wcs":
             _, kern, ix, iy, cls, shape3 = self.place[:6]
             rowptr, xs, nw, mm = self.cells
             K.wcs_accumulate(A, rowptr, xs, nw, mm, shape3[1], shape3[2], kern,
-                             self.rk, self.xr, ix, iy, cls, want_dl, g1, g2, dl, sel)
+                             self.rk, self.xr, ix, iy, cls, want_dl, g1, g2, dl, g3, sel)
         else:
             _, vals, ptr, idx = self.place
             K.sparse_accumulate(A, self.n, self.m, self.w, ptr, idx, vals, want_dl, g1,
-                                g2, dl, sel)
+                                g2, dl, g3, sel)
         g1[sel] -= self.C[sel]
         dl[sel] -= A[sel] * self.C[sel]
 
@@ -344,7 +345,8 @@ class _Part:
         made)."""
         if self.M is None:
             z = np.zeros(g1.size)
-            self.sums(z, sel, np.zeros(g1.size, dtype=bool), g1, g2, np.zeros(g1.size))
+            self.sums(z, sel, np.zeros(g1.size, dtype=bool), g1, g2, np.zeros(g1.size),
+                      np.zeros(g1.size))
             return
         g1[sel] += self.M[0, sel] - self.C[sel]
         g2[sel] -= self.M[1, sel]
@@ -358,16 +360,17 @@ def solve_amplitudes(parts, npix, backend="numba", sel=None, eps=1e-5, max_iter=
     compute (default all; the others stay 0).
 
     At A = 0 the derivatives are kernel correlations (WCS, numba: FFT) or sums; pixels
-    where dlnL/dA <= 0 there stop: A = 0, TS = 0.  Below the maximum each iteration takes
-    the largest of three steps that stay below it: Newton on dlnL/dA (convex), Newton on
-    1 / sum(w n s / mu) = 1 / sum(w s) (concave and nearly linear in A: exact for one
-    term) and the EM step A sum(w n s / mu) / sum(w s); above it a Newton step.  A pixel
-    stops when the predicted gain of a Newton step, g1^2 / (2 |g2|), is below ``eps``;
-    that step is taken and TS = 2 (lnL + gain) (exact to third order: far below 1e-6 in
-    TS).  The upper limit (``ul``): Newton on lnL(A) = lnL(A_hat) - 1.353 above A_hat
-    (concave: the iterates fall onto it from above after the first step) until it holds
-    to 1e-2 in lnL, then one more Newton step (its error, f^2 / (2 (2 x 1.353)^2) of the
-    limit at most, is below 1e-5).  ``info`` (a dict) receives the number of
+    where dlnL/dA <= 0 there stop: A = 0, TS = 0.  The start is the root of a two-point
+    Gauss quadrature of sum w n s / (m + A s) from four FFT moments (:func:`_gauss_start`).
+    Each iteration steps to the root of the second-order model of dlnL/dA (its third
+    derivative is summed too: cubic convergence; below the maximum never less than the
+    Newton, reciprocal-Newton and EM steps of :func:`_steps`, which all stay below it).
+    A pixel stops when the cubic model's predicted gain is below ``eps``; that step is
+    taken and TS = 2 (lnL + gain) (the error is of fourth order: far below 1e-6 in TS).
+    The upper limit (``ul``): lnL(A) = lnL(A_hat) - 1.353 above A_hat, from the
+    parabola's estimate, with steps to the root of its second-order model until it holds
+    to 3e-2 in lnL, then one more step (third order: the limit to ~1e-5 of itself).
+    ``info`` (a dict) receives the number of
     passes and of output pixels evaluated."""
     if sel is None:
         sel = np.arange(npix, dtype=np.int64)
@@ -378,16 +381,17 @@ def solve_amplitudes(parts, npix, backend="numba", sel=None, eps=1e-5, max_iter=
     C = np.sum([o.C for o in ops], axis=0) if ops else np.zeros(npix)
     ksum = np.sum([o.ksum for o in ops], axis=0) if ops else np.zeros(npix)
     count = {"passes": 0, "pixels_evaluated": 0}
-    g1, g2, dl = np.zeros(npix), np.zeros(npix), np.zeros(npix)
+    g1, g2, dl, g3 = np.zeros(npix), np.zeros(npix), np.zeros(npix), np.zeros(npix)
 
     def evaluate(A, todo, want_dl):
         if np.ndim(want_dl) == 0:
             want_dl = np.full(npix, bool(want_dl))
         g1[todo] = 0.0
         g2[todo] = 0.0
+        g3[todo] = 0.0
         dl[todo] = 0.0
         for o in ops:
-            o.sums(A, todo, want_dl, g1, g2, dl)
+            o.sums(A, todo, want_dl, g1, g2, dl, g3)
         count["passes"] += 1
         count["pixels_evaluated"] += int(todo.size)
 
@@ -406,10 +410,10 @@ def solve_amplitudes(parts, npix, backend="numba", sel=None, eps=1e-5, max_iter=
         mom = np.sum([o.M[:, todo] for o in ops], axis=0)
         a2 = _gauss_start(mom, C[todo])
         A[todo] = np.where(np.isfinite(a2) & (a2 > 0), a2, A[todo])
-    _maximise(A, todo, evaluate, C, g1, g2, dl, ts, curv, eps, max_iter)
+    _maximise(A, todo, evaluate, C, g1, g2, dl, g3, ts, curv, eps, max_iter)
     A_ul = np.full(npix, np.nan)
     if ul:
-        A_ul[sel] = _upper_limits(A, ts, curv, C, sel, evaluate, g1, dl)
+        A_ul[sel] = _upper_limits(A, ts, curv, C, sel, evaluate, g1, g2, dl)
     if info is not None:
         info.update(count)
     return A, ts, ksum, curv, A_ul
@@ -458,31 +462,44 @@ def _steps(a, d1, d2, c):
                     step)
 
 
-def _maximise(A, todo, evaluate, C, g1, g2, dl, ts, curv, eps, max_iter, dl_from=1e-2):
+def _maximise(A, todo, evaluate, C, g1, g2, dl, g3, ts, curv, eps, max_iter,
+              dl_from=1.0):
     """Iterations on the pixels ``todo`` (A updated in place; ts and curv filled where
-    converged, and at the last iterate where not).  lnL itself (a logarithm per term) is
-    summed only in the passes of pixels whose last predicted gain was below ``dl_from``
-    (then they usually converge); a pixel that converges without it takes its Newton step
-    and one more pass with it."""
+    converged, and at the last iterate where not).  Each step is the smallest root of
+    the second-order model of dlnL/dA (g1 + g2 d + g3 d^2 / 2: cubic convergence), or
+    where that has none the steps of :func:`_steps`; the predicted gain is the cubic
+    model's lnL(A + d) - lnL(A).  lnL itself (a logarithm per term) is summed only in
+    the passes of pixels whose last predicted gain was below ``dl_from`` (then they
+    usually converge); a pixel that converges without it takes its step and one more
+    pass with it."""
     want = np.zeros(A.size, dtype=bool)
     for _ in range(max_iter):
         if not todo.size:
             return
         evaluate(A, todo, want)
-        a, d1, d2, had = A[todo], g1[todo], g2[todo], want[todo]
+        a, d1, d2, d3, had = A[todo], g1[todo], g2[todo], g3[todo], want[todo]
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            gain = np.where(d2 < 0, 0.5 * d1 * d1 / -d2, np.inf)
-            newton = np.where(np.isfinite(a - d1 / d2), a - d1 / d2, a)
-        step = _steps(a, d1, d2, C[todo])
+            disc = d2 * d2 - 2.0 * d1 * d3
+            quad = 2.0 * d1 / (-d2 + np.sqrt(disc))          # root of the model
+            d = np.where((disc >= 0) & (d2 < 0) & np.isfinite(quad), quad, -d1 / d2)
+            gain = d1 * d + 0.5 * d2 * d * d + d3 * d ** 3 / 6.0
+            gain = np.where(np.isfinite(gain) & (d2 < 0), np.abs(gain), np.inf)
+            halley = a + d
+        fallback = _steps(a, d1, d2, C[todo])
+        step = np.where(np.isfinite(halley) & (halley >= 0) & (d1 >= 0),
+                        np.fmax(halley, fallback), np.where(np.isfinite(halley) &
+                                                            (halley >= 0), halley,
+                                                            fallback))
         conv = (gain <= eps) | (np.abs(step - a) <= 1e-12 * a)
         done = conv & had
         fin = todo[done]
         ts[fin] = np.maximum(2.0 * (dl[fin] + np.where(np.isfinite(gain[done]),
                                                         gain[done], 0.0)), 0.0)
         curv[fin] = -g2[fin]
-        A[fin] = np.maximum(newton[done], 0.0)
+        A[fin] = np.maximum(np.where(np.isfinite(halley[done]), halley[done], a[done]), 0.0)
         rest = ~done
-        A[todo[rest]] = np.where(conv[rest], np.maximum(newton[rest], 0.0), step[rest])
+        A[todo[rest]] = np.where(conv[rest], np.maximum(np.where(
+            np.isfinite(halley[rest]), halley[rest], a[rest]), 0.0), step[rest])
         want[todo[rest]] = conv[rest] | (gain[rest] < dl_from)
         todo = todo[rest]
     if todo.size:     # not converged in max_iter: the last iterate
@@ -491,18 +508,23 @@ def _maximise(A, todo, evaluate, C, g1, g2, dl, ts, curv, eps, max_iter, dl_from
         curv[todo] = -g2[todo]
 
 
-def _ul_newton(U, todo, tgt, ahat, evaluate, g1, dl, f_tol, max_iter, out, where):
-    """Newton on lnL(U) = tgt above ahat for the pixels ``todo``; the converged U (after a
-    last Newton step) go to out[where]; returns the unconverged (todo, where, tgt, ahat)."""
+def _ul_newton(U, todo, tgt, ahat, evaluate, g1, g2, dl, f_tol, max_iter, out, where):
+    """lnL(U) = tgt above ahat for the pixels ``todo``: steps to the root of the
+    second-order model f + g1 d + g2 d^2 / 2 of f = lnL - tgt (Newton where it has none);
+    the converged U (after a last step) go to out[where]; returns the unconverged
+    (todo, where, tgt, ahat)."""
     for _ in range(max_iter):
         if not todo.size:
             break
         evaluate(U, todo, True)
         f = dl[todo] - tgt
         d = g1[todo]
+        d2 = g2[todo]
         u = U[todo]
         with np.errstate(divide="ignore", invalid="ignore"):
-            new = u - f / d
+            disc = d * d - 2.0 * d2 * f
+            quad = u - 2.0 * f / (d - np.sqrt(disc))
+            new = np.where((disc >= 0) & np.isfinite(quad), quad, u - f / d)
         bad = ~np.isfinite(new) | (new <= ahat) | (d >= 0)
         new = np.where(bad, np.where(f > 0, ahat + 2.0 * (u - ahat), 0.5 * (u + ahat)), new)
         done = ~bad & ((np.abs(f) <= f_tol) | (np.abs(new - u) <= 1e-12 * u))
@@ -512,7 +534,7 @@ def _ul_newton(U, todo, tgt, ahat, evaluate, g1, dl, f_tol, max_iter, out, where
     return todo, where, tgt, ahat
 
 
-def _upper_limits(A, ts, curv, C, sel, evaluate, g1, dl):
+def _upper_limits(A, ts, curv, C, sel, evaluate, g1, g2, dl):
     """Per pixel of ``sel`` the amplitude above A where lnL falls DLNL_UL below its value
     at A (Newton on a concave function, started at the parabola's estimate)."""
     a_hat = A[sel]
@@ -525,7 +547,7 @@ def _upper_limits(A, ts, curv, C, sel, evaluate, g1, dl):
     out = np.full(sel.size, np.nan)
     live = np.isfinite(U[sel]) & (C[sel] > 0)
     todo, where = sel[live], np.arange(sel.size)[live]
-    left = _ul_newton(U, todo, target[live], a_hat[live], evaluate, g1, dl, 1e-2, 50, out,
+    left = _ul_newton(U, todo, target[live], a_hat[live], evaluate, g1, g2, dl, 3e-2, 50, out,
                       where)
     if left[0].size:      # not converged: the last iterate
         out[left[1]] = U[left[0]]
