@@ -318,7 +318,7 @@ def _residmap(state, params, ctx):
     return state, ds
 
 
-@register_step("tsmap", version="1", product="tsmap", kind="result")
+@register_step("tsmap", version="2", product="tsmap", kind="result")
 def _tsmap(state, params, ctx):
     """Fermipy's tsmap(): TS map of a test source (the tsmap section, the step's
     parameters over it); writes <prefix>_tsmap.fits and .npy (and the plot with
