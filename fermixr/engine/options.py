@@ -502,6 +502,9 @@ SECTIONS: dict[str, dict[str, Option]] = {
                                       "and less accurate.", unit="deg", exclusive_minimum=0),
         "loge_bounds": loge_bounds_opt("the TS map"),
         "erange": erange_alias("the TS map"),
+        "flux_ul": flag(True, "Also map the 95% upper limit of the test source's flux "
+                              "(about 2.4 times the work of the TS map alone).",
+                        fermixr=True),
         **_common_outputs(),
     },
     "tscube": {
