@@ -294,3 +294,101 @@ def test_written_updates_are_bounded(plain, monkeypatch):
     assert most == 5
     assert cost.n_evaluations["full"] >= 4
     assert cost.n_evaluations["incremental"] >= 30
+
+
+# -- scans of an analysis state (profile, TS): one memoised cost ------------------------
+@pytest.fixture(scope="module")
+def state(plain):
+    from fermixr.likelihood.roi import AnalysisState, Component
+    from fermixr.model.build import source_from_dict
+    from fermixr.model.skymodel import SkyModel
+
+    edges, maps, _, counts, wmap = plain
+    srcs = []
+    for k in range(NSRC):
+        srcs.append(source_from_dict({
+            "name": f"s{k:02d}", "ra": 10.0 + 0.1 * k, "dec": 0.0,
+            "SpatialModel": "PointSource", "SpectrumType": "PowerLaw",
+            "spectral_pars": {
+                "Prefactor": {"value": 1.0 + 0.2 * k, "scale": 1e-12, "min": 0.0,
+                              "max": 1e3, "free": k % 4 == 0},
+                "Index": {"value": 2.0 + 0.03 * k, "scale": -1.0, "min": 0.0, "max": 5.0,
+                          "free": k == 4},
+                "Scale": {"value": 1000.0, "scale": 1.0, "free": False}}}))
+    srcs.append(source_from_dict({
+        "name": "bkg", "SpatialModel": "ConstantValue", "SpectrumType": "PowerLaw",
+        "spectral_pars": {
+            "Prefactor": {"value": 1.0, "scale": 1e-12, "min": 0.0, "max": 100.0,
+                          "free": True},
+            "Index": {"value": 2.1, "scale": -1.0, "free": False},
+            "Scale": {"value": 1000.0, "scale": 1.0, "free": False}}}))
+    model = SkyModel(tuple(srcs))
+    names = [s.name for s in srcs]
+    comp = Component(counts=counts, edges=edges, maps=dict(zip(names, maps)),
+                     sky_shape=(NY, NX), wmap=wmap)
+    priors = {"s00:Prefactor": (1.1, 0.3), "s04:Index": (2.0, 0.1)}
+    return AnalysisState(components=(comp,), model=model, priors=priors)
+
+
+@pytest.mark.parametrize("src,par,hold", [("s00", "Prefactor", True),
+                                          ("s00", "Prefactor", False),
+                                          ("s03", "Prefactor", True),
+                                          ("s04", "Index", True), ("s04", "Index", False),
+                                          ("s07", "Index", True)])
+def test_loglike_scan_equals_loglike_of_each_state(state, src, par, hold):
+    """loglike_scan (one memoised cost, incremental updates) against loglike of the state
+    with the parameter set (and fixed with ``hold``) at each value: a new cost each."""
+    from fermixr.likelihood.roi import loglike, loglike_scan
+
+    s = state.model.find(src)
+    p = s.param(par)
+    vals = p.value * np.array([0.0, 0.5, 1.0, 1.3, 2.0]) if par == "Prefactor" else \
+        p.value + np.array([-0.4, -0.1, 0.0, 0.2, 0.5])
+    got = loglike_scan(state, src, par, vals, hold=hold)
+    want = []
+    for v in vals:
+        moved = s.with_param(par, value=float(v), min=None if p.min is None
+                             else min(p.min, v), **({"free": False} if hold else {}))
+        want.append(loglike(state.with_model(state.model.replace_source(moved))))
+    np.testing.assert_allclose(got, want, rtol=1e-12)
+    # the prior on a scanned free parameter is in the values unless held
+    if f"{src}:{par}" in state.priors and p.free:
+        other = loglike_scan(state, src, par, vals, hold=not hold)
+        assert np.all(other != got)
+
+
+def test_scan_cost_is_memoised_per_model(state):
+    from fermixr.likelihood.roi import _scan_cost, loglike_scan
+
+    c1, _ = _scan_cost(state)
+    loglike_scan(state, "s01", "Prefactor", [0.5, 1.0])
+    loglike_scan(state, "s05", "Prefactor", [0.5, 1.0])
+    assert _scan_cost(state)[0] is c1
+    assert c1.n_evaluations["full"] == 1 and c1.n_evaluations["incremental"] >= 3
+    moved = state.model.find("s01").with_param("Prefactor", value=3.0)
+    st2 = state.with_model(state.model.replace_source(moved))
+    c2, _ = _scan_cost(st2)
+    assert c2 is not c1                  # another model: another cost
+    a = loglike_scan(st2, "s05", "Prefactor", [1.0])
+    b = loglike_scan(state, "s05", "Prefactor", [1.0])
+    assert a[0] != b[0]
+
+
+def test_ts_and_profile_from_the_scan(state):
+    """ts_value and profile_values (others held) give what a state per point gives."""
+    from fermixr.estimators.profile import profile_values
+    from fermixr.estimators.ts import ts_value
+    from fermixr.likelihood.roi import loglike
+
+    for name in ("s02", "s04"):
+        s = state.model.find(name)
+        norm = s.param("Prefactor")
+        zero = state.model.replace_source(s.with_param("Prefactor", value=0.0))
+        want = 2.0 * (loglike(state) - loglike(state, zero))
+        assert ts_value(state, name) == pytest.approx(max(want, 0.0), rel=1e-9, abs=1e-7)
+        xs = norm.value * np.linspace(0.0, 2.0, 7)
+        prof = profile_values(state, name, "Prefactor", xvals=xs)
+        ll = [loglike(state.with_model(state.model.replace_source(
+            s.with_param("Prefactor", value=float(x), free=False)))) for x in xs]
+        np.testing.assert_allclose(prof["loglike"], ll, rtol=1e-12)
+        assert prof["flux"][0] == 0.0 and np.all(np.diff(prof["flux"]) > 0)
