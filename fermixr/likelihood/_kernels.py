@@ -435,18 +435,30 @@ def chunk_support(maps, s, ch):
 @njit(fastmath=_FM)
 def delta_term(mo, d, nn, w):
     """(change of w (n log m - m) when m goes from ``mo`` to ``mo + d``, its rounding
-    scale in units of the machine epsilon, bad): the change is w (n log1p(d/mo) - d); the
-    scale is w (|mo| + |d|) (1 + n/(mo + d)), the size of the rounding error of mo + d
-    carried into the term; ``bad`` when a pixel with counts has (or had) a model <= 0
-    (log L is -inf there: only a full evaluation says what it is)."""
+    scale in units of the machine epsilon, bad).  The change is w (n log1p(x) - d) with
+    x = d/mo (log1p by its series below |x| = 1e-4, where the series' error is under
+    1e-16 of the term); the scale bounds w (|mo| + |d|) (1 + n/(mo + d)), the rounding
+    error of mo + d carried into the term, which is large where the change cancels most
+    of the model; ``bad`` when a pixel with counts has (or had) a model <= 0 (log L is
+    -inf there: only a full evaluation says what it is)."""
     if w == 0.0:
         return 0.0, 0.0, False
-    mn = mo + d
     sc = abs(mo) + abs(d)
     if nn > 0.0:
-        if mo <= 0.0 or mn <= 0.0:
+        if mo <= 0.0:
             return 0.0, 0.0, True
-        return w * (nn * math.log1p(d / mo) - d), w * sc * (1.0 + nn / mn), False
+        inv = 1.0 / mo
+        x = d * inv
+        if x > -0.5:                       # mo + d > mo / 2: 1/(mo + d) < 2/mo
+            if abs(x) < 1e-4:
+                lx = x * (1.0 - x * (0.5 - x * (1.0 / 3.0 - 0.25 * x)))
+            else:
+                lx = math.log1p(x)
+            return w * (nn * lx - d), w * sc * (1.0 + 2.0 * nn * inv), False
+        mn = mo + d
+        if mn <= 0.0:
+            return 0.0, 0.0, True
+        return w * (nn * math.log1p(x) - d), w * sc * (1.0 + nn / mn), False
     return -w * d, w * sc, False
 
 
@@ -460,22 +472,28 @@ def _delta_bin(counts, wts, m, maps, idx, dlo, dhi, i, chunks, c0, c1, ch, write
     acc = 0.0
     err = 0.0
     bad = False
+    a0 = dlo[0, i]
+    b0 = dhi[0, i]
+    u0 = maps[idx[0], i]
+    v0 = maps[idx[0], i + 1]
+    mi = m[i]
+    ci = counts[i]
     for cc in range(c0, c1):
         p0 = chunks[cc] * ch
         p1 = min(npix, p0 + ch)
         for p in range(p0, p1):
-            d = 0.0
-            for j in range(nk):
+            d = a0 * u0[p] + b0 * v0[p]
+            for j in range(1, nk):
                 d += dlo[j, i] * maps[idx[j], i, p] + dhi[j, i] * maps[idx[j], i + 1, p]
             if d == 0.0:
                 continue
-            mo = m[i, p]
-            t, e, b = delta_term(mo, d, counts[i, p], wts[i, p] if has_w else 1.0)
+            mo = mi[p]
+            t, e, b = delta_term(mo, d, ci[p], wts[i, p] if has_w else 1.0)
             acc += t
             err += e
             bad = bad or b
             if write:
-                m[i, p] = mo + d
+                mi[p] = mo + d
     return acc, err, bad
 
 

@@ -63,7 +63,7 @@ INCREMENTAL_RTOL = 1e-12
 """An incremental log L whose rounding bound (summed over the updates it builds on)
 exceeds this fraction of |log L| is replaced by a full evaluation."""
 _CHUNK = 64                # pixels per chunk of the source-support masks
-_DELTA_PARALLEL_MIN = 250_000   # changed map elements above which the update runs parallel
+_DELTA_PARALLEL_MIN = PARALLEL_MIN_WORK   # changed map elements for a parallel update
 _EPS = float(np.finfo(np.float64).eps)
 _UNIT_BYTES = 3 << 20      # map bytes per log-likelihood work unit (kept in cache)
 _INFO_BYTES = 8 << 20      # derivative rows per information-matrix segment
