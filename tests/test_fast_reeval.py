@@ -392,3 +392,19 @@ def test_ts_and_profile_from_the_scan(state):
             s.with_param("Prefactor", value=float(x), free=False)))) for x in xs]
         np.testing.assert_allclose(prof["loglike"], ll, rtol=1e-12)
         assert prof["flux"][0] == 0.0 and np.all(np.diff(prof["flux"]) > 0)
+
+
+def test_scan_follows_the_energy_range_of_the_state(state):
+    """A state with loge_bounds shares its memo with the full-range one: the scan cost
+    must be the one of its own range."""
+    from fermixr.likelihood.roi import loglike, loglike_scan
+
+    loglike_scan(state, "s01", "Prefactor", [1.0])        # memo for the full range
+    narrow = state.replace(loge_bounds=(2.75, 4.25))
+    got = loglike_scan(narrow, "s01", "Prefactor", [0.5, 1.2])
+    s = narrow.model.find("s01")
+    want = [loglike(narrow.with_model(narrow.model.replace_source(
+        s.with_param("Prefactor", value=v, free=False)))) for v in (0.5, 1.2)]
+    np.testing.assert_allclose(got, want, rtol=1e-12)
+    full = loglike_scan(state, "s01", "Prefactor", [0.5, 1.2])
+    assert np.all(np.abs(full - got) > 1.0)
