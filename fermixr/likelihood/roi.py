@@ -32,7 +32,7 @@ from ..model.source import Source
 
 __all__ = ["Component", "FitRecord", "AnalysisState", "LazyComponents", "build_cost",
            "map_key", "spectral_model", "with_maps_for", "ensure_maps", "component_costs",
-           "loglike", "bin_range"]
+           "loglike", "loglike_scan", "bin_range"]
 
 
 def map_key(src: Source) -> str:
@@ -398,8 +398,10 @@ def with_maps_for(state: AnalysisState, src: Source) -> AnalysisState:
     return state.replace(components=comps) if changed else state
 
 
-def component_costs(state: AnalysisState, model: SkyModel | None = None) -> list:
-    """One cost per component (no priors) for ``model`` (default the state's)."""
+def component_costs(state: AnalysisState, model: SkyModel | None = None,
+                    free_all: bool = False) -> list:
+    """One cost per component (no priors) for ``model`` (default the state's); with
+    ``free_all`` every spectral parameter of every source is a free parameter of it."""
     from ..irf.drm import source_drm
     from .cost import BinnedPoissonCost, SourceTerm
     from .dispersed import DispersedPoissonCost
@@ -415,6 +417,9 @@ def component_costs(state: AnalysisState, model: SkyModel | None = None) -> list
             if src.name not in comp.maps:
                 raise LikelihoodError(f"no source map of {src.name!r} in the analysis state")
         terms = [SourceTerm.from_source(s, model=state.spectral(s, comp)) for s in model]
+        if free_all:
+            terms = [SourceTerm.make(t.name, t.model, t.p, free=np.ones(t.p.size, bool),
+                                     bounds=t.bounds, scale=t.scale) for t in terms]
         scales = [float(comp.src_expscale.get(s.name, comp.expscale)) for s in model]
         k0, k1 = bin_range(comp, state.loge_bounds)
         ranged = (k0, k1) != (0, comp.counts.shape[0])
@@ -488,6 +493,64 @@ def loglike(state: AnalysisState, model: SkyModel | None = None) -> float:
     """log L of ``model`` (default the state's), gtlike's value (without log n!)."""
     c = build_cost(state, model)
     return -float(c(c.x0)) if c.npar else -float(c(np.zeros(0)))
+
+
+def _scan_cost(state: AnalysisState):
+    """(cost, lock): the likelihood of the state's components (no priors) with every
+    spectral parameter of every source free, memoised on the state (one entry, for its
+    model, components and energy range): the cost keeps its last model cube, so log L at points that
+    differ from each other in one source's parameters is an incremental update."""
+    import threading
+
+    model, comps, bounds = state.model, state.components, state.loge_bounds
+    hit = state._memo.get("scan_cost")
+    if hit is not None and hit[0] is model and hit[1] is comps and hit[2] == bounds:
+        return hit[3], hit[4]
+    costs = component_costs(state, model, free_all=True)
+    total = costs[0]
+    for c in costs[1:]:
+        total = total + c
+    entry = (model, comps, bounds, total, threading.Lock())
+    state._memo["scan_cost"] = entry
+    return entry[3], entry[4]
+
+
+def loglike_scan(state: AnalysisState, name: str, par_name: str, values,
+                 hold: bool = True) -> np.ndarray:
+    """log L of the state with spectral parameter ``par_name`` of source ``name`` at each
+    of ``values`` (scaled units), every other parameter at its value: what :func:`loglike`
+    gives for each such state (the Gaussian priors of the free parameters included; with
+    ``hold`` the scanned parameter counts as fixed, so its own prior is left out, as in a
+    likelihood profile; without, it keeps its free flag).  All points come from one cost
+    memoised on the state, so each costs an update by one source's model counts; the
+    values agree with :func:`loglike`'s to rounding (INCREMENTAL_RTOL)."""
+    from .priors import GaussianPrior
+
+    src = state.model.find(name)
+    p = src.param(par_name)
+    spectral = [q.name for q in src.spectral]
+    if p.name not in spectral:
+        raise LikelihoodError(f"loglike_scan: {p.name!r} of {src.name!r} is not a spectral "
+                              f"parameter ({', '.join(spectral)}); a spatial parameter "
+                              "needs new source maps at each value")
+    key = f"{src.name}:{p.name}"
+    cost, lock = _scan_cost(state)
+    q = cost.parameters.index(key)
+    free_now = {f"{s.name}:{t.name}" for s in state.model for t in s.spectral if t.free}
+    priors = [(cost.parameters.index(k), GaussianPrior(k, m, sd))
+              for k, (m, sd) in state.priors.items()
+              if k in free_now and not (hold and k == key)]
+    vals = np.asarray(values, dtype=np.float64).ravel()
+    out = np.empty(vals.size)
+    x = np.array(cost.x0, dtype=np.float64)
+    with lock:
+        for a, v in enumerate(vals):
+            x[q] = v
+            c = float(cost(x.copy()))
+            for i, pr in priors:
+                c += float(pr(x[i:i + 1]))
+            out[a] = -c
+    return out
 
 
 def require_one_grid(components, what: str) -> None:
