@@ -235,6 +235,12 @@ READS: dict[str, Reads] = {
     "tsmap": Reads(("fermixr.engine.analysis_steps", "fermixr.engine.tsmap_output"), (
         "tsmap.model", "tsmap.exclude", "tsmap.max_kernel_radius", "tsmap.loge_bounds",
         "tsmap.make_plots", "tsmap.write_fits", "tsmap.write_npy")),
+    # the tscube step: in its own key only (analysis_steps._section_inputs)
+    "tscube": Reads(("fermixr.engine.analysis_steps", "fermixr.engine.tscube_output"), (
+        "tscube.model", "tscube.do_sed", "tscube.nnorm", "tscube.norm_sigma",
+        "tscube.cov_scale_bb", "tscube.cov_scale", "tscube.tol", "tscube.max_iter",
+        "tscube.tol_type", "tscube.init_lambda", "tscube.make_plots", "tscube.write_fits",
+        "tscube.write_npy")),
 }
 
 
