@@ -293,6 +293,12 @@ def sparse_scan(apts, theta, n, m, w, B, indptr, idx, vals, k0, k1, out, sel):
             out[j, q] += lj[q]
 
 
+def s_size(nk, pix) -> int:
+    """Terms of ``nk`` bins over the pixels ``pix`` (explicit: a reshape with -1 fails
+    on size 0)."""
+    return int(nk) * int(np.size(pix))
+
+
 def _scan_numpy(ap, d, s, nn, mm, ww, bb):
     mb = mm + (bb @ d if d.size else 0.0)
     pos = s > 0
@@ -321,7 +327,7 @@ def wcs_scan_numpy(apts, theta, n, m, w, B, K, F, box, ix, iy, cls, k0, k1, out,
         out[j] += _scan_numpy(apts[j], theta[j, 1:], K[cls[j]][ks][:, dy, dx].ravel(),
                               n[ks][:, y, x].ravel(), m[ks][:, y, x].ravel(),
                               w[ks][:, y, x].ravel(),
-                              B[ks][:, y, x, :].reshape(-1, B.shape[3]))
+                              B[ks][:, y, x, :].reshape(s_size(k1 - k0, y), B.shape[3]))
 
 
 def sparse_scan_numpy(apts, theta, n, m, w, B, indptr, idx, vals, k0, k1, out, sel):
@@ -332,4 +338,4 @@ def sparse_scan_numpy(apts, theta, n, m, w, B, indptr, idx, vals, k0, k1, out, s
         p = idx[e]
         out[j] += _scan_numpy(apts[j], theta[j, 1:], vals[ks, e].ravel(),
                               n[ks][:, p].ravel(), m[ks][:, p].ravel(), w[ks][:, p].ravel(),
-                              B[ks][:, p, :].reshape(-1, B.shape[2]))
+                              B[ks][:, p, :].reshape(s_size(k1 - k0, p), B.shape[2]))

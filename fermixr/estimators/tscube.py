@@ -262,6 +262,8 @@ def _newton(sums, theta0, sel, *, kbin=None, free_a=True, free_bkg=False, prior=
         M = M + lam[todo, None, None] * np.einsum("jpp->jp", M)[:, :, None] * np.eye(P)
         outer = fr[:, :, None] & fr[:, None, :]
         M = np.where(outer, M, 0.0) + np.where(fr, 0.0, 1.0)[:, :, None] * np.eye(P)
+        # log L linear in A (no counts under the kernel) and falling: its maximum is A = 0
+        to_zero = fr[:, 0] & ~(M[:, 0, 0] > 0) & (gb[:, 0] < 0)
         gb = np.where(fr, gb, 0.0)
         dia = np.einsum("jpp->jp", M)
         void = ~(dia > 0) | ~np.isfinite(dia)        # no information on that parameter
@@ -281,7 +283,8 @@ def _newton(sums, theta0, sel, *, kbin=None, free_a=True, free_bkg=False, prior=
         conv = (np.abs(edm) < tol * scale) & ok
         stalled = (t[todo] < 1e-8) | (lam[todo] > 1e12)
         new = best[todo] + t[todo, None] * step
-        new[:, 0] = np.maximum(new[:, 0], 0.0)
+        new[:, 0] = np.where(to_zero, 0.0, np.maximum(new[:, 0], 0.0))
+        conv &= ~(to_zero & (best[todo, 0] > 0))
         new[:, 1:] = np.maximum(new[:, 1:], -1.0)
         theta[todo] = new
         status[todo[conv | stalled]] = np.where(conv[conv | stalled], 0, 1)
