@@ -106,8 +106,8 @@ def test_nan_is_refused_by_the_schema(tmp_path):
 
 
 def test_unavailable_step(tmp_path):
-    (p,) = _validate(tmp_path, steps=["setup", {"tscube": {}}])
-    assert p.startswith("steps[1]: 'tscube' is not available") and "setup" in p
+    (p,) = _validate(tmp_path, steps=["setup", {"lightcurve": {"name": "SYN_CRAB"}}])
+    assert p.startswith("steps[1]: 'lightcurve' is not available") and "setup" in p
 
 
 def test_every_problem_one_line_each(tmp_path):
