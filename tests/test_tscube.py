@@ -257,6 +257,10 @@ def test_scans_peak_at_the_bin_norms_and_are_finite(nocrab, fixed_cube):
         assert float(err[iy, ix, k]) == pytest.approx(1 / np.sqrt(curv), rel=1e-3)
         for q in (3, 7):
             assert dl[iy, ix, k, q] == pytest.approx(f(ns[iy, ix, k, q]) - f(a), abs=1e-7)
+        # log L of the bin's fit over the footprint, gtlike's value (without log n!)
+        base = float(np.sum(w * (np.where(n > 0, n * np.log(m), 0.0) - m)))
+        assert float(ds["loglike"].values[iy, ix, k]) == pytest.approx(base + f(a),
+                                                                        rel=1e-9)
 
 
 # -------------------------------------------------------------------- free background --

@@ -718,22 +718,26 @@ def _baseline_loglike(parts, npix, nbin, backend):
     for pl, n, m, w, B in parts:
         with np.errstate(divide="ignore", invalid="ignore"):
             t = np.where(n > 0, w * n * np.log(np.where(m > 0, m, 1.0)), 0.0) - w * m
-        # sum of t over the footprint: the same placement with the kernel replaced by 1
+        # sum of t over each output pixel's footprint: a correlation of t with the
+        # footprint mask of its offset class (FFT), read at the pixel under it
         if pl[0] == "wcs":
+            from scipy.signal import fftconvolve
+
             _, kern, foot, ix, iy, cls, shape3 = pl
-            t3 = t.reshape(shape3)
+            ne, ny, nx = shape3
             kh, kw = foot.shape[1:]
             ry, rx = kh // 2, kw // 2
-            ne, ny, nx = shape3
             pad = np.zeros((ne, ny + 2 * ry, nx + 2 * rx))
-            pad[:, ry:ry + ny, rx:rx + nx] = t3
+            pad[:, ry:ry + ny, rx:rx + nx] = t.reshape(shape3)
+            y, x = iy + ry, ix + rx
+            ok = (y >= 0) & (y < ny + 2 * ry) & (x >= 0) & (x < nx + 2 * rx)
             for c in range(foot.shape[0]):
-                js = np.nonzero(cls == c)[0]
-                for dy, dx in zip(*np.nonzero(foot[c])):
-                    y = iy[js] + dy
-                    x = ix[js] + dx
-                    ok = (y >= 0) & (y < ny + 2 * ry) & (x >= 0) & (x < nx + 2 * rx)
-                    out[js[ok]] += pad[:, y[ok], x[ok]].T
+                js = np.nonzero(ok & (cls == c))[0]
+                if not js.size:
+                    continue
+                corr = fftconvolve(pad, foot[c][None, ::-1, ::-1].astype(float),
+                                   mode="same", axes=(1, 2))
+                out[js] += corr[:, y[js], x[js]].T
         else:
             _, vals, ptr, idx = pl
             owner = np.repeat(np.arange(npix), np.diff(ptr))
