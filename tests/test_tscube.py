@@ -66,8 +66,9 @@ def _centre(ds):
 
 
 def _footprint_terms(st, lon, lat, kbin=None):
-    """n, m, w, s and the free norms' counts B (q, nb) over the pixels within RADIUS of
-    (lon, lat), with the test source's map made there (no shift, no kernel class)."""
+    """n, m, w, s and the free norms' counts B (q, nb) of the terms: the (bin, pixel)s
+    within RADIUS of (lon, lat) where the test source's map made there (no shift, no
+    kernel class) is positive."""
     from fermixr.estimators.tsmap import _source_counts, make_test_source
     from fermixr.likelihood.roi import component_costs
 
@@ -96,8 +97,11 @@ def _footprint_terms(st, lon, lat, kbin=None):
     ks = slice(None) if kbin is None else slice(kbin, kbin + 1)
     n = comp.counts.reshape(ne, -1)
     w = np.ones_like(n)
-    return (n[ks][:, inside].ravel(), m[ks][:, inside].ravel(), w[ks][:, inside].ravel(),
-            s[ks][:, inside].ravel(), B[ks][:, inside].reshape(-1, len(names)), names,
+    sk = s[ks][:, inside].ravel()
+    on = sk > 0                     # the terms: where the test source's kernel is positive
+    return (n[ks][:, inside].ravel()[on], m[ks][:, inside].ravel()[on],
+            w[ks][:, inside].ravel()[on], sk[on],
+            B[ks][:, inside].reshape(-1, len(names))[on], names,
             c.x0[[list(c.parameters).index(p) for p in names]])
 
 

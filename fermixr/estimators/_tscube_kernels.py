@@ -1,7 +1,7 @@
 """Kernels of the TS cube: for every output pixel j at its parameters theta[j] = (A,
 d_1 .. d_nb) -- the test source's norm A and the shifts d_b of the free background norms
-from their baseline -- the sums over the energy bins k0 <= k < k1 and the pixels of the
-test source's footprint on one component of
+from their baseline -- the sums over the energy bins k0 <= k < k1 and the pixels of one
+component where the test source's kernel s is positive (within its footprint) of
 
     mu = m + A s + sum_b d_b B_b                        (model counts)
     L  = sum w (n log(mu / m) - (mu - m))               (log L minus its baseline value)
@@ -69,9 +69,8 @@ def _add_term_a(a, s, nn, mm, ww, acc):
 def wcs_accumulate(theta, n, m, w, B, K, F, box, ix, iy, cls, k0, k1, g, H, L, sel):
     """n, m, w : (ne, ny, nx); B : (ne, ny, nx, nb) background counts of the free norms;
     K : (ncls, ne, kh, kw) centred kernels; F : (ncls, kh, kw) footprint (1 inside the
-    radius); box : (ncls, ne, 4) rows [y0, y1) and columns [x0, x1) of the kernel box
-    holding every term that counts (the kernel's non-zero values when no background norm
-    is free, else the whole footprint); ix, iy, cls : the component pixel under each output
+    radius); box : (ncls, ne, 4) rows [y0, y1) and columns [x0, x1) of the box of the
+    kernel's positive values (the terms); ix, iy, cls : the component pixel under each output
     pixel and its offset class; only the output pixels ``sel`` and the energy bins
     [k0, k1) are summed."""
     ne, ny, nx = n.shape
@@ -98,9 +97,10 @@ def wcs_accumulate(theta, n, m, w, B, K, F, box, ix, iy, cls, k0, k1, g, H, L, s
                     if x < 0 or x >= nx or F[c, dy, dx] == 0:
                         continue
                     s = K[c, k, dy, dx]
+                    if s <= 0.0:           # the terms are those of the kernel's pixels
+                        continue
                     if nbg == 0:
-                        if s > 0.0:        # no test source, no free background: no term
-                            _add_term_a(a, s, n[k, y, x], m[k, y, x], w[k, y, x], acc)
+                        _add_term_a(a, s, n[k, y, x], m[k, y, x], w[k, y, x], acc)
                     else:
                         lj += _add_term(a, s, n[k, y, x], m[k, y, x], w[k, y, x],
                                         B[k, y, x], d, gj, hj, nbg)
@@ -133,9 +133,10 @@ def sparse_accumulate(theta, n, m, w, B, indptr, idx, vals, k0, k1, g, H, L, sel
             p = idx[e]
             for k in range(k0, k1):
                 s = vals[k, e]
+                if s <= 0.0:
+                    continue
                 if nbg == 0:
-                    if s > 0.0:
-                        _add_term_a(a, s, n[k, p], m[k, p], w[k, p], acc)
+                    _add_term_a(a, s, n[k, p], m[k, p], w[k, p], acc)
                 else:
                     lj += _add_term(a, s, n[k, p], m[k, p], w[k, p], B[k, p], d, gj, hj,
                                     nbg)
@@ -153,9 +154,11 @@ def sparse_accumulate(theta, n, m, w, B, indptr, idx, vals, k0, k1, g, H, L, sel
 def _terms_numpy(theta_j, s, nn, mm, ww, bb):
     """numpy reference of the terms of one output pixel: s, nn, mm, ww (ne, q); bb
     (ne, q, nb).  Returns (g (P,), H (P, P), L)."""
+    keep = s > 0
+    s, nn, mm, ww, bb = s[keep], nn[keep], mm[keep], ww[keep], bb[keep]
     a, d = theta_j[0], theta_j[1:]
     mu = mm + a * s + (bb @ d if d.size else 0.0)
-    v = np.concatenate([s[..., None], bb], axis=-1)            # (ne, q, P)
+    v = np.concatenate([s[..., None], bb], axis=-1)            # (terms, P)
     with np.errstate(divide="ignore", invalid="ignore"):
         has = nn > 0
         bad = has & ((mu <= 0) | (mm <= 0))
@@ -167,8 +170,8 @@ def _terms_numpy(theta_j, s, nn, mm, ww, bb):
         lsum = -np.inf
     else:
         lsum = float(lt.sum())
-    g = np.einsum("kq,kqp->p", c1, v)
-    H = -np.einsum("kq,kqp,kqr->pr", c2, v, v)
+    g = np.einsum("q,qp->p", c1, v)
+    H = -np.einsum("q,qp,qr->pr", c2, v, v)
     return g, H, lsum
 
 

@@ -1,21 +1,24 @@
 """TS cube (Fermipy's ``tscube``, gttscube's semantics): at every pixel of the first
 component's sky grid, a joint Newton fit of a test source's norm A >= 0 (default a point
 source with a power law of index 2) and of the shifts d_b of the free background norms
-(the sources whose norm is free in the state), over the pixels of the test source's
-footprint (within ``KERNEL_RADIUS`` of the pixel, as the TS map's kernel), summed over
-energies and components, with likelihood weights:
+(the sources whose norm is free in the state), over the pixels and energy bins where the
+test source's kernel is positive (within ``KERNEL_RADIUS`` of the pixel, as the TS map's
+kernel; the kernel is cut out of the test source's map made at the centre pixel, so it
+reaches no farther than that map's nearest edge), summed over energies and components,
+with likelihood weights:
 
     lnL(A, d) = sum w [n log(mu / m) - (mu - m)],   mu = m + A s + sum_b d_b B_b,
 
 minus 1/2 d^T (cov_scale_bb C)^-1 d, C the covariance of the free background norms (the
 last fit's, relative to their values; without one, the inverse of the Poisson Hessian of
 the norms over the ROI).  The rest of the ROI's constraint on the background norms is that
-prior.  ``cov_scale_bb`` <= 0: background norms fixed, and the fit is the TS map's.
+prior; the background norms move only with the pixels the test source touches.
+``cov_scale_bb`` <= 0: background norms fixed, and the fit is the TS map's.
 
 TS = 2 (max lnL(A, d) - max lnL(0, d)), clipped at 0.  With ``do_sed``, per energy bin the
 same fit on that bin alone (background norms fixed at the broadband fit's values, or free
 within ``cov_scale`` times the broadband fit's covariance), its TS, error (curvature), 95%
-upper limit (Delta lnL = 1.353 on the profile), log-likelihood over the footprint, and a
+upper limit (Delta lnL = 1.353 on the profile), log-likelihood over the kernel's pixels, a
 scan of ``nnorm`` norms from 0 over +- ``norm_sigma`` sigma around the best norm (which is
 one of the points), with Delta lnL relative to the bin's maximum.  Norms are relative to
 the test source's spectrum; ``ref_*`` give its dN/dE, flux, energy flux and counts per bin.
@@ -147,10 +150,9 @@ class _Sums:
     def __init__(self, parts, npix, nparam, backend):
         self.parts, self.npix, self.P = parts, npix, nparam
         self.numba = backend == "numba"
-        self.boxes = [K.wcs_box(pl[1], pl[2], B.shape[-1] > 0) if pl[0] == "wcs" else None
+        self.boxes = [K.wcs_box(pl[1], pl[2], False) if pl[0] == "wcs" else None
                       for pl, n, m, w, B in parts]
-        self.kboxes = [K.wcs_box(pl[1], pl[2], False) if pl[0] == "wcs" else None
-                       for pl, n, m, w, B in parts]
+        self.kboxes = self.boxes
 
     def scan(self, apts, theta, kbin):
         """log L minus its value at norm 0 at the norms ``apts`` (npix, q) of every pixel,
@@ -712,8 +714,8 @@ def _kernel_sum(parts, npix, kbin, backend):
 
 
 def _baseline_loglike(parts, npix, nbin, backend):
-    """Per output pixel and bin, the baseline log L over the footprint, sum w (n log m -
-    m) (gtlike's value, without log n!): the footprint's sums of w n log m and w m."""
+    """Per output pixel and bin, the baseline log L over the kernel's pixels, sum w (n log
+    m - m) (gtlike's value, without log n!)."""
     out = np.zeros((npix, nbin))
     for pl, n, m, w, B in parts:
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -735,14 +737,15 @@ def _baseline_loglike(parts, npix, nbin, backend):
                 js = np.nonzero(ok & (cls == c))[0]
                 if not js.size:
                     continue
-                corr = fftconvolve(pad, foot[c][None, ::-1, ::-1].astype(float),
-                                   mode="same", axes=(1, 2))
+                on = ((kern[c] > 0) & (foot[c][None] != 0)).astype(float)   # (ne, kh, kw)
+                corr = fftconvolve(pad, on[:, ::-1, ::-1], mode="same", axes=(1, 2))
                 out[js] += corr[:, y[js], x[js]].T
         else:
             _, vals, ptr, idx = pl
             owner = np.repeat(np.arange(npix), np.diff(ptr))
             for k in range(nbin):
-                out[:, k] += np.bincount(owner, t[k, idx], minlength=npix)
+                out[:, k] += np.bincount(owner, np.where(vals[k] > 0, t[k, idx], 0.0),
+                                         minlength=npix)
     return out
 
 
