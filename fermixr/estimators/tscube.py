@@ -321,15 +321,20 @@ def _sigma_a(H, free_bkg):
 def _profile_at(sums, a, theta_ref, sel, kbin, free_bkg, prior, fit_kw):
     """log L at norm ``a`` (nsel,) with the background shifts profiled (or fixed at
     ``theta_ref``): (F, dF/dA)."""
+    F, dF, _ = _profile_full(sums, a, theta_ref, sel, kbin, free_bkg, prior, fit_kw)
+    return F, dF
+
+
+def _profile_full(sums, a, theta_ref, sel, kbin, free_bkg, prior, fit_kw):
+    """:func:`_profile_at` and the parameters at the profile's maximum (the start of the
+    next profile near ``a``)."""
     th = np.array(theta_ref, dtype=float)
     th[:, 0] = a
     if free_bkg:
         th, F, _, _ = _newton(sums, th, sel, kbin=kbin, free_a=False, free_bkg=True,
                               prior=prior, **fit_kw)
-        g, _, F = _objective(sums, th, sel, kbin, prior)
-    else:
-        g, _, F = _objective(sums, th, sel, kbin, prior)
-    return F, g[:, 0]
+    g, _, F = _objective(sums, th, sel, kbin, prior)
+    return F, g[:, 0], th
 
 
 def _upper_limit(sums, theta, Fmax, sigma, sel, kbin, free_bkg, prior, fit_kw,
@@ -344,12 +349,14 @@ def _upper_limit(sums, theta, Fmax, sigma, sel, kbin, free_bkg, prior, fit_kw,
     lo = a_hat.copy()
     hi = np.full_like(a, np.inf)
     todo = np.arange(a.size)
+    start = np.array(theta, dtype=float)
     for _ in range(n_iter):
         if not todo.size:
             break
         pr = None if prior is None else (prior[0][todo], prior[1][todo])
-        F, dF = _profile_at(sums, a[todo], theta[todo], sel[todo], kbin, free_bkg, pr,
-                            fit_kw)
+        F, dF, th = _profile_full(sums, a[todo], start[todo], sel[todo], kbin, free_bkg,
+                                  pr, fit_kw)
+        start[todo] = th                 # the background where the profile was
         f = F - target[todo]
         at, lt, ht = a[todo], lo[todo], hi[todo]
         above = f > 0
@@ -628,8 +635,11 @@ def tscube(state: AnalysisState, *, model=None, do_sed=True, nnorm=10, norm_sigm
             pts = _scan_points(thk[:, 0], sk, ulk, int(nnorm), float(norm_sigma))
             ibest = np.argmin(np.abs(pts - thk[:, :1]), axis=1)
             if bin_free:                 # the background re-fitted at every norm
-                Fq = np.stack([_profile_at(sums, pts[:, q], thk, sel, k, True, prior_bin,
-                                           fit_kw)[0] for q in range(nnorm)], axis=1)
+                Fq = np.zeros((npix, nnorm))
+                th_q = thk.copy()
+                for q in range(nnorm):
+                    Fq[:, q], _, th_q = _profile_full(sums, pts[:, q], th_q, sel, k, True,
+                                                      prior_bin, fit_kw)
             else:                        # the norm alone changes: one pass for all norms
                 Fq = sums.scan(pts, thk, k)
             Fbest = Fq[np.arange(npix), ibest]
