@@ -304,6 +304,31 @@ def test_free_background_equals_a_direct_maximisation(nocrab):
     assert float(ds["fit_norm"].values[iy, ix]) == pytest.approx(r1.x[0], rel=1e-4)
     assert float(ds["fit_bkg_norm"].values[iy, ix, 0]) == pytest.approx(1 + r1.x[1],
                                                                            abs=1e-5)
+    # per bin, the background free within cov_scale x the broadband fit's covariance
+    # (from the Hessian of the broadband log L written out here) around its broadband value
+    A1, d1 = r1.x
+    mu = m + A1 * s + B[:, 0] * d1
+    v = np.stack([s, B[:, 0]], axis=1)
+    Hbb = -(v * (w * n / mu ** 2)[:, None]).T @ v
+    Hbb[1, 1] -= prec
+    var_d = np.linalg.inv(-Hbb)[1, 1]
+    sed = E.run("tscube", nocrab, cov_scale_bb=scale, cov_scale=1.0, nnorm=4).dataset
+    for k in (0, 2):
+        nk, mk, wk, sk, Bk, _, _ = _footprint_terms(nocrab, lon, lat, k)
+
+        def negk(p, with_src):
+            A = p[0] if with_src else 0.0
+            d = p[-1:]
+            return -(_loglike(A, d, nk, mk, wk, sk, Bk) - 0.5 * (d[0] - d1) ** 2 / var_d)
+
+        q1 = minimize(negk, [1.0, d1], args=(True,), method="L-BFGS-B",
+                      bounds=[(0, amax), (-1, None)], options={"ftol": 1e-15, "gtol": 1e-10})
+        q0 = minimize(negk, [d1], args=(False,), method="L-BFGS-B", bounds=[(-1, None)],
+                      options={"ftol": 1e-15, "gtol": 1e-10})
+        assert float(sed["bin_ts"].values[iy, ix, k]) == pytest.approx(2 * (q0.fun - q1.fun),
+                                                                       abs=2e-3)
+        assert float(sed["norm"].values[iy, ix, k]) == pytest.approx(q1.x[0], rel=2e-3)
+    assert np.isfinite(sed["dloglike_scan"].values).all()
     # the prior matters: with a prior a thousand times narrower the background is held
     # and the TS is the fixed-background one
     tight = E.run("tscube", nocrab, cov_scale_bb=scale * 1e-8, do_sed=False).dataset
