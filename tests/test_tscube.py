@@ -211,6 +211,24 @@ def test_with_fixed_background_the_ts_is_the_ts_maps(gta, nocrab, fixed_cube, mo
     for v in ("amplitude", "npred"):
         np.testing.assert_allclose(cube[v].values[on], tsm[v].values[on], rtol=2e-3)
     assert cube.attrs["free_background"] == "[]"
+    # Fermipy's file on any grid: the TS map (an image, or a HEALPix table), FITDATA,
+    # EBOUNDS; without per-bin fits no SCANDATA
+    from astropy.io import fits
+
+    from fermixr.engine.tscube_output import write_tscube_fits
+
+    path = write_tscube_fits(cube, tmp_path / "c.fits") if mode != "wcs_no_edisp" else None
+    if path is not None:
+        with fits.open(path) as h:
+            names = [x.name for x in h]
+            fit_ts = np.asarray(h["FITDATA"].data["fit_ts"])
+            if mode == "healpix":
+                assert names == ["PRIMARY", "TS_MAP", "FITDATA", "EBOUNDS"]
+                np.testing.assert_allclose(h["TS_MAP"].data["CHANNEL1"], a.ravel())
+            else:
+                assert names == ["PRIMARY", "FITDATA", "EBOUNDS"]
+                np.testing.assert_allclose(h[0].data, a)
+        np.testing.assert_allclose(fit_ts, a.ravel())
 
 
 def test_per_bin_norms_and_ts_are_the_ts_maps_of_that_bin(nocrab, fixed_cube):
@@ -395,7 +413,7 @@ def test_fits_layout_round_trip_plot_and_dict(gta, tmp_path):
 
 
 @pytest.mark.parametrize("kwargs,match", [
-    ({"model": {"SpectrumType": "NoSuchSpectrum"}}, r"tsmap: model: .*NoSuchSpectrum"),
+    ({"model": {"SpectrumType": "NoSuchSpectrum"}}, r"tscube: model: .*NoSuchSpectrum"),
     ({"model": "PointSource"}, r"tscube: model: got 'PointSource'; expected a source dict"),
     ({"nnorm": 1}, r"tscube: nnorm: got 1; expected an integer >= 2"),
     ({"tol_type": 2}, r"tscube: tol_type: got 2; expected 0 \(absolute\) or 1"),

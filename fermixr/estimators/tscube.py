@@ -500,7 +500,10 @@ def tscube(state: AnalysisState, *, model=None, do_sed=True, nnorm=10, norm_sigm
     if not len(state.model):
         raise EstimatorError("tscube: the model has no source; the TS cube needs a "
                              "background model")
-    src0 = make_test_source(state, model)          # fails early on a model that does not parse
+    try:                                            # fails early on a model that does not parse
+        src0 = make_test_source(state, model)
+    except EstimatorError as e:
+        raise EstimatorError(str(e).replace("tsmap:", "tscube:", 1)) from None
     if state.map_maker is None:
         raise EstimatorError("tscube: this analysis state cannot make the test source's "
                              "maps (it was not loaded from a run and has no map_maker)")
