@@ -124,7 +124,8 @@ def test_catalog_name_not_found(tmp_path, monkeypatch):
     for var in ("FERMIPY_DATA_DIR", "FERMI_DIR", "FERMIXR_CATALOG_DIR"):
         monkeypatch.delenv(var, raising=False)
     with pytest.raises(InputFileError, match=r"catalog '4FGL': no file matching "
-                                             r"gll_psc_v2\[0-2\].fit or gll_psc_v19.fit in "):
+                                             r"gll_psc_v2\[0-2\].fit or gll_psc_v19.fit "
+                                             r"\(or .fits, .gz\) in "):
         build_sky_model({"catalogs": ["4FGL"]}, CENTER, base=tmp_path)
 
 

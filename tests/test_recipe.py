@@ -77,14 +77,31 @@ def _write(tmp_path, text, name="config.yaml"):
 # --- plain Fermipy configurations --------------------------------------------------------
 
 
-def test_quickstart_config_loads_with_setup_step(tmp_path, monkeypatch):
+def test_quickstart_target_without_its_catalog_is_one_clear_error(tmp_path, monkeypatch):
     monkeypatch.setenv("FERMI_DIFFUSE_DIR", "/opt/diffuse")
+    for var in ("FERMIPY_DATA_DIR", "FERMI_DIR", "FERMIXR_CATALOG_DIR"):
+        monkeypatch.delenv(var, raising=False)
     p = _write(tmp_path, QUICKSTART)
+    with pytest.raises(InputFileError, match=r"^selection.target 'mkn421': catalog '3FGL': "
+                                             r"no file matching gll_psc_v16.fit"):
+        _quiet(load_recipe, p)
+
+
+def test_quickstart_config_loads_with_setup_step(tmp_path, monkeypatch, shared_data):
+    """The manual's quickstart, its target resolved through 4FGL-DR4 (the shared copy)."""
+    monkeypatch.setenv("FERMI_DIFFUSE_DIR", "/opt/diffuse")
+    cat = shared_data / "catalogs" / "gll_psc_v35.fit.gz"
+    p = _write(tmp_path, QUICKSTART.replace("['3FGL']", f"['{cat}']"))
+    r = _quiet(load_recipe, p)
+    sel0 = r.section("selection")
+    # Mkn 421 = 4FGL J1104.4+3812 (ASSOC1 'Mkn 421'): RAJ2000 166.1187, DEJ2000 38.2070
+    assert (sel0["ra"], sel0["dec"]) == pytest.approx((166.1187, 38.2070), abs=1e-3)
+    p = _write(tmp_path, QUICKSTART.replace("target : 'mkn421'", "ra: 166.1187\n  dec: 38.2070"))
     r = _quiet(load_recipe, p)
     assert r.steps == [("setup", {})]
     assert r.path == p.resolve()
     sel = r.section("selection")
-    assert sel["target"] == "mkn421"
+    assert sel["target"] is None
     assert sel["tmin"] == 239557414.0 and isinstance(sel["tmin"], float)
     assert sel["zmax"] == 90.0
     assert r.config["gtlike"]["edisp_disable"] == ["isodiff", "galdiff"]
@@ -249,8 +266,9 @@ selection:
   tmax: 239643817
   evtype: [4, 8, 16, 32]
   roicut: no
-  target: Crab
+  target: SYN_CRAB
   radius: null
+model: {catalogs: [fermixr_example]}
 optimizer: {tol: 1e-4}
 roiopt: {npred_threshold: 1E-5}
 """)
@@ -262,7 +280,8 @@ roiopt: {npred_threshold: 1E-5}
     assert s["tmax"] == 239643817.0 and isinstance(s["tmax"], float)
     assert s["evtype"] == 60                         # union of PSF0..3
     assert s["roicut"] == "no"                       # YAML 1.1 'no' is a boolean
-    assert s["target"] == "Crab"
+    assert s["target"] == "SYN_CRAB"                 # resolved in the example catalog
+    assert (s["ra"], s["dec"]) == pytest.approx((83.6331, 22.0145), abs=1e-3)
     assert o["tol"] == 1e-4                          # '1e-4' is a float, not a string
     assert r.config["roiopt"]["npred_threshold"] == 1e-5
 

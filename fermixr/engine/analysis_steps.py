@@ -334,6 +334,20 @@ def _tsmap(state, params, ctx):
     return state, ds
 
 
+@register_step("sed", version="1", product="sed", kind="result")
+def _sed(state, params, ctx):
+    """Fermipy's sed(): the SED of one source (the sed section, the step's parameters
+    over it); writes <prefix>_<name>_sed.fits and .npy (and the plot with make_plots) in
+    the run folder."""
+    from .roi_output import files_record
+    from .sed_output import run_sed
+
+    section = ctx.recipe.options[0].sed.to_dict()
+    ds, paths = run_sed(state, section, ctx.outdir, params, llscan_npts=ctx.llscan_npts)
+    ds.attrs[WRITTEN_FILES] = files_record(paths)
+    return state, ds
+
+
 @register_step("tscube", version="1", product="tscube", kind="result")
 def _tscube(state, params, ctx):
     """Fermipy's tscube(): TS cube of a test source (the tscube section, the step's
@@ -531,6 +545,14 @@ def _files_missing(state, ctx, name, params, product) -> bool:
         recorded = (read_marker(product) or {}).get(WRITTEN_FILES) or {}
         return bool(files_differ(tsmap_written(ctx.recipe.options[0].tsmap.to_dict(),
                                                params, ctx.outdir), recorded))
+    if name == "sed":
+        from .roi_output import files_differ
+        from .sed_output import sed_written
+
+        recorded = (read_marker(product) or {}).get(WRITTEN_FILES) or {}
+        src = state.model.find(params["name"]).name
+        return bool(files_differ(sed_written(ctx.recipe.options[0].sed.to_dict(), params,
+                                             ctx.outdir, src), recorded))
     if name == "tscube":
         from .roi_output import files_differ
         from .tscube_output import tscube_written

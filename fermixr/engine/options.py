@@ -709,7 +709,7 @@ _mark_table()
 
 # Sections of steps not available yet (the steps refuse to run, so their options cannot
 # act); the option-table test covers every other section.
-PENDING_SECTIONS: tuple[str, ...] = ("sed", "sourcefind", "localize", "extension",
+PENDING_SECTIONS: tuple[str, ...] = ("sourcefind", "localize", "extension",
                                      "lightcurve")
 
 # Other spellings accepted for whole sections (warns, then renames).
@@ -950,7 +950,8 @@ STEPS: dict[str, StepSpec] = {
                           extras={"xmlfile": text(None, "File name (in the run directory "
                                                         "when relative).")},
                           positional="xmlfile", required=("xmlfile",)),
-    "print_roi": StepSpec("print_roi", "Print the sources of the model with their npred."),
+    "print_roi": StepSpec("print_roi", "Print the sources of the model with their offset, "
+                                      "TS and npred."),
     "print_params": StepSpec("print_params", "Print the spectral parameters.",
                              extras={"allpars": flag(False, "All parameters (else only the "
                                                             "free ones).")}),

@@ -29,7 +29,7 @@ _EXPANSION = {
     "exposure": ("gti", "ltcube", "exposure"),
     "psf": ("gti", "ltcube", "psf"),
 }
-NOT_YET = ("sed", "find_sources", "localize", "extension", "lightcurve")
+NOT_YET = ("find_sources", "localize", "extension", "lightcurve")
 
 
 def plan_tasks(recipe) -> list[Task]:
@@ -78,10 +78,8 @@ def roi_center(cfg) -> tuple[float, float]:
     if sel.ra is not None and sel.dec is not None:
         return float(sel.ra), float(sel.dec)
     if sel.target:
-        raise RecipeError(
-            f"selection.target {sel.target!r}: resolving a target name needs the source "
-            "catalog, which this version does not read yet; give selection.ra/dec or glon/glat"
-        )
+        raise RecipeError(f"selection.target {sel.target!r} was not resolved to a position "
+                          "(the recipe was not resolved); give selection.ra/dec or glon/glat")
     raise RecipeError("selection: the ROI centre is not set; give ra/dec, glon/glat or target")
 
 

@@ -26,7 +26,7 @@ from typing import Any, Iterable, Mapping
 
 import yaml
 
-from ..errors import InputFileError, RecipeError
+from ..errors import InputFileError, ModelError, RecipeError
 from . import options as O
 
 __all__ = [
@@ -645,6 +645,8 @@ def resolve_config(cfg: Mapping, *, base_dir: str | os.PathLike | None = None,
         for t in s["evtype"]:
             mask |= int(t)
         s["evtype"] = mask
+    if s.get("target"):
+        _resolve_target(s, c.get("model") or {}, base)
     have_cel = s.get("ra") is not None and s.get("dec") is not None
     have_gal = s.get("glon") is not None and s.get("glat") is not None
     if have_cel != have_gal:
@@ -665,6 +667,30 @@ def resolve_config(cfg: Mapping, *, base_dir: str | os.PathLike | None = None,
     if lt.get("zmax") is None:
         lt["zmax"] = float(s["zmax"]) if s.get("zmax") is not None else 180.0
     return c
+
+
+def _resolve_target(s: dict, model: Mapping, base: Path) -> None:
+    """``selection.target``: the ROI centre at the catalog source of that name or
+    association (Fermipy: the target overrides ra/dec and glon/glat).  The position found
+    becomes selection.ra/dec, so it is in every key that depends on the centre."""
+    from ..geom.frames import fermipy_cel_to_gal
+    from ..model.catalog import angular_separation, find_target
+
+    try:
+        m = find_target(s["target"], model.get("catalogs"), base=base)
+    except ModelError as exc:
+        raise RecipeError(str(exc)) from None
+    except InputFileError as exc:          # the catalog itself is missing or unreadable
+        raise InputFileError(f"selection.target {s['target']!r}: {exc}") from None
+    for a, b in (("ra", "dec"), ("glon", "glat")):
+        if s.get(a) is not None and s.get(b) is not None:
+            lon, lat = (m.ra, m.dec) if a == "ra" else fermipy_cel_to_gal(m.ra, m.dec)
+            d = float(angular_separation(float(lon), float(lat), float(s[a]), float(s[b])))
+            if d > 0.01:
+                _warn(f"selection.target {s['target']!r} ({m.name}) is {d:.2f} deg from the "
+                      f"given selection.{a}/{b}; the target wins, as in Fermipy")
+    s["ra"], s["dec"] = m.ra, m.dec
+    s["glon"], s["glat"] = fermipy_cel_to_gal(m.ra, m.dec)
 
 
 def _cross_checks(cfg: Mapping, where: tuple) -> list[str]:

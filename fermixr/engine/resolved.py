@@ -235,6 +235,11 @@ READS: dict[str, Reads] = {
     "tsmap": Reads(("fermixr.engine.analysis_steps", "fermixr.engine.tsmap_output"), (
         "tsmap.model", "tsmap.exclude", "tsmap.max_kernel_radius", "tsmap.loge_bounds",
         "tsmap.make_plots", "tsmap.write_fits", "tsmap.write_npy")),
+    # the sed step: in its own key only (analysis_steps._section_inputs)
+    "sed": Reads(("fermixr.engine.analysis_steps", "fermixr.engine.sed_output"), (
+        "sed.bin_index", "sed.use_local_index", "sed.free_background", "sed.free_radius",
+        "sed.free_pars", "sed.ul_confidence", "sed.cov_scale", "sed.make_plots",
+        "sed.write_fits", "sed.write_npy")),
     # the tscube step: in its own key only (analysis_steps._section_inputs)
     "tscube": Reads(("fermixr.engine.analysis_steps", "fermixr.engine.tscube_output"), (
         "tscube.model", "tscube.do_sed", "tscube.nnorm", "tscube.norm_sigma",

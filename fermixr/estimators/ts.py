@@ -33,9 +33,10 @@ def npred(state: AnalysisState, name: str | None = None, weighted: bool = False)
 
 
 def ts_value(state: AnalysisState, name: str) -> float:
-    """TS of a source (NaN for a diffuse one): its flux set to zero, same maps."""
+    """TS of a source (NaN for a diffuse background; a SpatialMap template source, which
+    has a position, has one): its flux set to zero, same maps."""
     src = state.model.find(name)
-    if src.is_diffuse:
+    if src.position is None:
         return float("nan")
     norm = src.param(state.spectral(src).norm_param)
     zero = state.model.replace_source(src.with_param(

@@ -10,12 +10,14 @@ Format facts used here (FSSC catalog descriptions; Fermipy's ``catalog.py``):
   (``Source_Name`` = the main table's ``Extended_Source_Name``, ``Model_Form``,
   ``Model_SemiMajor``, ``Spatial_Function``, ``Spatial_Filename`` ...).
 * The family follows from the columns: 4FGL (``PL_``/``LP_``/``PLEC_Flux_Density``) with
-  ``PLEC_IndexS``/``PLEC_ExpfactorS`` in DR3/DR4 (DR4 when the header says so), else DR1/DR2;
-  3FGL (``Flux_Density``).
-* Extended-source templates (``Spatial_Filename``) are looked up in ``extdir`` (and its
-  ``Templates`` folder), then beside the catalog file and in the catalog's standard archive
-  folder (``Extended_14years``, ``Extended_12years``, ``Extended_8years``,
-  ``Extended_archive_v15``) under the catalog's folder and ``$FERMIPY_DATA_DIR/catalogs``.
+  ``PLEC_IndexS``/``PLEC_ExpfactorS`` in DR3/DR4 (DR4 when the header says so or the file
+  version is v32 or later), else DR1/DR2; 3FGL (``Flux_Density``).  HDU names match
+  case-insensitively (the FSSC's files spell them ``ExtendedSources``).
+* Extended-source templates (``Spatial_Filename``) are looked up in ``extdir`` (default
+  ``$LATEXTDIR``; and its ``Templates`` folder), then beside the catalog file and in the
+  catalog's standard archive folder (``Extended_14years``, ``Extended_12years``,
+  ``Extended_8years``, ``Extended_archive_v15``) under the catalog's folder and
+  ``$FERMIPY_DATA_DIR/catalogs``.
 """
 
 from __future__ import annotations
@@ -39,15 +41,23 @@ MAIN_HDU = "LAT_Point_Source_Catalog"
 EXT_HDUS = ("ExtendedSources", "EXTENDED_SOURCES", "Extended Sources")
 
 # bare catalog names -> file name patterns (the highest version found wins)
+# (file names as the FSSC publishes them, ``.fit``; ``.fits`` and gzipped copies are found
+# too).  A bare ``4FGL`` is DR1, as in Fermipy; when no DR1 file is found the newest
+# release found is used, with a warning naming it.
+_DR1 = ("gll_psc_v2[0-2]", "gll_psc_v19")
+_DR2 = ("gll_psc_v2[3-7]",)
+_DR3 = ("gll_psc_v2[89]", "gll_psc_v3[01]")
+_DR4 = ("gll_psc_v3[2-9]",)
 CATALOG_NAMES: dict[str, tuple[str, ...]] = {
-    "3FGL": ("gll_psc_v16.fit", "gll_psc_v1[0-6].fit"),
-    "4FGL": ("gll_psc_v2[0-2].fit", "gll_psc_v19.fit"),
-    "4FGL-DR1": ("gll_psc_v2[0-2].fit", "gll_psc_v19.fit"),
-    "4FGL-DR2": ("gll_psc_v2[3-7].fit",),
-    "4FGL-DR3": ("gll_psc_v2[89].fit", "gll_psc_v3[01].fit"),
-    "4FGL-DR4": ("gll_psc_v3[2-9].fit",),
-    "FERMIXR_EXAMPLE": ("fermixr_example.fits",),
+    "3FGL": ("gll_psc_v16", "gll_psc_v1[0-6]"),
+    "4FGL": _DR1,
+    "4FGL-DR1": _DR1,
+    "4FGL-DR2": _DR2,
+    "4FGL-DR3": _DR3,
+    "4FGL-DR4": _DR4,
+    "FERMIXR_EXAMPLE": ("fermixr_example",),
 }
+_CATALOG_SUFFIXES = (".fit", ".fits", ".fit.gz", ".fits.gz")
 # standard extended-source archive folder of each catalog family
 _EXT_ARCHIVES = {"3FGL": ("Extended_archive_v15",),
                  "4FGL-DR1": ("Extended_8years", "LAT_extended_sources_8years"),
@@ -93,6 +103,15 @@ def catalog_search_dirs(base: str | os.PathLike | None = None) -> list[Path]:
     return out
 
 
+def _glob_catalog(patterns, dirs) -> list[Path]:
+    found: list[Path] = []
+    for pattern in patterns:
+        for d in dirs:
+            for suffix in _CATALOG_SUFFIXES:
+                found += [Path(f) for f in glob.glob(str(d / (pattern + suffix)))]
+    return found
+
+
 def _version_key(p: Path):
     m = re.search(r"v(\d+)", p.name)
     return (int(m.group(1)) if m else -1, p.name)
@@ -111,15 +130,26 @@ def resolve_catalog(name: str | os.PathLike, *, base: str | os.PathLike | None =
     if key in CATALOG_NAMES:
         dirs = catalog_search_dirs(base)
         found = []
-        for pattern in CATALOG_NAMES[key]:
-            for d in dirs:
-                found += [Path(f) for f in glob.glob(str(d / pattern))]
+        found = _glob_catalog(CATALOG_NAMES[key], dirs)
         if found:
             return max(found, key=_version_key)
+        if key == "4FGL":
+            for release in ("4FGL-DR4", "4FGL-DR3", "4FGL-DR2"):
+                newer = _glob_catalog(CATALOG_NAMES[release], dirs)
+                if newer:
+                    path = max(newer, key=_version_key)
+                    import warnings
+
+                    warnings.warn(f"catalog '4FGL' (DR1 in Fermipy, gll_psc_v19-v22) not found; "
+                                  f"using {release}, {path}; write {release!r} to say so",
+                                  UserWarning, stacklevel=2)
+                    return path
         raise InputFileError(
-            f"catalog {s!r}: no file matching {' or '.join(CATALOG_NAMES[key])} in "
-            f"{', '.join(str(d) for d in dirs)}; download it from the FSSC or give its path "
-            "(or set FERMIXR_CATALOG_DIR)")
+            f"catalog {s!r}: no file matching "
+            f"{' or '.join(p + '.fit' for p in CATALOG_NAMES[key])} (or .fits, .gz) in "
+            f"{', '.join(str(d) for d in dirs)}; download it from the FSSC "
+            "(https://fermi.gsfc.nasa.gov/ssc/data/access/lat/) into one of them, set "
+            "FERMIXR_CATALOG_DIR to its folder, or give its path")
     if not os.path.isabs(s) and base is not None:
         hint = f" (looked for {p})"
     else:
@@ -137,6 +167,8 @@ def extended_template_dirs(family: str, catalog_path: str | os.PathLike,
     ``catalog_path``, in order (see the module docstring)."""
     dirs: list[Path] = []
     archives = _EXT_ARCHIVES.get(family, ())
+    if extdir is None and os.environ.get("LATEXTDIR"):
+        extdir = os.environ["LATEXTDIR"]        # the LAT archive's own variable
     if extdir is not None:
         e = Path(expand_path(extdir))
         if not e.is_dir() and os.environ.get("FERMIPY_DATA_DIR"):
@@ -156,6 +188,9 @@ def find_extended_template(fname: str, family: str, catalog_path: str | os.PathL
                            extdir: str | os.PathLike | None = None) -> Path | None:
     """The file of template ``fname`` (an absolute path, or a name looked up in
     :func:`extended_template_dirs`); None when not found."""
+    if str(fname).startswith(("$LATEXTDIR/", "${LATEXTDIR}/")) and not os.environ.get(
+            "LATEXTDIR"):
+        fname = str(fname).split("/", 1)[1]     # the archive's layout, under extdir
     p = Path(expand_path(fname))
     if p.is_absolute() and p.is_file():
         return p
@@ -221,13 +256,25 @@ class CatalogTable:
         return np.asarray(self.columns["DEJ2000"], dtype=np.float64)
 
 
+def _file_version(path: Path, header: dict) -> int | None:
+    """The catalog file's version number (``gll_psc_v35`` -> 35): the header's VERSION or
+    FILENAME, else the file's name."""
+    for text in (header.get("VERSION"), header.get("FILENAME"), path.name):
+        m = re.search(r"(?:^|psc_)v(\d+)", str(text or ""))
+        if m:
+            return int(m.group(1))
+    return None
+
+
 def _family(path: Path, cols: set, header: dict, types: set) -> str:
     if {"PL_Flux_Density", "LP_Flux_Density", "PLEC_Flux_Density"} & cols:
-        if "PLEC_IndexS" in cols or "PLEC_ExpfactorS" in cols:
-            text = " ".join(str(header.get(k, "")) for k in ("CDS-NAME", "RELEASE", "VERSION"))
-            return "4FGL-DR4" if "DR4" in text.upper() else "4FGL-DR3"
         text = " ".join(str(header.get(k, "")) for k in ("CDS-NAME", "RELEASE", "VERSION"))
-        return "4FGL-DR2" if "DR2" in text.upper() else "4FGL-DR1"
+        version = _file_version(path, header)
+        if "PLEC_IndexS" in cols or "PLEC_ExpfactorS" in cols:
+            dr4 = "DR4" in text.upper() or (version is not None and version >= 32)
+            return "4FGL-DR4" if dr4 else "4FGL-DR3"
+        dr2 = "DR2" in text.upper() or (version is not None and 23 <= version <= 27)
+        return "4FGL-DR2" if dr2 else "4FGL-DR1"
     if "Flux_Density" in cols:
         return "3FGL"
     raise FileFormatError(f"{path}: HDU {MAIN_HDU} has none of the flux-density columns of "
@@ -271,9 +318,10 @@ def read_catalog_table(path: str | os.PathLike) -> CatalogTable:
         raise FileFormatError(f"{p}: not a readable FITS file ({e})") from None
     with hdul:
         names = [h.name for h in hdul]
+        upper = [n.upper() for n in names]      # EXTNAMEs match case-insensitively
         main = None
-        if MAIN_HDU.upper() in names:
-            main = hdul[MAIN_HDU]
+        if MAIN_HDU.upper() in upper:
+            main = hdul[upper.index(MAIN_HDU.upper())]
         else:
             for h in hdul[1:]:
                 if isinstance(h, fits.BinTableHDU) and "Source_Name" in h.columns.names:
@@ -288,8 +336,8 @@ def read_catalog_table(path: str | os.PathLike) -> CatalogTable:
         ext = {}
         has_ext = False
         for en in EXT_HDUS:
-            if en.upper() in names:
-                eh = hdul[en]
+            if en.upper() in upper:
+                eh = hdul[upper.index(en.upper())]
                 has_ext = True
                 enames = eh.columns.names
                 if "Source_Name" not in enames:

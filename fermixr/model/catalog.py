@@ -58,7 +58,7 @@ from .xml import spectral_defaults
 
 __all__ = ["FermiCatalog", "open_catalog", "read_catalog", "resolve_catalog",
            "catalog_search_dirs", "sky_selection_mask", "angular_separation",
-           "CATALOG_NAMES"]
+           "CATALOG_NAMES", "find_target", "TargetMatch"]
 
 _ASSOC_NAME_COLS = ("1FHL_Name", "2FGL_Name", "3FGL_Name", "2FHL_Name", "3FHL_Name",
                     "Extended_Source_Name")
@@ -276,8 +276,8 @@ class FermiCatalog(CatalogTable):
             dirs = self.template_dirs(extdir)
             raise InputFileError(
                 f"{self._where(i)}: extended-source template {fname!r} not found in "
-                f"{', '.join(str(d) for d in dirs)}; set model.extdir to the folder of the "
-                "catalog's extended-source archive")
+                f"{', '.join(str(d) for d in dirs)}; set model.extdir (or $LATEXTDIR) to "
+                "the folder of the catalog's extended-source archive")
         return "SpatialMap", SPATIAL_PARAMS["SpatialMap"], str(path)
 
     def template_dirs(self, extdir=None) -> list[Path]:
@@ -501,3 +501,120 @@ def read_catalog(path: str | os.PathLike, *, extdir: str | os.PathLike | None = 
         raise ModelError("read_catalog: src_radius/src_roiwidth need a center (ra, dec)")
     return cat.to_sky_model(mask, extdir=extdir, center=center,
                             radial_as_template=radial_as_template)
+
+
+# --------------------------------------------------------------------------------------
+# a source by name: selection.target
+# --------------------------------------------------------------------------------------
+_SAME_PLACE_DEG = 0.2      # matches closer than this to each other are one object
+
+
+@dataclasses.dataclass(frozen=True)
+class TargetMatch:
+    """Where ``selection.target`` resolved to: the catalog source (its name, position and
+    the column that matched) and the other rows that matched at the same place."""
+
+    query: str
+    name: str
+    ra: float
+    dec: float
+    column: str
+    catalog: Path
+    others: tuple[str, ...] = ()
+
+
+_TABLES: dict = {}
+
+
+def _cached_table(path: Path) -> CatalogTable:
+    """The catalog table of ``path``, read once per process while the file is unchanged
+    (a recipe is resolved several times; the 4FGL table takes ~0.3 s to read)."""
+    st = path.stat()
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns, st.st_ino)
+    if key not in _TABLES:
+        if len(_TABLES) > 4:
+            _TABLES.clear()
+        _TABLES[key] = read_catalog_table(path)
+    return _TABLES[key]
+
+
+def _match_columns(table: CatalogTable) -> list[str]:
+    cols = ["Source_Name", "Extended_Source_Name"]
+    cols += [c for c in table.columns if c.upper().startswith("ASSOC")
+             and c not in ("ASSOC_PROB_BAY", "ASSOC_PROB_LR")]
+    cols += [c for c in _ASSOC_NAME_COLS if c in table.columns]
+    return [c for c in dict.fromkeys(cols) if c in table.columns]
+
+
+def find_target(query: str, catalogs, *, base=None) -> TargetMatch:
+    """The catalog source named ``query`` (case and spaces ignored): by its name (with or
+    without the catalog prefix, ``J0534.5+2200``) or by an association (``ASSOC1``,
+    ``ASSOC2``, ``ASSOC_TEV``, ``ASSOC_FGL`` ...), searched in the ``catalogs`` (names or
+    files, as ``model.catalogs``) in order; the first catalog with a match wins.
+
+    Several rows matching at one place (the Crab nebula's synchrotron and inverse-Compton
+    components are both associated with "Crab") resolve to the one of highest
+    ``Signif_Avg`` (a NaN, as of a fixed template, ranks last); rows matching far apart are an error listing them.  A name matching no
+    row is an error naming the catalogs searched and the closest names."""
+    import difflib
+
+    from .source import normalize_name
+
+    key = normalize_name(query)
+    if not key:
+        raise ModelError(f"selection.target: got {query!r}; expected a source name")
+    cats = [catalogs] if isinstance(catalogs, (str, os.PathLike)) else list(catalogs or [])
+    if not cats:
+        raise ModelError(f"selection.target {query!r}: resolving a name needs a catalog; "
+                         "give model.catalogs (e.g. ['4FGL-DR4']) or selection.ra/dec")
+    searched, vocabulary = [], {}
+    for c in cats:
+        path = resolve_catalog(c, base=base)
+        if path.suffix.lower() == ".xml":
+            continue
+        table = _cached_table(path)
+        searched.append(path.name)
+        names = [strip_text(v) for v in table.columns["Source_Name"]]
+        hits: dict[int, str] = {}
+        for col in _match_columns(table):
+            vals = table.columns[col]
+            for i, v in enumerate(vals):
+                s = strip_text(v)
+                if not s:
+                    continue
+                n = normalize_name(s)
+                vocabulary.setdefault(n, s)
+                short = n.split("j", 1)[1] if col == "Source_Name" and "j" in n else None
+                if n == key or (short is not None and "j" + short == key):
+                    hits.setdefault(i, col)
+        if not hits:
+            continue
+        rows = sorted(hits)
+        ra, dec = table.ra, table.dec
+        sep = max(float(angular_separation(ra[a], dec[a], ra[b], dec[b]))
+                  for a in rows for b in rows)
+        if sep > _SAME_PLACE_DEG:
+            listed = ", ".join(f"{names[i]} ({hits[i]}; RA {ra[i]:.3f}, Dec {dec[i]:.3f})"
+                               for i in rows)
+            raise ModelError(f"selection.target {query!r} matches sources {sep:.2f} deg "
+                             f"apart in {path.name}: {listed}; give one of their names")
+        exact = [i for i in rows if hits[i] in ("Source_Name", "Extended_Source_Name")]
+        if exact:
+            best = exact[0]
+        else:
+            sig = table.columns.get("Signif_Avg")
+
+            def significance(i):          # NaN (a fixed template) ranks last
+                v = math.nan if sig is None else float(sig[i])
+                return v if math.isfinite(v) else -math.inf
+
+            best = max(rows, key=significance)
+        return TargetMatch(query=str(query), name=names[best], ra=float(ra[best]),
+                           dec=float(dec[best]), column=hits[best], catalog=path,
+                           others=tuple(names[i] for i in rows if i != best))
+    close = difflib.get_close_matches(key, list(vocabulary), n=3, cutoff=0.75)
+    hint = (f"; closest names: {', '.join(repr(vocabulary[c]) for c in close)}"
+            if close else "")
+    where = ", ".join(searched) or "the catalogs"
+    raise ModelError(f"selection.target {query!r}: no source of {where} is named or "
+                     f"associated with it{hint}; check the spelling or give selection.ra/dec")
