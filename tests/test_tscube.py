@@ -401,6 +401,14 @@ def test_fits_layout_round_trip_plot_and_dict(gta, tmp_path):
     # of equal log width)
     ef = np.asarray(tab_e["REF_EFLUX"])
     np.testing.assert_allclose(ef, ef[0], rtol=1e-6)
+    # fermixr's castro tools read a pixel's profiles (Fermipy's CastroData API)
+    from fermixr.estimators.castro import CastroData
+
+    cd = CastroData.create_from_fits(str(path), norm_type="norm", irow=iy * nx + ix)
+    np.testing.assert_allclose(np.asarray(cd.mles()), ds["norm"].values[iy, ix],
+                               rtol=1e-3, atol=1e-6 * float(ds["norm_err"].max()))
+    cde = CastroData.create_from_fits(str(path), norm_type="eflux", irow=iy * nx + ix)
+    assert np.asarray(cde.ts_vals()).shape == (nb,)
     assert (tmp_path / "c1_tscube.npy").is_file()
     doc = np.load(tmp_path / "c1_tscube.npy", allow_pickle=True).item()
     np.testing.assert_allclose(doc["ts"], out["ts"])
