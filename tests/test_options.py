@@ -382,6 +382,7 @@ def _alternatives(crab_day, caldb_dir, tmp):
         ("tsmap", "exclude"): ["Crab"],
         ("tsmap", "loge_bounds"): [2.5, 4.0],
         ("sed", "free_pars"): ["Prefactor"],
+        ("tscube", "model"): {"Index": 2.5},
         ("selection", "evtype"): 1,
         ("selection", "convtype"): 0,
         ("selection", "tmin"): 239560000.0,

@@ -353,6 +353,17 @@ class Analysis:
                             llscan_npts=self._llscan_npts())
         return sed_dict(ds, None if "fits" not in paths else str(paths["fits"]))
 
+    def tscube(self, prefix="", **kwargs) -> dict:
+        """Fermipy's tscube(): TS cube of a test source (options of the tscube section as
+        keywords); writes ``<prefix>_tscube.fits`` and returns Fermipy's dict (ts,
+        sqrt_ts, npred, amplitude, name, src_dict, file, config, tscube)."""
+        from ..engine.tscube_output import run_tscube, tscube_dict
+
+        ds, paths = run_tscube(self.state, dict(self.config["tscube"]), self.outdir,
+                               dict(kwargs, prefix=prefix))
+        return tscube_dict(ds, None if "fits" not in paths else str(paths["fits"]),
+                           dict(self.config["tscube"], **kwargs))
+
     def generate_model(self, model_name=None, rng=None, seed=None):
         """Replace the counts of every component by a Poisson realisation of the current
         model (of one source with ``model_name``); returns the seed used."""

@@ -348,6 +348,20 @@ def _sed(state, params, ctx):
     return state, ds
 
 
+@register_step("tscube", version="1", product="tscube", kind="result")
+def _tscube(state, params, ctx):
+    """Fermipy's tscube(): TS cube of a test source (the tscube section, the step's
+    parameters over it); writes <prefix>_tscube.fits and .npy (and the plot with
+    make_plots) in the run folder."""
+    from .roi_output import files_record
+    from .tscube_output import run_tscube
+
+    section = ctx.recipe.options[0].tscube.to_dict()
+    ds, paths = run_tscube(state, section, ctx.outdir, params)
+    ds.attrs[WRITTEN_FILES] = files_record(paths)
+    return state, ds
+
+
 def analysis_steps() -> tuple[str, ...]:
     return tuple(known_steps("state")) + tuple(known_steps("result"))
 
@@ -539,6 +553,13 @@ def _files_missing(state, ctx, name, params, product) -> bool:
         src = state.model.find(params["name"]).name
         return bool(files_differ(sed_written(ctx.recipe.options[0].sed.to_dict(), params,
                                              ctx.outdir, src), recorded))
+    if name == "tscube":
+        from .roi_output import files_differ
+        from .tscube_output import tscube_written
+
+        recorded = (read_marker(product) or {}).get(WRITTEN_FILES) or {}
+        return bool(files_differ(tscube_written(ctx.recipe.options[0].tscube.to_dict(),
+                                                params, ctx.outdir), recorded))
     if name != "write_roi":
         return False
     from .roi_output import files_differ, roi_files

@@ -676,6 +676,8 @@ NO_EFFECT: dict[tuple[str, str], str] = {
     **{("tsmap", k): "fermixr's TS map runs its kernels on one thread in one process; "
                      "it is fast enough without (a fraction of a second per ROI)"
        for k in ("multithread", "nthread")},
+    ("tscube", "st_scan_level"): "it asks gttscube for Science Tools cross-check fits of "
+                                 "the scans; fermixr has no Science Tools to run",
     **{("plotting", k): _NO_PLOTTING
        for k in ("loge_bounds", "catalogs", "graticule_radii", "format", "cmap",
                  "cmap_resid", "figsize", "label_ts_threshold", "interactive")},
@@ -690,6 +692,9 @@ NOT_IMPLEMENTED: dict[tuple[str, str], str] = {
                             "always resamples",
     ("gtlike", "use_scaled_srcmap"): "source maps scaled from srcmap_base by an exposure "
                                      "ratio are not implemented; fermixr computes them",
+    ("tscube", "remake_test_source"): "remaking the test source's map at every pixel is "
+                                      "not implemented; fermixr makes it once per "
+                                      "sub-pixel offset and shifts it",
     ("binning", "hpx_ebin"): "HEALPix maps without an energy axis are not implemented",
 }
 
@@ -707,7 +712,7 @@ _mark_table()
 
 # Sections of steps not available yet (the steps refuse to run, so their options cannot
 # act); the option-table test covers every other section.
-PENDING_SECTIONS: tuple[str, ...] = ("tscube", "sourcefind", "localize", "extension",
+PENDING_SECTIONS: tuple[str, ...] = ("sourcefind", "localize", "extension",
                                      "lightcurve")
 
 # Other spellings accepted for whole sections (warns, then renames).

@@ -240,6 +240,12 @@ READS: dict[str, Reads] = {
         "sed.bin_index", "sed.use_local_index", "sed.free_background", "sed.free_radius",
         "sed.free_pars", "sed.ul_confidence", "sed.cov_scale", "sed.make_plots",
         "sed.write_fits", "sed.write_npy")),
+    # the tscube step: in its own key only (analysis_steps._section_inputs)
+    "tscube": Reads(("fermixr.engine.analysis_steps", "fermixr.engine.tscube_output"), (
+        "tscube.model", "tscube.do_sed", "tscube.nnorm", "tscube.norm_sigma",
+        "tscube.cov_scale_bb", "tscube.cov_scale", "tscube.tol", "tscube.max_iter",
+        "tscube.tol_type", "tscube.init_lambda", "tscube.make_plots", "tscube.write_fits",
+        "tscube.write_npy")),
 }
 
 
