@@ -670,6 +670,15 @@ NO_EFFECT: dict[tuple[str, str], str] = {
                                   "them out around the ROI changes no number",
     ("ltcube", "use_local_ltcube"): "the livetime cube is computed on the whole sky; a "
                                     "local one gives the same exposure inside the ROI",
+    ("lightcurve", "use_local_ltcube"): "each bin's livetime cube is computed on the whole "
+                                        "sky; a local one gives the same exposure inside "
+                                        "the ROI",
+    ("lightcurve", "save_bin_data"): "each bin's products (GTIs, events, counts, livetime "
+                                     "cube, source maps, fit) are always kept in the store, "
+                                     "readable under <outdir>/lightcurve/<source>",
+    **{("lightcurve", k): "the bins run as tasks on the engine's scheduler (fermixr run "
+                          "--scheduler local:N spreads them over N processes)"
+       for k in ("multithread", "nthread")},
     **{("tsmap", k): "fermixr's TS map runs its kernels on one thread in one process; "
                      "it is fast enough without (a fraction of a second per ROI)"
        for k in ("multithread", "nthread")},
@@ -688,6 +697,10 @@ NOT_IMPLEMENTED: dict[tuple[str, str], str] = {
     ("gtlike", "use_scaled_srcmap"): "source maps scaled from srcmap_base by an exposure "
                                      "ratio are not implemented; fermixr computes them",
     ("binning", "hpx_ebin"): "HEALPix maps without an energy axis are not implemented",
+    ("lightcurve", "use_scaled_srcmap"): "source maps scaled from the full range by each "
+                                         "bin's exposure are not implemented; fermixr "
+                                         "computes each bin's maps from its own livetime "
+                                         "cube",
 }
 
 
@@ -704,8 +717,7 @@ _mark_table()
 
 # Sections of steps not available yet (the steps refuse to run, so their options cannot
 # act); the option-table test covers every other section.
-PENDING_SECTIONS: tuple[str, ...] = ("sed", "tscube", "sourcefind", "localize", "extension",
-                                     "lightcurve")
+PENDING_SECTIONS: tuple[str, ...] = ("sed", "tscube", "sourcefind", "localize", "extension")
 
 # Other spellings accepted for whole sections (warns, then renames).
 SECTION_ALIASES: dict[str, str] = {"roiOpt": "roiopt"}

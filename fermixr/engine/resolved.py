@@ -235,6 +235,14 @@ READS: dict[str, Reads] = {
     "tsmap": Reads(("fermixr.engine.analysis_steps", "fermixr.engine.tsmap_output"), (
         "tsmap.model", "tsmap.exclude", "tsmap.max_kernel_radius", "tsmap.loge_bounds",
         "tsmap.make_plots", "tsmap.write_fits", "tsmap.write_npy")),
+    # the lightcurve step: in its own key only; the bins' fits take the values in their
+    # task parameters (engine.lightcurve.plan_curve)
+    "lightcurve": Reads("fermixr.engine.lightcurve", (
+        "lightcurve.binsz", "lightcurve.nbins", "lightcurve.time_bins",
+        "lightcurve.free_background", "lightcurve.free_radius", "lightcurve.free_sources",
+        "lightcurve.free_params", "lightcurve.max_free_sources",
+        "lightcurve.shape_ts_threshold", "lightcurve.systematic", "lightcurve.outdir",
+        "lightcurve.make_plots", "lightcurve.write_fits", "lightcurve.write_npy")),
 }
 
 
