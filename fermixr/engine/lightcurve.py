@@ -133,6 +133,35 @@ def _bin_state(inputs, params, ctx):
                          coordsys=params["coordsys"])
 
 
+def bin_state(curve_dir, b: int):
+    """(the analysis state of bin ``b`` of a computed curve -- its counts and maps, the
+    curve's model --, the parameters of its fit task) from the curve's run folder
+    ``<outdir>/lightcurve/<source>``: to look at one bin, or to simulate it."""
+    from .run import open_run
+    from .store import read_marker
+
+    run = open_run(curve_dir, dask=False)
+    pfx = f"bins/bin{b:04d}"
+    fit = [n for n in run if n.startswith(f"{pfx}/fit/")]
+    if not fit:
+        raise RecipeError(f"{str(curve_dir)!r}: bin {b} has no fit product (a bin without "
+                          "GTIs, or not computed yet)")
+    marker = read_marker(run.path(fit[0]))
+    params = marker["params"]
+    n = len(params["components"])
+    inputs = {}
+    for i in range(n):
+        sfx = f"/{i:02d}" if n > 1 else ""
+        inputs[f"counts{i:02d}"] = run[f"{pfx}/counts{sfx}"]
+        inputs[f"srcmaps{i:02d}"] = run[f"{pfx}/srcmaps{sfx}"]
+        if f"{pfx}/drm{sfx}" in run:
+            inputs[f"drm{i:02d}"] = run[f"{pfx}/drm{sfx}"]
+    from .steps import StepContext
+
+    ctx = StepContext(fit[0], files=marker.get("files"), verbose=False)
+    return _bin_state(inputs, params, ctx), params
+
+
 # --------------------------------------------------------------------- the product -----
 _UNITS = {"flux": "cm-2 s-1", "eflux": "MeV cm-2 s-1", "dnde": "cm-2 s-1 MeV-1"}
 
