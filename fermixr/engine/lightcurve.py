@@ -74,6 +74,30 @@ def lc_events_step(inputs, params, ctx):
                          gti_stop=np.asarray(gti["STOP"].values), allow_empty=True)
 
 
+@register_step("lc_scaled_srcmaps", version="1", product="srcmaps")
+def lc_scaled_srcmaps_step(inputs, params, ctx):
+    """One bin's source maps as Fermipy's use_scaled_srcmap makes them: the full-range
+    maps times the ratio of the bin's exposure to the full range's, per energy node and
+    pixel (the PSF stays the full range's exposure-weighted one)."""
+    from ..errors import GeometryError
+    from ..srcmap.build import concat_srcmaps
+
+    parts = [inputs[k].load() for k in sorted(inputs) if k[0] == "s" and k[1:].isdigit()]
+    full = concat_srcmaps(parts)
+    e_full = np.asarray(inputs["exposure"]["exposure"].values, dtype=np.float64)
+    e_bin = np.asarray(inputs["exposure_bin"]["exposure"].values, dtype=np.float64)
+    if e_full.shape != full["srcmap"].shape[1:] or e_bin.shape != e_full.shape:
+        raise GeometryError(f"lightcurve scaled source maps: exposure of shape {e_full.shape} "
+                            f"for source maps of shape {full['srcmap'].shape[1:]}")
+    ratio = np.divide(e_bin, e_full, out=np.zeros_like(e_bin), where=e_full > 0)
+    out = full.assign(srcmap=(full["srcmap"].dims,
+                              np.asarray(full["srcmap"].values) * ratio[None]))
+    out["srcmap"].attrs = dict(full["srcmap"].attrs)
+    out.attrs = dict(full.attrs, sources=list(params["sources"]), scaled_by_exposure=True)
+    out["srcmap"].encoding["chunks"] = (1,) + out["srcmap"].shape[1:]
+    return out
+
+
 @register_step("lc_bin", version="1", product="lightcurve")
 def lc_bin_step(inputs, params, ctx):
     """The fit of one light-curve bin (a one-bin ``lightcurve`` product); a fit that fails
@@ -244,10 +268,6 @@ def lightcurve_options(recipe, params: dict | None = None) -> dict:
         raise RecipeError(f"lightcurve: unknown option(s) {', '.join(map(repr, unknown))}; "
                           f"options: {', '.join(opts)}")
     opts.update(extra)
-    if opts.get("use_scaled_srcmap"):
-        raise RecipeError("lightcurve.use_scaled_srcmap: true is not implemented: fermixr "
-                          "computes each bin's source maps from its own livetime cube "
-                          "(leave it false)")
     for k, why in (("multithread", "bins run as tasks on the engine's scheduler "
                                    "(fermixr run --scheduler local:N)"),
                    ("nthread", "bins run as tasks on the engine's scheduler "
@@ -315,6 +335,29 @@ def plan_curve(recipe, outdir, state, name: str, opts: dict, fit_options: dict,
                             "edisp_disable": list(comp.edisp_disable),
                             "model": comp.model.to_dict() if (i and comp.model is not None)
                             else None, "wmap": bool(gl.wmap)})
+    scaled = bool(opts["use_scaled_srcmap"])
+    full = {}        # component -> (exposure task name, {s0000: full-range map task name})
+    if scaled:
+        from .plan import _irf_params
+
+        for i in range(n):
+            sfx = component_suffix(i, n)
+            opts_i = recipe.options[i]
+            tasks.append(setup[f"ltcube{sfx}"])
+            ref = next(t for nm, t in setup.items() if nm.startswith(f"srcmap{sfx}/"))
+            irf = _irf_params(opts_i)
+            exp = Task(f"exposure_nodes{sfx}", "exposure",
+                       {"geom": ref.params["geom"], "energies": list(ref.params["energies"]),
+                        **irf["params"]}, inputs={"ltcube": f"ltcube{sfx}"},
+                       files={"irf": irf["files"]})
+            tasks.append(exp)
+            maps = {}
+            for k, s in enumerate(state.model):
+                t = source_map_task(opts_i, sfx, s, geom_from_dict(ref.params["geom"]),
+                                    ref.params["energies"])
+                tasks.append(t)
+                maps[f"s{k:04d}"] = t.name
+            full[i] = (exp, maps)
     bin_tasks, skipped = {}, {}
     srcname = product_name(src.name)
     for b, (a, z) in enumerate(bins):
@@ -348,15 +391,26 @@ def plan_curve(recipe, outdir, state, name: str, opts: dict, fit_options: dict,
                               files={"scfile": _scfiles(opts_i)}))
             ref = next(t for nm, t in setup.items() if nm.startswith(f"srcmap{sfx}/"))
             geom = geom_from_dict(ref.params["geom"])
-            maps = {}
-            for k, s in enumerate(state.model):
-                t = source_map_task(opts_i, sfx, s, geom, ref.params["energies"])
-                t = dataclasses.replace(t, name=f"{pfx}/srcmap{sfx}/{product_name(s.name)}",
-                                        inputs={"ltcube": lt})
-                tasks.append(t)
-                maps[f"s{k:04d}"] = t.name
             sm = f"{pfx}/srcmaps{sfx}"
-            tasks.append(Task(sm, "srcmaps", {"sources": state.model.names}, inputs=maps))
+            if scaled:
+                exp, maps = full[i]
+                be = dataclasses.replace(exp, name=f"{pfx}/exposure{sfx}",
+                                         inputs={"ltcube": lt})
+                tasks.append(be)
+                tasks.append(Task(sm, "lc_scaled_srcmaps", {"sources": state.model.names},
+                                  inputs={**maps, "exposure": exp.name,
+                                          "exposure_bin": be.name}))
+            else:
+                maps = {}
+                for k, s in enumerate(state.model):
+                    t = source_map_task(opts_i, sfx, s, geom, ref.params["energies"])
+                    t = dataclasses.replace(
+                        t, name=f"{pfx}/srcmap{sfx}/{product_name(s.name)}",
+                        inputs={"ltcube": lt})
+                    tasks.append(t)
+                    maps[f"s{k:04d}"] = t.name
+                tasks.append(Task(sm, "srcmaps", {"sources": state.model.names},
+                                  inputs=maps))
             inputs[f"counts{i:02d}"] = c
             inputs[f"srcmaps{i:02d}"] = sm
             if f"drm{sfx}" in setup and opts_i.gtlike.edisp:

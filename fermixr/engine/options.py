@@ -590,8 +590,10 @@ SECTIONS: dict[str, dict[str, Option]] = {
                              "outdir."),
         "use_local_ltcube": flag(True, "Compute each bin's livetime cube only around the "
                                        "ROI."),
-        "use_scaled_srcmap": flag(False, "Scale the full-range source maps by each bin's "
-                                         "exposure instead of recomputing them."),
+        "use_scaled_srcmap": flag(False, "Scale the full-range source maps by the ratio of "
+                                         "each bin's exposure to the full range's (per "
+                                         "energy and pixel) instead of recomputing them: "
+                                         "faster, the PSF stays the full range's."),
         "save_bin_data": flag(True, "Keep the products of each time bin."),
         "binsz": num(86400.0, "Time bin width.", unit="s", exclusive_minimum=0),
         "shape_ts_threshold": num(16.0, "Below this TS in a bin, sources keep the shape "
@@ -697,10 +699,6 @@ NOT_IMPLEMENTED: dict[tuple[str, str], str] = {
     ("gtlike", "use_scaled_srcmap"): "source maps scaled from srcmap_base by an exposure "
                                      "ratio are not implemented; fermixr computes them",
     ("binning", "hpx_ebin"): "HEALPix maps without an energy axis are not implemented",
-    ("lightcurve", "use_scaled_srcmap"): "source maps scaled from the full range by each "
-                                         "bin's exposure are not implemented; fermixr "
-                                         "computes each bin's maps from its own livetime "
-                                         "cube",
 }
 
 

@@ -242,7 +242,8 @@ READS: dict[str, Reads] = {
         "lightcurve.free_background", "lightcurve.free_radius", "lightcurve.free_sources",
         "lightcurve.free_params", "lightcurve.max_free_sources",
         "lightcurve.shape_ts_threshold", "lightcurve.systematic", "lightcurve.outdir",
-        "lightcurve.make_plots", "lightcurve.write_fits", "lightcurve.write_npy")),
+        "lightcurve.make_plots", "lightcurve.write_fits", "lightcurve.write_npy",
+        "lightcurve.use_scaled_srcmap")),
 }
 
 
