@@ -98,7 +98,7 @@ def lc_scaled_srcmaps_step(inputs, params, ctx):
     return out
 
 
-@register_step("lc_bin", version="1", product="lightcurve")
+@register_step("lc_bin", version="2", product="lightcurve")
 def lc_bin_step(inputs, params, ctx):
     """The fit of one light-curve bin (a one-bin ``lightcurve`` product); a fit that fails
     or raises is recorded with its reason."""

@@ -220,14 +220,17 @@ def fit_bin(state: AnalysisState, name: str, plan: dict, *, tmin: float, tmax: f
                reason="", shape_free=shape_free,
                fit_quality=float(fit_out["fit_quality"]),
                fit_status=float(fit_out["fit_status"]))
-    rec.update(_scan(st, name, plan, fo, npts, rec))
+    g = global_model.find(name).param(plan["norm"]).value
+    rec.update(_scan(st, name, plan, fo, npts, rec, float(g)))
     rec["loglike_fixed"] = _loglike_fixed(st, global_model, name, plan, fo)
     return rec
 
 
-def _scan(st, name, plan, fo, npts, rec) -> dict:
-    """The normalisation scan (0 to well past the fit, plus the best fit itself) with the
-    background refitted at each point, and the 95% upper limits read from it."""
+def _scan(st, name, plan, fo, npts, rec, global_norm) -> dict:
+    """The normalisation scan (0 to well past the fit and to 3 times the global fit's
+    value, so that the curve's constant flux falls inside every bin's scan, plus the best
+    fit itself) with the background refitted at each point, and the 95% upper limits read
+    from it."""
     from .profile import profile_values
 
     src = st.model.find(name)
@@ -239,11 +242,16 @@ def _scan(st, name, plan, fo, npts, rec) -> dict:
             held = held.with_param(p.name, free=False)
     sth = st.with_model(st.model.replace_source(held), fit=None)
     err = norm.error if norm.error and np.isfinite(norm.error) else abs(norm.value) or 1.0
-    hi = max(norm.value + 10 * err, 3 * abs(norm.value), 1e-30)
-    grid = np.linspace(0.0, hi, int(npts) - 1)
-    xs = np.unique(np.append(grid, norm.value))
-    if xs.size < npts:                      # the fit sits on a grid point (e.g. at 0)
-        xs = np.unique(np.append(xs, 0.5 * (xs[-1] + xs[-2])))
+    hi = max(norm.value + 10 * err, 3 * abs(norm.value), 3 * abs(global_norm), 1e-30)
+    # a grid from 0, and the best fit with points at -2 .. +4 errors around it (where the
+    # errors and the upper limit are read)
+    near = norm.value + err * np.array([-2.0, -1.0, 0.0, 1.0, 2.0, 3.0, 4.0])
+    xs = np.unique(np.concatenate([np.linspace(0.0, hi, int(npts) - near.size),
+                                   near[near > 0], [norm.value]]))
+    while xs.size < npts:                   # points that coincide: fill the widest gap
+        i = int(np.argmax(np.diff(xs)))
+        xs = np.insert(xs, i + 1, 0.5 * (xs[i] + xs[i + 1]))
+    xs = xs[:npts]
     reopt = bool(plan["background"])
     prof = profile_values(sth, name, norm.name, xvals=xs, reoptimize=reopt,
                           fit_options=fo)
