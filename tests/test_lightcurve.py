@@ -271,7 +271,7 @@ def test_gap_bin_and_failed_fit_are_recorded_and_the_curve_completes(gta, monkey
     assert np.isnan(lc["flux"][1]) and np.isnan(lc["flux"][2])
     assert np.isnan(lc["loglike_const"][1])
     assert np.isfinite(lc["ts_var"])
-    assert "2 without a fit (1 without GTIs)" in err
+    assert "2 without a fit (1 without GTIs; recorded with their reasons" in err
     assert "bin 1 (no_gti)" in err and "bin 2 (fit_failed)" in err
     # the gap bin holds no GTIs: no task was planned for it; the others have exposure
     assert lc["exposure_s"][1] == 0 and np.all(lc["exposure_s"][[0, 2, 3]] > 0)

@@ -344,6 +344,8 @@ def plan_curve(recipe, outdir, state, name: str, opts: dict, fit_options: dict,
             sfx = component_suffix(i, n)
             opts_i = recipe.options[i]
             tasks.append(setup[f"ltcube{sfx}"])
+            if f"drm{sfx}" in setup and opts_i.gtlike.edisp:
+                tasks.append(setup[f"drm{sfx}"])
             ref = next(t for nm, t in setup.items() if nm.startswith(f"srcmap{sfx}/"))
             irf = _irf_params(opts_i)
             exp = Task(f"exposure_nodes{sfx}", "exposure",
@@ -413,7 +415,11 @@ def plan_curve(recipe, outdir, state, name: str, opts: dict, fit_options: dict,
                                   inputs=maps))
             inputs[f"counts{i:02d}"] = c
             inputs[f"srcmaps{i:02d}"] = sm
-            if f"drm{sfx}" in setup and opts_i.gtlike.edisp:
+            if f"drm{sfx}" in setup and opts_i.gtlike.edisp and scaled:
+                # scaled maps: the full range's response matrix too (as Fermipy's scaled
+                # mode keeps the full range's response)
+                inputs[f"drm{i:02d}"] = f"drm{sfx}"
+            elif f"drm{sfx}" in setup and opts_i.gtlike.edisp:
                 d = f"{pfx}/drm{sfx}"
                 tasks.append(Task(d, "drm", dict(setup[f"drm{sfx}"].params),
                                   inputs={"ltcube": lt},
@@ -538,7 +544,8 @@ def run_lightcurve(state, recipe, outdir, name: str, params: dict | None = None,
     if verbose:
         print(f"      lightcurve {cplan.name}: {len(records)} bins: {counts['computed']} "
               f"computed, {counts['reused']} reused, {len(failed)} without a fit "
-              f"({counts['no_gti']} without GTIs) in {time.monotonic() - t0:.1f} s; "
+              f"({counts['no_gti']} without GTIs; recorded with their reasons, the curve is "
+              f"complete) in {time.monotonic() - t0:.1f} s; "
               f"ts_var {red['ts_var']:.2f} over {red['n_ok']} bins", file=stream, flush=True)
         for i, status, reason in failed:
             print(f"      lightcurve {cplan.name}: bin {i} ({status}): {reason}",

@@ -593,7 +593,8 @@ SECTIONS: dict[str, dict[str, Option]] = {
         "use_scaled_srcmap": flag(False, "Scale the full-range source maps by the ratio of "
                                          "each bin's exposure to the full range's (per "
                                          "energy and pixel) instead of recomputing them: "
-                                         "faster, the PSF stays the full range's."),
+                                         "faster; the PSF and the energy-dispersion matrix "
+                                         "stay the full range's."),
         "save_bin_data": flag(True, "Keep the products of each time bin."),
         "binsz": num(86400.0, "Time bin width.", unit="s", exclusive_minimum=0),
         "shape_ts_threshold": num(16.0, "Below this TS in a bin, sources keep the shape "
