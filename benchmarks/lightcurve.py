@@ -58,6 +58,9 @@ def main() -> None:
         gta.free_norm("isodiff")
         gta.fit()
         t_setup = time.perf_counter() - t0
+        main = json.loads((out / "run.json").read_text())
+        lt_day = next((t["seconds"] for t in main["tasks"]
+                       if t["step"] == "ltcube" and t["status"] == "computed"), None)
         kw = dict(nbins=args.nbins, free_background=True, write_npy=False,
                   use_scaled_srcmap=args.scaled)
         t1 = time.perf_counter()
@@ -87,17 +90,24 @@ def main() -> None:
         if s > 0:
             print(f"  {step:<10} {s / n:7.3f} s")
     # ESTIMATE of the target: weekly bins over 17 years.  Everything but the
-    # livetime cube costs the same per bin; the livetime cube scales with the FT2 rows of
-    # a bin, i.e. with its duration (a week is WEEK / bin_s times this bin).
+    # livetime cube costs the same per bin; the livetime cube's cost is a + b * duration,
+    # a and b from this curve's bins and the full day's cube of the setup.
     lt = per_step.get("ltcube", 0.0) / n
     other = sum(per_step.values()) / n - lt
     overhead = max(t_first / n - sum(per_step.values()) / n, 0.0)
-    week_bin = other + lt * (WEEK / bin_s) + overhead
+    b = max((lt_day - lt) / (span - bin_s), 0.0) if lt_day is not None and span > bin_s \
+        else lt / bin_s
+    a = max(lt - b * bin_s, 0.0)
+    lt_week = a + b * WEEK
+    print(f"livetime cube: {lt:.2f} s for a {bin_s / 3600:.1f} h bin, "
+          f"{'n/a' if lt_day is None else f'{lt_day:.2f}'} s for the whole day "
+          f"-> {a:.2f} s + {b * 86400:.2f} s per day of data")
+    week_bin = other + lt_week + overhead
     workers = int(args.scheduler.split(":")[1]) if args.scheduler and \
         args.scheduler.startswith("local:") else 1
     est = MISSION_BINS * week_bin / workers
-    print(f"ESTIMATE (not measured): a weekly bin ~ {week_bin:.1f} s (livetime cube scaled "
-          f"by {WEEK / bin_s:.0f}x), so {MISSION_BINS} weekly bins ~ {est / 60:.0f} min on "
+    print(f"ESTIMATE (not measured): a weekly bin ~ {week_bin:.1f} s (livetime cube "
+          f"{lt_week:.1f} s), so {MISSION_BINS} weekly bins ~ {est / 60:.0f} min on "
           f"{workers} worker(s); the ROI, energy binning and source count of the example set "
           "the other terms")
 

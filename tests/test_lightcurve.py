@@ -7,7 +7,6 @@ one process and on a 2-worker dask cluster."""
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -324,6 +323,14 @@ def test_api_refuses_bad_bins_and_unknown_source_before_any_bin(gta):
         gta.lightcurve("NO_SUCH")
     with pytest.raises(RecipeError, match="free_params: 'SYN_CRAB' .* no parameter 'Foo'"):
         gta.lightcurve(SOURCE, free_params=["Foo"])
+    with pytest.raises(RecipeError, match="unknown option.*'bin_size'"):
+        gta.lightcurve(SOURCE, bin_size=3600.0)
+    from fermixr.engine.recipe import OptionWithoutEffectWarning
+
+    with pytest.warns(OptionWithoutEffectWarning, match="lightcurve.multithread: accepted "
+                                                        "without effect: the bins run"):
+        with pytest.raises(RecipeError, match="overlap"):
+            gta.lightcurve(SOURCE, multithread=True, time_bins=[T0 + 10.0, T0 + 5.0])
 
 
 # ------------------------------------------------------- kill, resume, workers ---------

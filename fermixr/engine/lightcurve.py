@@ -30,20 +30,13 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import RecipeError, StepError
+from ..errors import RecipeError
 from ..estimators import lightcurve as LC
 from .executor import Executor, Task
 from .steps import register_step
 
 SUBDIR = "lightcurve"
 MJDREF = 51910.0 + 7.428703703703703e-4
-
-# options of the lightcurve section this module reads (resolved.READS "lightcurve")
-SECTION_OPTIONS = ("binsz", "nbins", "time_bins", "free_background", "free_radius",
-                   "free_sources", "free_params", "max_free_sources", "shape_ts_threshold",
-                   "systematic", "outdir", "make_plots", "write_fits", "write_npy",
-                   "use_scaled_srcmap")
-
 
 # ------------------------------------------------------------------------ data steps --
 @register_step("lc_gti", version="1", product="gti", identity="content")
@@ -268,12 +261,15 @@ def lightcurve_options(recipe, params: dict | None = None) -> dict:
         raise RecipeError(f"lightcurve: unknown option(s) {', '.join(map(repr, unknown))}; "
                           f"options: {', '.join(opts)}")
     opts.update(extra)
-    for k, why in (("multithread", "bins run as tasks on the engine's scheduler "
-                                   "(fermixr run --scheduler local:N)"),
-                   ("nthread", "bins run as tasks on the engine's scheduler "
-                               "(fermixr run --scheduler local:N)")):
-        if k in extra and extra[k] not in (None, False):
-            warnings.warn(f"lightcurve.{k}: accepted without effect: {why}",
+    from .options import SECTIONS
+
+    for k, v in extra.items():          # the table's marks, for options given as keywords
+        opt = SECTIONS["lightcurve"][k]
+        if opt.not_implemented and v != opt.default:
+            raise RecipeError(f"lightcurve.{k}: got {v!r}; not implemented: "
+                              f"{opt.not_implemented}")
+        if opt.no_effect and v != opt.default:
+            warnings.warn(f"lightcurve.{k}: accepted without effect: {opt.no_effect}",
                           OptionWithoutEffectWarning, stacklevel=3)
     return opts
 
@@ -691,14 +687,5 @@ def lightcurve_written(recipe, params, outdir, name) -> dict:
     return output_files(opts, Path(outdir), params.get("prefix") or "", name)
 
 
-def failures_line(ds) -> str | None:
-    """One line naming the bins without a fit, or None."""
-    bad = [i for i, ok in enumerate(ds["fit_success"].values) if not ok]
-    if not bad:
-        return None
-    return (f"lightcurve {ds.attrs['name']}: {len(bad)} of {ds.sizes['time_bin']} bins "
-            f"without a fit (bins {', '.join(map(str, bad))}; see status/reason)")
-
-
 __all__ = ["run_lightcurve", "plan_curve", "run_curve", "curve_dataset", "lightcurve_dict",
-           "check_step", "StepError"]
+           "check_step", "bin_state"]
