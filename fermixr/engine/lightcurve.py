@@ -458,6 +458,28 @@ class _CurveExecutor(Executor):
                 self._progress(self.done_bins, self.n_bins)
 
 
+def _chunks(cplan: CurvePlan, client) -> list[list]:
+    """The curve's tasks in chunks of bins (4 per worker, at least 4 bins), each chunk
+    with the shared tasks (the selection's GTIs and events, full-range products) first."""
+    shared = [t for t in cplan.tasks if not t.name.startswith("bins/")]
+    per_bin: dict[str, list] = {}
+    for t in cplan.tasks:
+        if t.name.startswith("bins/"):
+            per_bin.setdefault(t.name.split("/")[1], []).append(t)
+    if not per_bin:
+        return [shared] if shared else []
+    workers = 1
+    if client is not None:
+        try:
+            workers = max(len(client.nthreads()), 1)
+        except Exception:       # a client without workers' info: one
+            workers = 1
+    size = max(4 * workers, 4)
+    keys = sorted(per_bin)
+    return [shared + [t for k in keys[i:i + size] for t in per_bin[k]]
+            for i in range(0, len(keys), size)]
+
+
 def run_curve(cplan: CurvePlan, store_root, *, client=None, verbose=True,
               stream=None) -> tuple[list[dict], dict]:
     """Run every bin's tasks (reusing finished ones) and read the bins back.  Returns the
@@ -483,7 +505,14 @@ def run_curve(cplan: CurvePlan, store_root, *, client=None, verbose=True,
 
     ex = _CurveExecutor(cplan.run_dir, store_root, client=client, verbose=False,
                         stream=stream, n_bins=len(cplan.bin_tasks), progress=progress)
-    states = ex.run(cplan.tasks) if cplan.tasks else {}
+    states = {}
+    t_run = time.monotonic()
+    for chunk in _chunks(cplan, client):
+        # a few bins at a time, so that finished bins appear while the curve runs (the
+        # executor runs a chunk's independent tasks together, on the cluster if any)
+        states.update(ex.run(chunk))
+    if states:
+        ex._write_manifest(states, list(states), time.monotonic() - t_run)
     records: list[dict] = []
     counts = {"computed": 0, "reused": 0, "no_gti": len(cplan.skipped)}
     for b in range(n):
