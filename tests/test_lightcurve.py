@@ -239,11 +239,12 @@ def test_a_flare_injected_in_one_bin_is_found(gta, curve):
 # ------------------------------------------------------------- failures recorded -------
 def test_gap_bin_and_failed_fit_are_recorded_and_the_curve_completes(gta, monkeypatch,
                                                                       capfd):
-    """A bin inside a GTI gap (no GTIs) and a bin whose fit fails (the fitter made to fail
-    for it): both recorded with their reasons; the other bins are fitted."""
+    """A bin with GTIs but no event, a bin inside a GTI gap (no GTIs) and a bin whose fit
+    fails (the fitter made to fail for it): each recorded with its reason; the other bins
+    are fitted."""
     import fermixr.estimators.fit as F
 
-    edges = [T0, GAP[0], GAP[1], T0 + 9000.0, T0 + 15000.0]
+    edges = [T0, T0 + 3000.0, GAP[0], GAP[1], T0 + 9000.0, T0 + 15000.0]
     real_fit_bin, real_fit_state = LC.fit_bin, F.fit_state
 
     def failing(state, **kw):
@@ -263,19 +264,20 @@ def test_gap_bin_and_failed_fit_are_recorded_and_the_curve_completes(gta, monkey
     lc = gta.lightcurve(SOURCE, time_bins=edges, free_params=["Prefactor"],
                         write_npy=False, verbose=True, prefix="gaps")
     err = capfd.readouterr().err
-    assert list(lc["fit_success"]) == [True, False, False, True]
-    assert list(lc["status"]) == ["ok", "no_gti", "fit_failed", "ok"]
-    assert "gap" in lc["reason"][1]
-    assert "made to fail by the test" in lc["reason"][2]
-    assert np.isnan(lc["flux"][1]) and np.isnan(lc["flux"][2])
-    assert np.isnan(lc["loglike_const"][1])
+    assert list(lc["fit_success"]) == [True, False, False, False, True]
+    assert list(lc["status"]) == ["ok", "no_events", "no_gti", "fit_failed", "ok"]
+    assert "no event" in lc["reason"][1]
+    assert "gap" in lc["reason"][2]
+    assert "made to fail by the test" in lc["reason"][3]
+    assert np.all(np.isnan(lc["flux"][1:4])) and np.all(np.isnan(lc["loglike_const"][1:4]))
     assert np.isfinite(lc["ts_var"])
-    assert "2 without a fit (1 without GTIs; recorded with their reasons" in err
-    assert "bin 1 (no_gti)" in err and "bin 2 (fit_failed)" in err
-    # the gap bin holds no GTIs: no task was planned for it; the others have exposure
-    assert lc["exposure_s"][1] == 0 and np.all(lc["exposure_s"][[0, 2, 3]] > 0)
-    # bin 0 holds the first GTI's 3060 s only
-    assert lc["exposure_s"][0] == pytest.approx(3060.0)
+    assert "3 without a fit (1 without GTIs; recorded with their reasons" in err
+    assert "bin 1 (no_events)" in err and "bin 2 (no_gti)" in err and "bin 3 (fit_failed)" in err
+    # the gap bin holds no GTIs: no task was planned for it; bin 1 holds the last 60 s of
+    # the first GTI (no event in the ROI then), bin 0 the first 3000 s
+    assert lc["exposure_s"][2] == 0 and np.all(lc["exposure_s"][[3, 4]] > 0)
+    np.testing.assert_allclose(lc["exposure_s"][:2], [3000.0, 60.0])
+    assert lc["n_counts"][1] == 0 and lc["n_counts"][0] > 0
     assert Path(lc["file"]).name == "gaps_syn_crab_lightcurve.fits"
 
 
