@@ -7,6 +7,7 @@ one process and on a 2-worker dask cluster."""
 
 from __future__ import annotations
 
+import re
 import signal
 import subprocess
 import sys
@@ -376,6 +377,10 @@ def test_sigkill_during_the_curve_then_rerun_computes_only_the_missing_bins(tmp_
     validate_product(ds)
     assert list(ds["fit_success"].values) == [True] * 3
     assert np.isfinite(ds.attrs["ts_var"])
+    # a third run takes the whole curve from the store
+    r = subprocess.run([sys.executable, "-m", "fermixr.cli", "run", str(rec)], cwd=REPO,
+                       capture_output=True, text=True)
+    assert r.returncode == 0 and re.search(r"lightcurve\s+cached", r.stderr), r.stderr
 
 
 @pytest.mark.slow

@@ -563,8 +563,9 @@ def run_lightcurve(state, recipe, outdir, name: str, params: dict | None = None,
     ds = curve_dataset(records, cplan.name, red)
     failed = [(i, r["status"], r["reason"]) for i, r in enumerate(records)
               if not r["fit_success"]]
-    ds.attrs.update(bins_computed=counts["computed"], bins_reused=counts["reused"],
-                    bins_failed=len(failed), systematic=float(opts["systematic"]),
+    # (how many bins this call computed or reused is printed, not stored: the product is
+    # the same whichever run made it)
+    ds.attrs.update(bins_failed=len(failed), systematic=float(opts["systematic"]),
                     config=json.dumps(_jsonable(opts)))
     if verbose:
         print(f"      lightcurve {cplan.name}: {len(records)} bins: {counts['computed']} "
