@@ -419,3 +419,28 @@ def test_scaled_source_maps_give_the_computed_curve(gta, curve):
     assert np.all(np.abs(d) < 0.02 * curve["flux"]), d / curve["flux"]
     assert np.all(np.abs(d) < 0.1 * curve["flux_err"]), d / curve["flux_err"]
     assert abs(lc["ts_var"] - curve["ts_var"]) < 0.3
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["healpix", "two_pixel_sizes"])
+def test_healpix_and_two_components_of_different_pixel_sizes(tmp_path, mode):
+    """The curve on a HEALPix grid and on two components (FRONT 0.25 deg, BACK 0.5 deg):
+    every bin fitted, fluxes consistent with the full-range fit, the scaled maps giving
+    the same fluxes."""
+    import test_estimators_conformance as C
+
+    from fermixr import Analysis
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        a = Analysis(C._doc(mode, tmp_path)).setup()
+    a.free_source(SOURCE, pars=["Prefactor", "Index"])
+    a.free_norm("isodiff")
+    assert a.fit()["fit_success"]
+    glob = a.get_src_model(SOURCE)
+    lc = a.lightcurve(SOURCE, nbins=2, free_background=True, write_npy=False)
+    assert list(lc["status"]) == ["ok", "ok"]
+    assert np.all(np.abs(lc["flux"] - glob["flux"]) < 3.5 * lc["flux_err"])
+    sc = a.lightcurve(SOURCE, nbins=2, free_background=True, use_scaled_srcmap=True,
+                      write_fits=False, write_npy=False)
+    np.testing.assert_allclose(sc["flux"], lc["flux"], rtol=0.02)
