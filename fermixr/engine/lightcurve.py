@@ -60,8 +60,14 @@ def lc_events_step(inputs, params, ctx):
     """The selection's events inside one light-curve bin's GTIs (none is not an error)."""
     from ..select.cuts import select_events
 
+    from ..conventions import DIM_EVENT
+
     gti = inputs["gti"]
-    return select_events(inputs["events"].load(), tmin=float(params["tmin"]),
+    ev = inputs["events"]
+    # read the times, then only the bin's rows (a mission's event list is large)
+    t = np.asarray(ev["TIME"].values)
+    rows = np.flatnonzero((t >= float(params["tmin"])) & (t <= float(params["tmax"])))
+    return select_events(ev.isel({DIM_EVENT: rows}).load(), tmin=float(params["tmin"]),
                          tmax=float(params["tmax"]),
                          gti_start=np.asarray(gti["START"].values),
                          gti_stop=np.asarray(gti["STOP"].values), allow_empty=True)
