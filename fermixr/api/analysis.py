@@ -585,5 +585,28 @@ class Analysis:
         """Add the Poisson counts of a source (not kept in the model) to the counts."""
         return self._edit(EM.simulate_source, src_dict, seed=seed, rng=rng)
 
+    # ------------------------------------------------------------- light curve ---------
+    def lightcurve(self, name, scheduler=None, verbose=False, **kwargs) -> dict:
+        """Fermipy's lightcurve(): ``name`` fitted in each time bin (options of the
+        lightcurve section, overridden by ``kwargs``: binsz, nbins, time_bins, free_params,
+        free_background, free_radius, free_sources, max_free_sources, shape_ts_threshold,
+        systematic, outdir, write_fits, write_npy, make_plots, prefix, optimizer).  Each
+        bin is a keyed sub-plan of the store: finished bins are reused, a bin without GTIs
+        or events or whose fit fails is recorded (fit_success False, status, reason).
+        Returns Fermipy's dict (name, tmin, tmax, fit_success, ts_var, config, the flux /
+        eflux / dnde families per bin, loglike_const, loglike_fixed ...)."""
+        from ..engine.lightcurve import lightcurve_dict, run_lightcurve
+        from ..engine.run import dask_client
+
+        if self.recipe is None:
+            raise RecipeError("lightcurve() needs an Analysis made from a recipe (the bins' "
+                              "data products come from its files)")
+        with dask_client(scheduler) as client:
+            ds, paths = run_lightcurve(self.state, self.recipe, self.outdir,
+                                       self.roi_source(name).name, kwargs,
+                                       fit_options=self._fit_options(), client=client,
+                                       verbose=verbose)
+        return lightcurve_dict(ds, paths.get("fits"))
+
 
 GTAnalysis = Analysis

@@ -45,6 +45,8 @@ class AnalysisContext:
     outdir: Path
     key: str = ""
     stream: object = None
+    client: object = None          # the run's dask client, or None
+    store_root: Path | None = None
 
     @property
     def config(self) -> dict:
@@ -360,6 +362,7 @@ def _tscube(state, params, ctx):
     ds, paths = run_tscube(state, section, ctx.outdir, params)
     ds.attrs[WRITTEN_FILES] = files_record(paths)
     return state, ds
+from . import lightcurve as _lightcurve  # noqa: E402,F401  (registers the lightcurve steps)
 
 
 def analysis_steps() -> tuple[str, ...]:
@@ -423,7 +426,7 @@ def _model_files(model) -> dict:
 # ---------------------------------------------------------------------------- running --
 WRITTEN_FILES = "written_files"   # provenance of write_roi: {key: {path, size, sha256}}
 def run_analysis_steps(recipe, steps, outdir, store_root, prep_keys, *, verbose=True,
-                       stream=None, force=()) -> list[dict]:
+                       stream=None, force=(), client=None) -> list[dict]:
     """Run the analysis steps of ``steps`` (list of (name, params)) in order.  Returns one
     record per step (name, key, status: applied / cached / computed / failed, seconds)."""
     from ..likelihood.roi import FitRecord
@@ -434,7 +437,8 @@ def run_analysis_steps(recipe, steps, outdir, store_root, prep_keys, *, verbose=
     store = ProductStore(store_root)
     names = NameIndex(outdir)
     state = load_state(recipe, outdir, store_root)
-    ctx = AnalysisContext(recipe, Path(outdir), stream=stream)
+    ctx = AnalysisContext(recipe, Path(outdir), stream=stream, client=client,
+                          store_root=Path(store_root))
     chain = digest({"data": prep_keys, "model": state.model.to_dict(),
                     "analysis": analysis_inputs(recipe),
                     "model_files": _model_files(state.model)})
@@ -560,6 +564,14 @@ def _files_missing(state, ctx, name, params, product) -> bool:
         recorded = (read_marker(product) or {}).get(WRITTEN_FILES) or {}
         return bool(files_differ(tscube_written(ctx.recipe.options[0].tscube.to_dict(),
                                                 params, ctx.outdir), recorded))
+    if name == "lightcurve":
+        from .lightcurve import lightcurve_written
+        from .roi_output import files_differ
+
+        recorded = (read_marker(product) or {}).get(WRITTEN_FILES) or {}
+        return bool(files_differ(lightcurve_written(ctx.recipe, params, ctx.outdir,
+                                                    state.model.find(params["name"]).name),
+                                 recorded))
     if name != "write_roi":
         return False
     from .roi_output import files_differ, roi_files

@@ -593,8 +593,11 @@ SECTIONS: dict[str, dict[str, Option]] = {
                              "outdir."),
         "use_local_ltcube": flag(True, "Compute each bin's livetime cube only around the "
                                        "ROI."),
-        "use_scaled_srcmap": flag(False, "Scale the full-range source maps by each bin's "
-                                         "exposure instead of recomputing them."),
+        "use_scaled_srcmap": flag(False, "Scale the full-range source maps by the ratio of "
+                                         "each bin's exposure to the full range's (per "
+                                         "energy and pixel) instead of recomputing them: "
+                                         "faster; the PSF and the energy-dispersion matrix "
+                                         "stay the full range's."),
         "save_bin_data": flag(True, "Keep the products of each time bin."),
         "binsz": num(86400.0, "Time bin width.", unit="s", exclusive_minimum=0),
         "shape_ts_threshold": num(16.0, "Below this TS in a bin, sources keep the shape "
@@ -673,6 +676,15 @@ NO_EFFECT: dict[tuple[str, str], str] = {
                                   "them out around the ROI changes no number",
     ("ltcube", "use_local_ltcube"): "the livetime cube is computed on the whole sky; a "
                                     "local one gives the same exposure inside the ROI",
+    ("lightcurve", "use_local_ltcube"): "each bin's livetime cube is computed on the whole "
+                                        "sky; a local one gives the same exposure inside "
+                                        "the ROI",
+    ("lightcurve", "save_bin_data"): "each bin's products (GTIs, events, counts, livetime "
+                                     "cube, source maps, fit) are always kept in the store, "
+                                     "readable under <outdir>/lightcurve/<source>",
+    **{("lightcurve", k): "the bins run as tasks on the engine's scheduler (fermixr run "
+                          "--scheduler local:N spreads them over N processes)"
+       for k in ("multithread", "nthread")},
     **{("tsmap", k): "fermixr's TS map runs its kernels on one thread in one process; "
                      "it is fast enough without (a fraction of a second per ROI)"
        for k in ("multithread", "nthread")},
@@ -712,8 +724,7 @@ _mark_table()
 
 # Sections of steps not available yet (the steps refuse to run, so their options cannot
 # act); the option-table test covers every other section.
-PENDING_SECTIONS: tuple[str, ...] = ("sourcefind", "localize", "extension",
-                                     "lightcurve")
+PENDING_SECTIONS: tuple[str, ...] = ("sourcefind", "localize", "extension")
 
 # Other spellings accepted for whole sections (warns, then renames).
 SECTION_ALIASES: dict[str, str] = {"roiOpt": "roiopt"}

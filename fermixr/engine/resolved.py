@@ -246,6 +246,15 @@ READS: dict[str, Reads] = {
         "tscube.cov_scale_bb", "tscube.cov_scale", "tscube.tol", "tscube.max_iter",
         "tscube.tol_type", "tscube.init_lambda", "tscube.make_plots", "tscube.write_fits",
         "tscube.write_npy")),
+    # the lightcurve step: in its own key only; the bins' fits take the values in their
+    # task parameters (engine.lightcurve.plan_curve)
+    "lightcurve": Reads("fermixr.engine.lightcurve", (
+        "lightcurve.binsz", "lightcurve.nbins", "lightcurve.time_bins",
+        "lightcurve.free_background", "lightcurve.free_radius", "lightcurve.free_sources",
+        "lightcurve.free_params", "lightcurve.max_free_sources",
+        "lightcurve.shape_ts_threshold", "lightcurve.systematic", "lightcurve.outdir",
+        "lightcurve.make_plots", "lightcurve.write_fits", "lightcurve.write_npy",
+        "lightcurve.use_scaled_srcmap")),
 }
 
 

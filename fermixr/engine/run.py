@@ -150,12 +150,15 @@ def _run_locked(rec, out, tasks, analysis, *, scheduler, force, verbose, stream,
         ex = Executor(out, store_root(rec, out), client=client, force=force, verbose=verbose,
                       stream=stream)
         states = ex.run(tasks)
-    done = []
+        done = []
+        if analysis:
+            keys = {name: st.key for name, st in states.items()
+                    if name.split("/")[0] in ("counts", "srcmaps", "drm")}
+            # the cluster stays up for the steps that plan tasks of their own (lightcurve)
+            done = run_analysis_steps(rec, analysis, out, store_root(rec, out), keys,
+                                      verbose=verbose, stream=stream, force=force,
+                                      client=client)
     if analysis:
-        keys = {name: st.key for name, st in states.items()
-                if name.split("/")[0] in ("counts", "srcmaps", "drm")}
-        done = run_analysis_steps(rec, analysis, out, store_root(rec, out), keys,
-                                  verbose=verbose, stream=stream, force=force)
         manifest = out / "run.json"
         doc = json.loads(manifest.read_text())
         doc["analysis_steps"] = done
