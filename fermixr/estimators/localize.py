@@ -1,0 +1,541 @@
+"""Localization of a source (Fermipy's ``localize``): two passes and an ellipse.
+
+1. **TS map around the source.**  On a lattice of positions within ``dtheta_max`` of the
+   source (spacing: the first component's pixel size, at least ``dtheta_max / 8``), the
+   source's amplitude A >= 0 is fitted with everything else fixed (its spectral shape as
+   it is), TS = 2 (lnL(A) - lnL(0)) with lnL(0) the model without the source.  A
+   quadratic fitted to TS around the lattice maximum gives the first position and scale.
+2. **Likelihood scan.**  An ``nstep`` x ``nstep`` grid in the tangent plane around that
+   position (half-width 2 sigma of the first pass, then of the previous scan), at each
+   point the source's free parameters refitted (its norm, and its shape unless
+   ``fix_shape``; the background's free parameters with ``free_background``, the norms of
+   sources within ``free_radius``); a 2-D quadratic fitted to log L gives the position and
+   its covariance.  The grid is re-centred / re-scaled until the peak lies inside it and the
+   grid spans 1 to 4 sigma.  Where the quadratic is not negative definite or its peak stays
+   outside the grid, the position is found by maximising log L directly (Nelder-Mead) with
+   errors from a finite-difference Hessian (``method: 'direct'``); where even that Hessian
+   is not positive definite, the best grid point with the grid's half-width as a
+   conservative error (``method: 'grid'``, ``fit_success`` false).  Every localization ends
+   with a position and an error.
+
+**Moved-source maps (the approximation).**  Making a source map costs ~2 s (its PSF table),
+so the maps at trial positions are not made one by one: the source's map at its current
+position (exact, in the state) is shifted.  On WCS grids the map of each true-energy node
+is a cubic spline over pixels, evaluated at the pixel centres minus the shift in pixel
+coordinates of each component (exact at zero shift; accurate while the PSF is wider than
+a pixel).  On HEALPix grids the shift adds ``p(|x - x'|) - p(|x - x0|)`` to the map, with
+``p`` the map's radial profile around the source (quarter-pixel rings).  The spectrum,
+exposure scales, energy dispersion and likelihood weights go through the ordinary cost
+(:func:`fermixr.likelihood.roi.component_costs`).  ``tests/test_localize.py`` compares the
+log-likelihood differences with those of exact maps.  The proposed state (``update``)
+carries the exact map at the new position, made when its components are first read.
+
+Position angle: of the major axis, degrees east of north (IAU), in [0, 180).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+
+from ..errors import EstimatorError
+from ..likelihood.roi import (AnalysisState, LazyComponents, component_costs, ensure_maps,
+                              loglike, map_key)
+from . import EstimatorResult, register
+
+__all__ = ["localize", "fit_ellipse", "ellipse_from_cov", "tangent_offsets",
+           "tangent_to_sky", "Mover"]
+
+# chi2 (2 dof) quantiles: r68 = 1.517 sigma, r95 = 2.447 sigma, r99 = 3.035 sigma
+_R = {"68": math.sqrt(2.30), "95": math.sqrt(5.99), "99": math.sqrt(9.21)}
+
+
+# --------------------------------------------------------------------- geometry -------
+def tangent_offsets(ra0, dec0, ra, dec):
+    """Gnomonic offsets (xi towards east, eta towards north) [deg] of (ra, dec) from
+    (ra0, dec0)."""
+    a0, d0 = math.radians(ra0), math.radians(dec0)
+    a, d = np.radians(np.asarray(ra, float)), np.radians(np.asarray(dec, float))
+    cosc = np.sin(d0) * np.sin(d) + np.cos(d0) * np.cos(d) * np.cos(a - a0)
+    xi = np.cos(d) * np.sin(a - a0) / cosc
+    eta = (np.cos(d0) * np.sin(d) - np.sin(d0) * np.cos(d) * np.cos(a - a0)) / cosc
+    return np.degrees(xi), np.degrees(eta)
+
+
+def tangent_to_sky(ra0, dec0, xi, eta):
+    """(ra, dec) [deg] of gnomonic offsets (xi east, eta north) [deg] from (ra0, dec0)."""
+    a0, d0 = math.radians(ra0), math.radians(dec0)
+    x, y = np.radians(np.asarray(xi, float)), np.radians(np.asarray(eta, float))
+    rho = np.hypot(x, y)
+    c = np.arctan(rho)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        dec = np.arcsin(np.cos(c) * np.sin(d0) + np.where(rho > 0, y * np.sin(c) * np.cos(d0)
+                                                          / np.where(rho > 0, rho, 1), 0.0))
+    ra = a0 + np.arctan2(x * np.sin(c), rho * np.cos(d0) * np.cos(c)
+                         - y * np.sin(d0) * np.sin(c))
+    ra = np.where(rho > 0, ra, a0)
+    return np.degrees(ra) % 360.0, np.degrees(dec)
+
+
+def ellipse_from_cov(cov):
+    """(semi-major, semi-minor, position angle [deg east of north, in [0, 180)]) of the
+    1-sigma ellipse of a covariance in (east, north) offsets [deg^2]."""
+    cov = np.asarray(cov, float)
+    w, v = np.linalg.eigh(cov)
+    major = v[:, 1]                       # (east, north) components of the major axis
+    pa = math.degrees(math.atan2(major[0], major[1])) % 180.0
+    return math.sqrt(max(w[1], 0.0)), math.sqrt(max(w[0], 0.0)), pa
+
+
+def fit_ellipse(x, y, z):
+    """Least-squares 2-D quadratic z = c + b.d - 1/2 d^T H d over points d = (x, y).
+    Returns (peak (x, y), H, ok) where ok means H is positive definite."""
+    x, y, z = (np.ravel(np.asarray(a, float)) for a in (x, y, z))
+    good = np.isfinite(z)
+    x, y, z = x[good], y[good], z[good]
+    if z.size < 6:
+        return np.array([np.nan, np.nan]), np.full((2, 2), np.nan), False
+    sx, sy = max(np.ptp(x), 1e-12), max(np.ptp(y), 1e-12)      # conditioning
+    u, v = x / sx, y / sy
+    A = np.stack([np.ones_like(u), u, v, u * u, u * v, v * v], axis=1)
+    coef, *_ = np.linalg.lstsq(A, z, rcond=None)
+    H = -np.array([[2 * coef[3] / sx ** 2, coef[4] / (sx * sy)],
+                   [coef[4] / (sx * sy), 2 * coef[5] / sy ** 2]])
+    b = np.array([coef[1] / sx, coef[2] / sy])
+    ok = bool(np.all(np.isfinite(H)) and H[0, 0] > 0 and np.linalg.det(H) > 0)
+    peak = np.linalg.solve(H, b) if ok else np.array([np.nan, np.nan])
+    return peak, H, ok
+
+
+# ------------------------------------------------------------- moved-source maps ------
+class Mover:
+    """The map of a source moved to (ra, dec) on one component, from its map at its
+    current position (see the module notes)."""
+
+    def __init__(self, comp, src):
+        from ..geom.hpx import HpxGeom
+
+        self.m0 = np.asarray(comp.maps[src.name], float)
+        self.geom = comp.geom
+        self.ra0, self.dec0 = src.skydir
+        self.hpx = isinstance(self.geom, HpxGeom)
+        if self.hpx:
+            self._init_hpx()
+        else:
+            self._init_wcs()
+
+    def _init_wcs(self):
+        from scipy import ndimage
+
+        ny, nx = self.geom.shape
+        x0, y0 = self.geom.world_to_pix(np.array([self.ra0]), np.array([self.dec0]),
+                                        frame="CEL")
+        self.x0, self.y0 = float(np.ravel(x0)[0]), float(np.ravel(y0)[0])
+        cube = self.m0.reshape(-1, ny, nx)
+        self.coef = np.stack([ndimage.spline_filter(c, order=3, mode="nearest")
+                              for c in cube])
+        self.yy, self.xx = np.mgrid[0:ny, 0:nx].astype(float)
+
+    def _init_hpx(self):
+        import healpy as hp
+
+        from ..geom.frames import angular_separation, transform
+
+        g = self.geom
+        lon, lat = g.pixel_centers()
+        self.lon, self.lat = np.asarray(lon, float), np.asarray(lat, float)
+        clon, clat = transform(np.array([self.ra0]), np.array([self.dec0]), "CEL", g.frame)
+        self.frame = g.frame
+        d0 = angular_separation(self.lon, self.lat, float(clon[0]), float(clat[0]))
+        step = hp.nside2resol(g.nside, arcmin=True) / 60.0 / 4.0
+        ring = np.floor(d0 / step).astype(np.int64)
+        nr = int(ring.max()) + 1
+        cnt = np.bincount(ring, minlength=nr)
+        has = cnt > 0
+        self.r_mid = np.bincount(ring, d0, minlength=nr)[has] / cnt[has]
+        self.prof = np.stack([np.bincount(ring, m, minlength=nr)[has] / cnt[has]
+                              for m in self.m0])
+        self.p0 = self._profile(d0)
+
+    def _profile(self, d):
+        return np.stack([np.interp(d, self.r_mid, p) for p in self.prof])
+
+    def map_at(self, ra, dec) -> np.ndarray:
+        """(n_nodes, n_pix) map of the source at (ra, dec)."""
+        if self.hpx:
+            from ..geom.frames import angular_separation, transform
+
+            lo, la = transform(np.array([ra]), np.array([dec]), "CEL", self.frame)
+            d = angular_separation(self.lon, self.lat, float(lo[0]), float(la[0]))
+            return np.maximum(self.m0 + self._profile(d) - self.p0, 0.0)
+        from scipy import ndimage
+
+        x, y = self.geom.world_to_pix(np.array([ra]), np.array([dec]), frame="CEL")
+        dx, dy = float(np.ravel(x)[0]) - self.x0, float(np.ravel(y)[0]) - self.y0
+        if dx == 0.0 and dy == 0.0:
+            return self.m0
+        coords = np.array([self.yy - dy, self.xx - dx])
+        out = np.stack([ndimage.map_coordinates(c, coords, order=3, mode="nearest",
+                                                prefilter=False) for c in self.coef])
+        return np.maximum(out.reshape(self.m0.shape), 0.0)
+
+
+def _moved(src, ra, dec):
+    out = src
+    for par, v in (("RA", ra), ("DEC", dec)):
+        p = src.param(par)
+        out = out.with_param(par, value=float(v) / p.scale)
+    meta = dict(out.meta)
+    meta.pop("pos_ellipse", None)
+    return out.replace(meta=meta)
+
+
+# ------------------------------------------------------------------ likelihood -------
+class _Surface:
+    """log L of the model with the source moved to a position, its free parameters (and
+    the chosen background ones) refitted; the background-fixed amplitude-only TS."""
+
+    def __init__(self, state, src, fit_options):
+        from ..model.skymodel import SkyModel
+
+        self.state, self.src = state, src
+        self.fit_options = fit_options
+        self.movers = [Mover(c, src) for c in state.components]
+        self.nfit = 0
+        # amplitude-only pass: background counts without the source, fixed
+        rest = state.model.remove(src.name)
+        self.terms = []
+        if len(rest):
+            costs = component_costs(state, rest)
+            for comp, c in zip(state.components, costs):
+                m = np.asarray(c.model_cube(c.x0), float).reshape(comp.counts.shape)
+                w = np.ones_like(m) if comp.wmap is None else np.asarray(comp.wmap, float)
+                self.terms.append((np.asarray(comp.counts, float), m, w))
+        self._one = SkyModel
+
+    def state_at(self, ra, dec):
+        src = _moved(self.src, ra, dec)
+        key = map_key(src)
+        comps = tuple(c.with_map(src.name, mv.map_at(ra, dec).reshape(
+            c.maps[src.name].shape), key) for c, mv in zip(self.state.components,
+                                                          self.movers))
+        return self.state.replace(components=comps,
+                                  model=self.state.model.replace_source(src)), src
+
+    def source_counts(self, ra, dec):
+        """Per component the counts cube of the source at (ra, dec), current spectrum."""
+        src = _moved(self.src, ra, dec)
+        out = []
+        for comp, mv in zip(self.state.components, self.movers):
+            one = comp.replace(maps={src.name: mv.map_at(ra, dec)},
+                               map_keys={src.name: map_key(src)})
+            sub = self.state.replace(components=(one,), model=self._one((src,)), priors={})
+            c = component_costs(sub)[0]
+            out.append(np.asarray(c.source_cube(src.name, c.x0), float).reshape(
+                comp.counts.shape))
+        return out
+
+    def amplitude_ts(self, ra, dec):
+        """(TS, A) of the source's amplitude (a multiple of its current counts) at
+        (ra, dec) over the fixed background."""
+        if not self.terms:
+            raise EstimatorError(f"localize: {self.src.name!r} is the only source of the "
+                                 "model; the first pass needs a background")
+        s = self.source_counts(ra, dec)
+        parts = [(n, m, w, si) for (n, m, w), si in zip(self.terms, s)]
+
+        def derivs(a):
+            g1 = g2 = dl = 0.0
+            for n, m, w, si in parts:
+                sel = si > 0
+                nn, mm, ww, ss = n[sel], m[sel], w[sel], si[sel]
+                mu = mm + a * ss
+                g1 += float(np.sum(ww * (nn * ss / mu - ss)))
+                g2 -= float(np.sum(ww * nn * ss * ss / (mu * mu)))
+                dl += float(np.sum(ww * (nn * np.log1p(a * ss / mm) - a * ss)))
+            return g1, g2, dl
+
+        g1, g2, _ = derivs(0.0)
+        if g1 <= 0:
+            return 0.0, 0.0
+        a, lo, hi = (g1 / -g2 if g2 < 0 else 1.0), 0.0, np.inf
+        for _ in range(60):
+            d1, d2, _ = derivs(a)
+            if d1 > 0:
+                lo = a
+            else:
+                hi = a
+            new = a - d1 / d2 if d2 < 0 else np.nan
+            if not (lo < new < hi):
+                new = 0.5 * (lo + hi) if np.isfinite(hi) else 2.0 * a + 1e-12
+            if abs(new - a) <= 1e-10 * max(abs(a), 1e-12):
+                a = new
+                break
+            a = new
+        return max(2.0 * derivs(a)[2], 0.0), a
+
+    def fitted(self, ra, dec):
+        """(log L, fit dict, state) with the source at (ra, dec), free parameters
+        refitted (log L of the model as it is when nothing is free)."""
+        from .fit import fit_state
+
+        st, _ = self.state_at(ra, dec)
+        self.nfit += 1
+        free = any(p.free for s in st.model for p in s.spectral)
+        if not free:
+            return loglike(st), {"fit_success": True}, st
+        out, new = fit_state(st, **self.fit_options)
+        ll = out.get("loglike") if out.get("fit_success") else None
+        if ll is None or not np.isfinite(ll):
+            ll = loglike(st)           # a failed refit: log L at the starting values
+        return float(ll), out, new
+
+
+# ----------------------------------------------------------------- the estimator ------
+def _free_set(state, src, fix_shape, free_background, free_radius):
+    """The state with the parameters to refit at each position free: the source's norm
+    (and shape unless fix_shape), the background's free ones with free_background, the
+    norms of sources within free_radius."""
+    from ..geom.frames import angular_separation
+    from . import edits
+
+    st = state
+    if not free_background:
+        st = edits.free_sources(st, free=False)[0]
+    if free_radius is not None:
+        ra0, dec0 = src.skydir
+        for s in st.model:
+            if s.name == src.name or s.skydir is None:
+                continue
+            d = float(angular_separation(np.array([s.skydir[0]]), np.array([s.skydir[1]]),
+                                         ra0, dec0)[0])
+            if d <= float(free_radius):
+                st = edits.free_norm(st, s.name)
+    st = edits.free_source(st, src.name, free=False)
+    st = edits.free_norm(st, src.name)
+    if not fix_shape:
+        sm = st.spectral(src)
+        if sm.shape_params:
+            st = edits.free_shape(st, src.name)
+    return st
+
+
+def _check(name, value, cond, expected):
+    if not cond:
+        raise EstimatorError(f"localize: {name}: got {value!r}; expected {expected}")
+
+
+@register("localize", version="1", product="localize", section="localize")
+def localize(state: AnalysisState, name: str, *, nstep=5, dtheta_max=0.5,
+             free_background=False, free_radius=None, fix_shape=False, update=True,
+             optimizer=None):
+    """Position of a source: a TS map within dtheta_max, then an nstep x nstep
+    likelihood scan with the free parameters refitted and an ellipse fitted to log L."""
+    import xarray as xr
+
+    from ..geom.frames import angular_separation, fermipy_cel_to_gal
+    from ..geom.hpx import HpxGeom
+    from .sourcedict import ellipse_dict
+
+    src = state.model.find(name)
+    if src.is_diffuse or src.skydir is None:
+        raise EstimatorError(f"localize: {src.name!r} is a diffuse source "
+                             f"({src.spatial_model}); only sources with a position (point "
+                             "or radial models) can be localised")
+    _check("nstep", nstep, isinstance(nstep, (int, np.integer)) and not isinstance(
+        nstep, bool) and nstep >= 3, "an integer >= 3 (the scan needs 3 x 3 points)")
+    _check("dtheta_max", dtheta_max, isinstance(dtheta_max, (int, float)) and not
+           isinstance(dtheta_max, bool) and dtheta_max > 0, "a positive angle in deg")
+    _check("free_radius", free_radius, free_radius is None or (
+        isinstance(free_radius, (int, float)) and free_radius >= 0), "null or an angle >= 0")
+    if state.map_maker is None and update:
+        raise EstimatorError("localize: this analysis state cannot make the moved source's "
+                             "map (it has no map_maker); use update=False")
+    nstep, dtheta_max = int(nstep), float(dtheta_max)
+    fit_options = {"optimizer": str(optimizer or "NEWTON").upper()}
+    ra0, dec0 = src.skydir
+    loglike_init = loglike(state)
+
+    work = _free_set(state, src, fix_shape, free_background, free_radius)
+    surf = _Surface(work, work.model.find(src.name), fit_options)
+    loglike_base, _, _ = surf.fitted(ra0, dec0)
+
+    # ---- pass 1: amplitude-only TS on a lattice within dtheta_max
+    g0 = state.components[0].geom
+    pix = (math.degrees(math.sqrt(4 * math.pi / g0.npix_allsky))
+           if isinstance(g0, HpxGeom) else float(g0.binsz))
+    step1 = max(pix, dtheta_max / 8.0)
+    n1 = int(math.floor(dtheta_max / step1 + 1e-9))
+    off1 = np.arange(-n1, n1 + 1) * step1
+    XI, ETA = np.meshgrid(off1, off1)
+    inside = np.hypot(XI, ETA) <= dtheta_max + 1e-9
+    RA1, DEC1 = tangent_to_sky(ra0, dec0, XI, ETA)
+    TS = np.full(XI.shape, np.nan)
+    for j in zip(*np.nonzero(inside)):
+        TS[j] = surf.amplitude_ts(float(RA1[j]), float(DEC1[j]))[0]
+    jmax = np.unravel_index(int(np.nanargmax(TS)), TS.shape)
+    near = inside & (np.abs(XI - XI[jmax]) <= 1.01 * step1) & \
+        (np.abs(ETA - ETA[jmax]) <= 1.01 * step1)
+    pk, H1, ok1 = fit_ellipse(XI[near], ETA[near], 0.5 * TS[near])
+    if ok1 and np.all(np.abs(pk - [XI[jmax], ETA[jmax]]) <= step1):
+        c1 = pk
+        cov1 = np.linalg.inv(H1)
+        sig1 = math.sqrt(max(np.linalg.eigvalsh(cov1)[1], 0.0))
+    else:
+        c1 = np.array([XI[jmax], ETA[jmax]])
+        cov1, sig1 = np.diag([step1 ** 2, step1 ** 2]), step1
+    ra1, dec1 = (float(v) for v in tangent_to_sky(ra0, dec0, c1[0], c1[1]))
+    fit_init = {"ra": ra1, "dec": dec1, "pos_err": float(math.sqrt(max(np.linalg.det(
+        cov1), 0.0) ** 0.5)), "ts": float(np.nanmax(TS)), "fit_success": bool(ok1)}
+
+    # ---- pass 2: likelihood scan with refits, a quadratic to log L
+    cra, cdec = ra1, dec1
+    h = float(np.clip(2.0 * sig1, 1e-4, dtheta_max))
+    grid = None
+    method, ok, inb = "ellipse", False, False
+    for _ in range(5):
+        off = np.linspace(-h, h, nstep)
+        GX, GY = np.meshgrid(off, off)
+        GRA, GDEC = tangent_to_sky(cra, cdec, GX, GY)
+        LL = np.array([[surf.fitted(float(GRA[i, j]), float(GDEC[i, j]))[0]
+                        for j in range(nstep)] for i in range(nstep)])
+        grid = (cra, cdec, h, GX, GY, GRA, GDEC, LL)
+        peak, H, ok = fit_ellipse(GX, GY, LL)
+        if ok:
+            sig = math.sqrt(max(np.linalg.eigvalsh(np.linalg.inv(H))[1], 0.0))
+            inb = bool(np.all(np.abs(peak) <= h))
+            if inb and 1.0 <= h / sig <= 4.0:
+                break
+            step = np.clip(peak, -h, h)
+            cra, cdec = (float(v) for v in tangent_to_sky(cra, cdec, step[0], step[1]))
+            h = float(np.clip(2.0 * sig, 1e-4, dtheta_max))
+        else:
+            inb = False
+            b = np.unravel_index(int(np.nanargmax(LL)), LL.shape)
+            on_edge = b[0] in (0, nstep - 1) or b[1] in (0, nstep - 1)
+            cra, cdec = float(GRA[b]), float(GDEC[b])
+            h = float(min(h * (1.0 if on_edge else 2.0), dtheta_max))
+    cra_g, cdec_g, h_g, GX, GY, GRA, GDEC, LL = grid
+    if ok and inb:
+        pra, pdec = (float(v) for v in tangent_to_sky(cra_g, cdec_g, peak[0], peak[1]))
+        cov = np.linalg.inv(H)
+    else:
+        pra, pdec, cov, method = _direct(surf, GRA, GDEC, LL, h_g, dtheta_max)
+    fit_success = method != "grid"
+    # the covariance in (east, north) at the final position (the tangent plane at the
+    # grid centre; the difference is second order in the offset)
+    a, b, pa = ellipse_from_cov(cov)
+    loglike_loc, fit_out, st_loc = surf.fitted(pra, pdec)
+    offset = float(angular_separation(np.array([pra]), np.array([pdec]), ra0, dec0)[0])
+    fit_inbounds = bool(inb and offset <= dtheta_max)
+
+    # ---- results
+    glon, glat = fermipy_cel_to_gal(pra, pdec)
+    glon0, glat0 = fermipy_cel_to_gal(ra0, dec0)
+    ell = ellipse_dict(pra, pdec, (a, b, pa))
+    if isinstance(g0, HpxGeom):
+        xpix = float(g0.world_to_pix(np.array([pra]), np.array([pdec]), frame="CEL")[0])
+        ypix = float("nan")
+    else:
+        xp, yp = g0.world_to_pix(np.array([pra]), np.array([pdec]), frame="CEL")
+        xpix, ypix = float(np.ravel(xp)[0]), float(np.ravel(yp)[0])
+    dxi, deta = tangent_offsets(ra0, dec0, pra, pdec)
+    scal = {
+        "name": src.name, "ra": pra, "dec": pdec, "glon": glon, "glat": glat,
+        "ra_preloc": ra0, "dec_preloc": dec0, "glon_preloc": glon0, "glat_preloc": glat0,
+        "xpix": xpix, "ypix": ypix, "deltax": float(-dxi), "deltay": float(deta),
+        "pos_offset": offset, "pos_ecc": math.sqrt(max(1.0 - (b / a) ** 2, 0.0)) if a > 0
+        else float("nan"),
+        "pos_ecc2": math.sqrt(max((a / b) ** 2 - 1.0, 0.0)) if b > 0 else float("nan"),
+        "loglike_init": float(loglike_init), "loglike_base": float(loglike_base),
+        "loglike_loc": float(loglike_loc),
+        "dloglike_loc": float(loglike_loc - loglike_base),
+        "fit_success": bool(fit_success), "fit_inbounds": fit_inbounds,
+        "method": method, "tsmap_peak": float(np.nanmax(TS)),
+        "dtheta_max": dtheta_max, "nstep": nstep, "fix_shape": bool(fix_shape),
+        "free_background": bool(free_background),
+        "free_radius": float("nan") if free_radius is None else float(free_radius),
+        "update": bool(update), "nfit": int(surf.nfit),
+        "scan_center_ra": cra_g, "scan_center_dec": cdec_g, "scan_halfwidth": h_g,
+    }
+    for k, v in ell.items():
+        if np.ndim(v) == 0:
+            scal[k] = float(v)
+    for k, v in fit_init.items():
+        scal[f"fit_init_{k}"] = v
+    mats = {k: (("axis", "axis_b"), np.asarray(ell[k], float))
+            for k in ("pos_cel_cov", "pos_cel_corr", "pos_gal_cov", "pos_gal_corr")}
+    ds = xr.Dataset(
+        {"tsmap": (("tsmap_y", "tsmap_x"), TS, {"description": "amplitude-only TS of the "
+                                                "source within dtheta_max (pass 1)"}),
+         "loglike_scan": (("scan_y", "scan_x"), LL, {"description": "log L on the last "
+                                                     "scan grid, free parameters refitted"}),
+         "dloglike_scan": (("scan_y", "scan_x"), LL - np.nanmax(LL)),
+         **mats},
+        coords={"tsmap_ra": (("tsmap_y", "tsmap_x"), RA1, {"units": "deg"}),
+                "tsmap_dec": (("tsmap_y", "tsmap_x"), DEC1, {"units": "deg"}),
+                "tsmap_xi": ("tsmap_x", off1, {"units": "deg", "description": "east"}),
+                "tsmap_eta": ("tsmap_y", off1, {"units": "deg", "description": "north"}),
+                "scan_ra": (("scan_y", "scan_x"), GRA, {"units": "deg"}),
+                "scan_dec": (("scan_y", "scan_x"), GDEC, {"units": "deg"}),
+                "axis": ["x", "y"], "axis_b": ["x", "y"]},
+        attrs={"fermixr_product": "localize", **scal,
+               "model": json.dumps(state.model.to_dict())})
+    proposed = None
+    if update:
+        new_src = st_loc.model.find(src.name)
+        new_src = new_src.replace(meta=dict(new_src.meta, pos_ellipse=(a, b, pa)))
+        # the exact map at the new position (made when the components are first read)
+        base = state.model.replace_source(new_src)
+        # keep the caller's free/fixed flags; the fitted values of the refitted parameters
+        orig = state.model
+        model = base
+        for s in st_loc.model:
+            o = orig.find(s.name)
+            t = o if s.name != src.name else new_src
+            for p in s.spectral:
+                t = t.with_param(p.name, value=p.value, error=p.error,
+                                 free=o.param(p.name).free)
+            model = model.replace_source(t)
+        comps, maker = state.components, state.map_maker
+        moved = model.find(src.name)
+        proposed = state.replace(model=model, fit=None, components=LazyComponents(
+            lambda: ensure_maps(comps, moved, maker)))
+    return EstimatorResult(ds, proposed)
+
+
+def _direct(surf, GRA, GDEC, LL, h, dtheta_max):
+    """Maximise log L in position directly (Nelder-Mead), errors from a finite-difference
+    Hessian; (ra, dec, cov, method)."""
+    from scipy.optimize import minimize
+
+    b = np.unravel_index(int(np.nanargmax(LL)), LL.shape)
+    ra_b, dec_b = float(GRA[b]), float(GDEC[b])
+
+    def f(v):
+        r, d = tangent_to_sky(ra_b, dec_b, v[0], v[1])
+        return -surf.fitted(float(r), float(d))[0]
+
+    res = minimize(f, np.zeros(2), method="Nelder-Mead",
+                   options={"initial_simplex": [[0, 0], [h / 2, 0], [0, h / 2]],
+                            "xatol": h * 1e-3, "fatol": 1e-4, "maxfev": 200})
+    x0 = res.x
+    f0 = float(res.fun)
+    hs = max(h / 4.0, 1e-5)
+    ev = {}
+
+    def fv(i, j):
+        if (i, j) not in ev:
+            ev[(i, j)] = f0 if i == j == 0 else f(x0 + hs * np.array([i, j]))
+        return ev[(i, j)]
+
+    Hxx = (fv(1, 0) - 2 * f0 + fv(-1, 0)) / hs ** 2
+    Hyy = (fv(0, 1) - 2 * f0 + fv(0, -1)) / hs ** 2
+    Hxy = (fv(1, 1) - fv(1, -1) - fv(-1, 1) + fv(-1, -1)) / (4 * hs ** 2)
+    H = np.array([[Hxx, Hxy], [Hxy, Hyy]])
+    ra, dec = (float(v) for v in tangent_to_sky(ra_b, dec_b, x0[0], x0[1]))
+    if np.all(np.isfinite(H)) and H[0, 0] > 0 and np.linalg.det(H) > 0:
+        return ra, dec, np.linalg.inv(H), "direct"
+    return ra, dec, np.diag([h * h, h * h]), "grid"
