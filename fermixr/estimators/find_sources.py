@@ -28,6 +28,7 @@ from . import EstimatorResult, register
 __all__ = ["find_sources", "source_name", "find_peaks"]
 
 _TSMAP_KEYS = ("max_kernel_radius", "loge_bounds", "exclude")
+_TSMAP_IGNORED = ("model", "multithread", "nthread", "make_plots", "write_fits", "write_npy")
 
 
 def source_name(ra: float, dec: float, prefix: str = "PS") -> str:
@@ -169,11 +170,14 @@ def find_sources(state: AnalysisState, *, model=None, min_separation=1.0,
         raise EstimatorError(f"find_sources: model: got {model!r}; expected a source "
                              "dictionary such as {'Index': 2.0}")
     tsopts = dict(tsmap or {})
-    bad = sorted(set(tsopts) - set(_TSMAP_KEYS) - {"model"})
+    if "erange" in tsopts:
+        tsopts.setdefault("loge_bounds", tsopts.pop("erange"))
+    bad = sorted(set(tsopts) - set(_TSMAP_KEYS) - set(_TSMAP_IGNORED))
     if bad:
         raise EstimatorError(f"find_sources: tsmap: unknown option(s) {', '.join(bad)}; "
-                             f"known: {', '.join(_TSMAP_KEYS)}")
-    tsopts.pop("model", None)
+                             f"known: {', '.join(_TSMAP_KEYS + _TSMAP_IGNORED)}")
+    # the test source is find_sources' model; files and threads are not the TS map's here
+    tsopts = {k: v for k, v in tsopts.items() if k in _TSMAP_KEYS and v is not None}
     srcmodel = dict(_DEFAULT_MODEL)
     srcmodel.update(model or {})
     if srcmodel.get("SpatialModel", "PointSource") != "PointSource":
