@@ -673,6 +673,9 @@ NO_EFFECT: dict[tuple[str, str], str] = {
     **{("tsmap", k): "fermixr's TS map runs its kernels on one thread in one process; "
                      "it is fast enough without (a fraction of a second per ROI)"
        for k in ("multithread", "nthread")},
+    **{("sourcefind", k): "find_sources' TS maps run on one thread in one process, as "
+                          "tsmap's"
+       for k in ("multithread", "nthread")},
     **{("plotting", k): _NO_PLOTTING
        for k in ("loge_bounds", "catalogs", "graticule_radii", "format", "cmap",
                  "cmap_resid", "figsize", "label_ts_threshold", "interactive")},
@@ -704,8 +707,7 @@ _mark_table()
 
 # Sections of steps not available yet (the steps refuse to run, so their options cannot
 # act); the option-table test covers every other section.
-PENDING_SECTIONS: tuple[str, ...] = ("sed", "tscube", "sourcefind", "localize", "extension",
-                                     "lightcurve")
+PENDING_SECTIONS: tuple[str, ...] = ("sed", "tscube", "extension", "lightcurve")
 
 # Other spellings accepted for whole sections (warns, then renames).
 SECTION_ALIASES: dict[str, str] = {"roiOpt": "roiopt"}

@@ -235,6 +235,16 @@ READS: dict[str, Reads] = {
     "tsmap": Reads(("fermixr.engine.analysis_steps", "fermixr.engine.tsmap_output"), (
         "tsmap.model", "tsmap.exclude", "tsmap.max_kernel_radius", "tsmap.loge_bounds",
         "tsmap.make_plots", "tsmap.write_fits", "tsmap.write_npy")),
+    # the localize and find_sources steps: in their own keys only
+    "localize": Reads(("fermixr.engine.analysis_steps", "fermixr.engine.localize_output"), (
+        "localize.nstep", "localize.dtheta_max", "localize.free_background",
+        "localize.free_radius", "localize.fix_shape", "localize.update",
+        "localize.make_plots", "localize.write_fits", "localize.write_npy")),
+    "find_sources": Reads(("fermixr.engine.analysis_steps",
+                           "fermixr.engine.localize_output"), (
+        "sourcefind.model", "sourcefind.min_separation", "sourcefind.sqrt_ts_threshold",
+        "sourcefind.max_iter", "sourcefind.sources_per_iter", "sourcefind.tsmap_fitter",
+        "sourcefind.free_params")),
 }
 
 
