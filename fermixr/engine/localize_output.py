@@ -78,7 +78,12 @@ def run_localize(state, section: dict, outdir, params: dict):
     opts = localize_options(section, params)
     if not opts.get("name"):
         raise EstimatorError("localize: needs a source name")
-    src = state.model.find(opts["name"])
+    from ..errors import ModelError
+
+    try:
+        src = state.model.find(opts["name"])
+    except ModelError as e:
+        raise ModelError(f"localize: {e}") from None
     res = run("localize", state, src.name, optimizer=_optimizer(opts),
               **{k: opts[k] for k in LOC_EST_KEYS if k in opts})
     ds = res.dataset
