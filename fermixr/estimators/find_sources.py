@@ -10,8 +10,8 @@ TS over the peak pixel and its 8 neighbours, and adds up to ``sources_per_iter``
 sources named ``PS Jhhmm.m+ddmm`` (Fermipy's ``create_source_name``) with the test source's
 spectrum and the map's amplitude as their norm.  The new sources' parameters
 (``free_params``; null: all but the scales) are then fitted with the model's free
-parameters, and fixed again.  Up to ``max_iter`` iterations; it stops at the first map
-without a peak.  Returns the peaks and the new sources (dataset) and proposes the new model.
+parameters, and fixed again; the sources' table holds them as that fit left them.  Up to
+``max_iter`` iterations; it stops at the first map without a peak.  Returns the peaks and the new sources (dataset) and proposes the new model.
 """
 
 from __future__ import annotations
@@ -191,7 +191,7 @@ def find_sources(state: AnalysisState, *, model=None, min_separation=1.0,
                                     if isinstance(optimizer, dict) else optimizer or
                                     "NEWTON").upper()}
     thr = float(sqrt_ts_threshold) ** 2
-    peaks_all, sources, first_map = [], [], None
+    peaks_all, rows, first_map = [], [], None
     cur = state
     for it in range(int(max_iter)):
         ds = run("tsmap", cur, model=srcmodel, **tsopts).dataset
@@ -231,24 +231,22 @@ def find_sources(state: AnalysisState, *, model=None, min_separation=1.0,
         for n in new_names:
             fitst = edits.free_source(fitst, n, pars=free_params)
         out, fitted = fit_state(fitst, **fit_options)
-        if out.get("fit_success"):
+        ok = bool(out.get("fit_success"))
+        # the new sources as fitted in this iteration (errors from this fit's covariance)
+        for n in new_names:
+            sd = source_dict(fitted if ok else fitst, n, scan=False)
+            rows.append({"name": n, "iter": it, "fit_success": ok, **{
+                k: float(sd[k]) for k in ("ra", "dec", "glon", "glat", "ts", "npred",
+                                          "flux", "flux_err", "eflux", "eflux_err")}})
+        if ok:
             cur = fitted
             for n in new_names:
                 cur = edits.free_source(cur, n, free=False)
-        for n in new_names:
-            sources.append((n, it, bool(out.get("fit_success"))))
-    # the sources as they are at the end
-    rows = []
-    for n, it, ok in sources:
-        sd = source_dict(cur, n, scan=False)
-        rows.append({"name": n, "iter": it, "fit_success": ok, **{
-            k: float(sd[k]) for k in ("ra", "dec", "glon", "glat", "ts", "npred", "flux",
-                                      "flux_err", "eflux", "eflux_err")}})
     ds = _dataset(state, first_map, peaks_all, rows, cur, dict(
         sqrt_ts_threshold=float(sqrt_ts_threshold), min_separation=float(min_separation),
         max_iter=int(max_iter), sources_per_iter=int(sources_per_iter),
         src_dict=json.dumps(srcmodel, default=str)))
-    return EstimatorResult(ds, cur if sources else None)
+    return EstimatorResult(ds, cur if rows else None)
 
 
 def _dataset(state, tsds, peaks, rows, final, attrs):
