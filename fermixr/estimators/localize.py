@@ -46,6 +46,7 @@ import numpy as np
 from ..errors import EstimatorError
 from ..likelihood.roi import (AnalysisState, LazyComponents, component_costs, ensure_maps,
                               loglike, map_key)
+from ..geom.tangent import tangent_offsets, tangent_to_sky
 from . import EstimatorResult, register
 
 __all__ = ["localize", "fit_ellipse", "ellipse_from_cov", "tangent_offsets",
@@ -59,32 +60,6 @@ _R = {"68": math.sqrt(2.30), "95": math.sqrt(5.99), "99": math.sqrt(9.21)}
 
 
 # --------------------------------------------------------------------- geometry -------
-def tangent_offsets(ra0, dec0, ra, dec):
-    """Gnomonic offsets (xi towards east, eta towards north) [deg] of (ra, dec) from
-    (ra0, dec0)."""
-    a0, d0 = math.radians(ra0), math.radians(dec0)
-    a, d = np.radians(np.asarray(ra, float)), np.radians(np.asarray(dec, float))
-    cosc = np.sin(d0) * np.sin(d) + np.cos(d0) * np.cos(d) * np.cos(a - a0)
-    xi = np.cos(d) * np.sin(a - a0) / cosc
-    eta = (np.cos(d0) * np.sin(d) - np.sin(d0) * np.cos(d) * np.cos(a - a0)) / cosc
-    return np.degrees(xi), np.degrees(eta)
-
-
-def tangent_to_sky(ra0, dec0, xi, eta):
-    """(ra, dec) [deg] of gnomonic offsets (xi east, eta north) [deg] from (ra0, dec0)."""
-    a0, d0 = math.radians(ra0), math.radians(dec0)
-    x, y = np.radians(np.asarray(xi, float)), np.radians(np.asarray(eta, float))
-    rho = np.hypot(x, y)
-    c = np.arctan(rho)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        dec = np.arcsin(np.cos(c) * np.sin(d0) + np.where(rho > 0, y * np.sin(c) * np.cos(d0)
-                                                          / np.where(rho > 0, rho, 1), 0.0))
-    ra = a0 + np.arctan2(x * np.sin(c), rho * np.cos(d0) * np.cos(c)
-                         - y * np.sin(d0) * np.sin(c))
-    ra = np.where(rho > 0, ra, a0)
-    return np.degrees(ra) % 360.0, np.degrees(dec)
-
-
 def ellipse_from_cov(cov):
     """(semi-major, semi-minor, position angle [deg east of north, in [0, 180)]) of the
     1-sigma ellipse of a covariance in (east, north) offsets [deg^2]."""

@@ -26,7 +26,7 @@ def localize_figure(ds, title: str | None = None):
     """Two panels in tangent-plane offsets [deg] (east to the left): the TS map of the
     first pass around the old position, and 2 delta log L of the scan around the fitted
     one, each with the r68 and r95 ellipses of the result."""
-    from ..estimators.localize import tangent_offsets
+    from ..geom.tangent import tangent_offsets
 
     a = ds.attrs
     fig = _figure((11.0, 4.8))
