@@ -10,8 +10,10 @@
    point the source's free parameters refitted (its norm, and its shape unless
    ``fix_shape``; the background's free parameters with ``free_background``, the norms of
    sources within ``free_radius``); a 2-D quadratic fitted to log L gives the position and
-   its covariance.  The grid is re-centred / re-scaled until the peak lies inside it and the
-   grid spans 1.8 to 3.5 sigma.  Where the quadratic is not negative definite or its peak stays
+   the size of its covariance (sqrt of its determinant: pos_err), the Hessian of log L at
+   that position (central differences) its orientation and axis ratio.  The grid is
+   re-centred / re-scaled until the peak lies inside it and the grid spans 1.8 to 3.5
+   sigma.  Where the quadratic is not negative definite or its peak stays
    outside the grid, the position is found by maximising log L directly (Nelder-Mead) with
    errors from a finite-difference Hessian (``method: 'direct'``); where even that Hessian
    is not positive definite, the best grid point with the grid's half-width as a
@@ -600,7 +602,7 @@ def localize(state: AnalysisState, name: str, *, nstep=5, dtheta_max=0.5,
     cra_g, cdec_g, h_g, GX, GY, GRA, GDEC, LL = grid
     if ok and inb:
         pra, pdec = (float(v) for v in tangent_to_sky(cra_g, cdec_g, peak[0], peak[1]))
-        cov = np.linalg.inv(H)
+        cov = _local_shape(surf, pra, pdec, np.linalg.inv(H))
     else:
         pra, pdec, cov, method = _direct(surf, GRA, GDEC, LL, h_g, dtheta_max)
     fit_success = method != "grid"
@@ -684,6 +686,37 @@ def localize(state: AnalysisState, name: str, *, nstep=5, dtheta_max=0.5,
         proposed = state.replace(model=model, fit=None, components=LazyComponents(
             lambda: ensure_maps(comps, moved, maker)))
     return EstimatorResult(ds, proposed)
+
+
+def _hessian(f, h):
+    """-(second derivatives) of f(dx, dy) at (0, 0), central differences of step h."""
+    f0 = f(0.0, 0.0)
+    hxx = -(f(h, 0.0) - 2 * f0 + f(-h, 0.0)) / h ** 2
+    hyy = -(f(0.0, h) - 2 * f0 + f(0.0, -h)) / h ** 2
+    hxy = -(f(h, h) - f(h, -h) - f(-h, h) + f(-h, -h)) / (4 * h * h)
+    return np.array([[hxx, hxy], [hxy, hyy]])
+
+
+def _local_shape(surf, ra, dec, cov_grid):
+    """The ellipse's orientation and axis ratio from the Hessian of log L at the maximum
+    (central differences, step pos_err / 2), its size (det, i.e. pos_err) from the
+    quadratic fitted over the scan grid (+-2.5 sigma, the scale of the r95 contour that
+    calibrates the coverage).  log L is not exactly quadratic, so the grid's quadratic
+    alone tilts the ellipse towards the surface's shape at 2-3 sigma (up to ~10 deg on
+    elongated ellipses).  Falls back to the grid's covariance where the Hessian is not
+    positive definite."""
+    det_g = float(np.linalg.det(cov_grid))
+    h = 0.5 * det_g ** 0.25
+
+    def f(dx, dy):
+        r, d = tangent_to_sky(ra, dec, dx, dy)
+        return surf.fitted(float(r), float(d))[0]
+
+    H = _hessian(f, h)
+    if not (np.all(np.isfinite(H)) and H[0, 0] > 0 and np.linalg.det(H) > 0):
+        return cov_grid
+    cov = np.linalg.inv(H)
+    return cov * math.sqrt(det_g / float(np.linalg.det(cov)))
 
 
 def _direct(surf, GRA, GDEC, LL, h, dtheta_max):
