@@ -379,3 +379,51 @@ def test_the_recipe_step_moves_the_source_and_is_cached(gta, tmp_path):
     run_recipe(copy.deepcopy(doc), outdir=gta.outdir, verbose=False)
     rec = json.loads((Path(gta.outdir) / "run.json").read_text())["analysis_steps"]
     assert [r["status"] for r in rec] == ["cached", "cached"]
+
+
+def test_the_direct_fallback_recovers_position_and_covariance():
+    """Where the scan's quadratic fails, the position comes from maximising log L directly
+    and the errors from its finite-difference Hessian: on an analytic log L (an elongated
+    Gaussian at PA 60 deg plus a quartic term that the 5 x 5 quadratic cannot follow) the
+    fallback finds the maximum and the curvature there; a log L without a maximum gives
+    the best grid point with the grid's half-width as error (method 'grid')."""
+    from fermixr.estimators.localize import _direct
+
+    ra0, dec0 = 83.6, 22.0
+    C = _cov(0.04, 0.02, 60.0)
+    Ci = np.linalg.inv(C)
+    d0 = np.array([0.01, -0.02])
+
+    class Fake:
+        def __init__(self, f):
+            self.f = f
+
+        def fitted(self, ra, dec):
+            x, y = tangent_offsets(ra0, dec0, ra, dec)
+            return self.f(np.array([float(x), float(y)])), {}, None
+
+    def gauss(d):
+        u = d - d0
+        return -0.5 * u @ Ci @ u - 30.0 * float(u @ u) ** 2
+
+    off = np.linspace(-0.1, 0.1, 5)
+    X, Y = np.meshgrid(off, off)
+    GRA, GDEC = tangent_to_sky(ra0, dec0, X, Y)
+    LL = np.array([[gauss(np.array([x, y])) for x, y in zip(rx, ry)]
+                   for rx, ry in zip(X, Y)])
+    ra, dec, cov, method = _direct(Fake(gauss), GRA, GDEC, LL, 0.1, 0.5)
+    assert method == "direct"
+    x, y = tangent_offsets(ra0, dec0, ra, dec)
+    np.testing.assert_allclose([float(x), float(y)], d0, atol=2e-4)
+    a, b, pa = ellipse_from_cov(cov)
+    assert abs(pa - 60.0) < 2.0
+    assert a == pytest.approx(0.04, rel=0.05) and b == pytest.approx(0.02, rel=0.05)
+
+    def saddle(d):
+        return float(d[0] ** 2 - d[1] ** 2)
+
+    LL2 = np.array([[saddle(np.array([x, y])) for x, y in zip(rx, ry)]
+                    for rx, ry in zip(X, Y)])
+    ra, dec, cov, method = _direct(Fake(saddle), GRA, GDEC, LL2, 0.1, 0.5)
+    assert method == "grid" and np.all(np.isfinite([ra, dec]))
+    np.testing.assert_allclose(cov, np.diag([0.01, 0.01]))

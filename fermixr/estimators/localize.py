@@ -728,6 +728,8 @@ def _direct(surf, GRA, GDEC, LL, h, dtheta_max):
     ra_b, dec_b = float(GRA[b]), float(GDEC[b])
 
     def f(v):
+        if math.hypot(v[0], v[1]) > dtheta_max:      # stay within dtheta_max
+            return np.inf
         r, d = tangent_to_sky(ra_b, dec_b, v[0], v[1])
         return -surf.fitted(float(r), float(d))[0]
 
