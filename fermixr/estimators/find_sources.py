@@ -11,7 +11,9 @@ sources named ``PS Jhhmm.m+ddmm`` (Fermipy's ``create_source_name``) with the te
 spectrum and the map's amplitude as their norm.  The new sources' parameters
 (``free_params``; null: all but the scales) are then fitted with the model's free
 parameters, and fixed again; the sources' table holds them as that fit left them.  Up to
-``max_iter`` iterations; it stops at the first map without a peak.  Returns the peaks and the new sources (dataset) and proposes the new model.
+``max_iter`` iterations; it stops at the first map without a peak.  Returns the peaks and
+the new sources (dataset) and proposes the new model.  Without ``search_skydir`` the whole
+map is searched; with it, peaks between the radii of ``search_minmax_radius``.
 """
 
 from __future__ import annotations
@@ -145,8 +147,6 @@ def find_sources(state: AnalysisState, *, model=None, min_separation=1.0,
                  tscube=None, optimizer=None):
     """New point sources at the TS-map peaks above sqrt_ts_threshold (iterated), fitted;
     returns the peaks and the sources and proposes the new model."""
-    import xarray as xr
-
     from ..geom.frames import angular_separation
     from . import edits, run
     from .fit import fit_state
@@ -166,6 +166,9 @@ def find_sources(state: AnalysisState, *, model=None, min_separation=1.0,
         raise EstimatorError(f"find_sources: tsmap_fitter: got {tsmap_fitter!r}; only "
                              "'tsmap' is implemented (TS cubes are not used for source "
                              "finding)")
+    if tscube is not None:
+        raise EstimatorError("find_sources: tscube: TS cubes are not used for source "
+                             "finding (tsmap_fitter 'tsmap' only); leave tscube null")
     if model is not None and not isinstance(model, dict):
         raise EstimatorError(f"find_sources: model: got {model!r}; expected a source "
                              "dictionary such as {'Index': 2.0}")
