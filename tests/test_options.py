@@ -387,6 +387,8 @@ def _alternatives(crab_day, caldb_dir, tmp):
         ("lightcurve", "free_sources"): ["Crab"],
         ("lightcurve", "free_params"): ["Index"],
         ("lightcurve", "outdir"): "lc",
+        ("sourcefind", "model"): {"Index": 2.5},
+        ("sourcefind", "free_params"): ["Prefactor"],
         ("selection", "evtype"): 1,
         ("selection", "convtype"): 0,
         ("selection", "tmin"): 239560000.0,

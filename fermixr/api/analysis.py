@@ -609,4 +609,34 @@ class Analysis:
         return lightcurve_dict(ds, paths.get("fits"))
 
 
+    # ------------------------------------------------ localize / find_sources -----------
+    def localize(self, name, **kwargs) -> dict:
+        """Fermipy's localize(): the position of ``name`` (options of the localize section
+        as keywords: nstep, dtheta_max, update, fix_shape, free_background, free_radius,
+        make_plots, write_fits, write_npy, prefix, optimizer); writes
+        ``<prefix>_<name>_loc.fits`` / ``.npy`` and, with ``update`` (default), moves the
+        source.  Returns Fermipy's dict.  Nothing changes or is written on an error."""
+        from ..engine.localize_output import localize_dict, run_localize
+
+        res, paths = run_localize(self.state, dict(self.config["localize"]), self.outdir,
+                                  dict(kwargs, name=name))
+        if res.state is not None:
+            self.state = res.state
+        return localize_dict(res.dataset, None if "fits" not in paths else str(paths["fits"]))
+
+    def find_sources(self, prefix="", **kwargs) -> dict:
+        """Fermipy's find_sources(): new point sources at TS-map peaks (options of the
+        sourcefind section as keywords, plus search_skydir, search_minmax_radius, tsmap);
+        adds them to the model.  Returns {'peaks', 'sources', ...}."""
+        from ..engine.localize_output import find_sources_dict, run_find_sources
+
+        res, paths = run_find_sources(self.state, dict(self.config["sourcefind"]),
+                                      self.outdir, dict(kwargs, prefix=prefix))
+        if res.state is not None:
+            self.state = res.state
+        return find_sources_dict(res.dataset, res.state if res.state is not None
+                                 else self.state,
+                                 None if "fits" not in paths else str(paths["fits"]))
+
+
 GTAnalysis = Analysis

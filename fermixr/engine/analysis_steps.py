@@ -365,6 +365,33 @@ def _tscube(state, params, ctx):
 from . import lightcurve as _lightcurve  # noqa: E402,F401  (registers the lightcurve steps)
 
 
+@register_step("localize", version="1", product="localize", kind="result")
+def _localize(state, params, ctx):
+    """Fermipy's localize(): the position of a source (the localize section, the step's
+    parameters over it); with update (default) the model after the step has the source at
+    its new position.  Writes <prefix>_<name>_loc.fits and .npy (and the plot)."""
+    from .localize_output import run_localize
+    from .roi_output import files_record
+
+    section = ctx.recipe.options[0].localize.to_dict()   # nstep, dtheta_max, update ...
+    res, paths = run_localize(state, section, ctx.outdir, params)
+    res.dataset.attrs[WRITTEN_FILES] = files_record(paths)
+    return (res.state if res.state is not None else state), res.dataset
+
+
+@register_step("find_sources", version="1", product="find_sources", kind="result")
+def _find_sources(state, params, ctx):
+    """Fermipy's find_sources(): new point sources at TS-map peaks (the sourcefind
+    section, the step's parameters over it); the model after the step holds them."""
+    from .localize_output import run_find_sources
+    from .roi_output import files_record
+
+    section = ctx.recipe.options[0].sourcefind.to_dict()  # sqrt_ts_threshold, max_iter ...
+    res, paths = run_find_sources(state, section, ctx.outdir, params)
+    res.dataset.attrs[WRITTEN_FILES] = files_record(paths)
+    return (res.state if res.state is not None else state), res.dataset
+
+
 def analysis_steps() -> tuple[str, ...]:
     return tuple(known_steps("state")) + tuple(known_steps("result"))
 
@@ -572,6 +599,18 @@ def _files_missing(state, ctx, name, params, product) -> bool:
         return bool(files_differ(lightcurve_written(ctx.recipe, params, ctx.outdir,
                                                     state.model.find(params["name"]).name),
                                  recorded))
+    if name in ("localize", "find_sources"):
+        from .localize_output import find_sources_written, localize_written
+        from .roi_output import files_differ
+
+        recorded = (read_marker(product) or {}).get(WRITTEN_FILES) or {}
+        if name == "localize":
+            files = localize_written(ctx.recipe.options[0].localize.to_dict(), params,
+                                     ctx.outdir, state.model.find(params["name"]).name)
+        else:
+            files = find_sources_written(ctx.recipe.options[0].sourcefind.to_dict(),
+                                         params, ctx.outdir)
+        return bool(files_differ(files, recorded))
     if name != "write_roi":
         return False
     from .roi_output import files_differ, roi_files

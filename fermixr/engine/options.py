@@ -690,6 +690,9 @@ NO_EFFECT: dict[tuple[str, str], str] = {
        for k in ("multithread", "nthread")},
     ("tscube", "st_scan_level"): "it asks gttscube for Science Tools cross-check fits of "
                                  "the scans; fermixr has no Science Tools to run",
+    **{("sourcefind", k): "find_sources' TS maps run on one thread in one process, as "
+                          "tsmap's"
+       for k in ("multithread", "nthread")},
     **{("plotting", k): _NO_PLOTTING
        for k in ("loge_bounds", "catalogs", "graticule_radii", "format", "cmap",
                  "cmap_resid", "figsize", "label_ts_threshold", "interactive")},
@@ -724,7 +727,7 @@ _mark_table()
 
 # Sections of steps not available yet (the steps refuse to run, so their options cannot
 # act); the option-table test covers every other section.
-PENDING_SECTIONS: tuple[str, ...] = ("sourcefind", "localize", "extension")
+PENDING_SECTIONS: tuple[str, ...] = ("extension",)
 
 # Other spellings accepted for whole sections (warns, then renames).
 SECTION_ALIASES: dict[str, str] = {"roiOpt": "roiopt"}

@@ -29,7 +29,7 @@ _EXPANSION = {
     "exposure": ("gti", "ltcube", "exposure"),
     "psf": ("gti", "ltcube", "psf"),
 }
-NOT_YET = ("find_sources", "localize", "extension")
+NOT_YET = ("extension",)
 
 
 def plan_tasks(recipe) -> list[Task]:

@@ -255,6 +255,16 @@ READS: dict[str, Reads] = {
         "lightcurve.shape_ts_threshold", "lightcurve.systematic", "lightcurve.outdir",
         "lightcurve.make_plots", "lightcurve.write_fits", "lightcurve.write_npy",
         "lightcurve.use_scaled_srcmap")),
+    # the localize and find_sources steps: in their own keys only
+    "localize": Reads(("fermixr.engine.analysis_steps", "fermixr.engine.localize_output"), (
+        "localize.nstep", "localize.dtheta_max", "localize.free_background",
+        "localize.free_radius", "localize.fix_shape", "localize.update",
+        "localize.make_plots", "localize.write_fits", "localize.write_npy")),
+    "find_sources": Reads(("fermixr.engine.analysis_steps",
+                           "fermixr.engine.localize_output"), (
+        "sourcefind.model", "sourcefind.min_separation", "sourcefind.sqrt_ts_threshold",
+        "sourcefind.max_iter", "sourcefind.sources_per_iter", "sourcefind.tsmap_fitter",
+        "sourcefind.free_params")),
 }
 
 
