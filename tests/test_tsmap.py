@@ -489,3 +489,61 @@ def test_the_crab_is_the_maximum_of_the_real_days_ts_map(crab_day, caldb_dir, tm
           f"at ({jx}, {jy})")
     assert abs(jx - float(x)) <= 1.0 and abs(jy - float(y)) <= 1.0
     assert ts[jy, jx] > 100
+
+
+def test_sum_over_energy_is_the_fit_on_the_summed_images(states):
+    """Gammapy's default mode: counts, background and kernel summed over energy.  With one
+    energy bin selected it is the per-energy map itself; over all bins the TS at an
+    injected source equals a direct maximisation of the Poisson likelihood of the summed
+    images (scipy, in numpy); weights that vary with energy are refused."""
+    from scipy.optimize import minimize_scalar
+
+    from fermixr.estimators.tsmap import _source_counts, make_test_source
+
+    st = states("wcs_no_edisp")
+    edges = np.log10(st.components[0].edges)
+    one = [float(edges[3]), float(edges[4])]
+    a = E.run("tsmap", st, loge_bounds=one, flux_ul=False).dataset
+    b = E.run("tsmap", st, loge_bounds=one, flux_ul=False, sum_over_energy=True).dataset
+    np.testing.assert_allclose(b["ts"].values, a["ts"].values, rtol=1e-9, atol=1e-9)
+    assert b.attrs["sum_over_energy"] is True or b.attrs["sum_over_energy"] == 1
+
+    base = E.run("tsmap", st, flux_ul=False).dataset
+    lon, lat = base["lon"].values.ravel(), base["lat"].values.ravel()
+    j = int(np.argmin((lon - 84.6) ** 2 + (lat - 22.9) ** 2))
+    src = {"ra": float(lon[j]), "dec": float(lat[j]), "SpectrumType": "PowerLaw",
+           "Index": 2.0, "Prefactor": 1.5e-10, "Scale": 1000.0}
+    sim = edits.generate_model(edits.add_source(st, "INJ", src, free=False)[0], seed=7)[0]
+    ds = E.run("tsmap", sim, exclude=["INJ"], flux_ul=False, sum_over_energy=True).dataset
+    ts_map = float(ds["ts"].values.ravel()[j])
+    # the independent number: the summed images and a scalar maximisation
+    from fermixr.likelihood.roi import component_costs
+
+    bkg = sim.model.remove("INJ")
+    c = component_costs(sim, bkg)[0]
+    comp = sim.components[0]
+    m = np.asarray(c.model_cube(c.x0)).reshape(comp.counts.shape).sum(axis=0)
+    n = np.asarray(comp.counts).sum(axis=0)
+    test = make_test_source(sim, None, (float(lon[j]), float(lat[j])), "CEL")
+    k = _source_counts(sim, 0, test).reshape(comp.counts.shape).sum(axis=0)
+    ny, nx = comp.geom.shape
+    yy, xx = np.divmod(np.arange(ny * nx), nx)
+    jy, jx = divmod(j, nx)
+    r = int(np.ceil(3.0 / comp.geom.binsz))
+    near = (np.abs(yy - jy) <= r) & (np.abs(xx - jx) <= r)
+    n, m, k = n.ravel()[near], m.ravel()[near], k.ravel()[near]
+
+    def nll(A):
+        return -(np.sum(n * np.log(m + A * k) - A * k) - np.sum(n * np.log(m)))
+
+    res = minimize_scalar(nll, bounds=(0.0, 1e5), method="bounded",
+                          options={"xatol": 1e-10})
+    ts_direct = -2.0 * res.fun
+    print(f"sum_over_energy: TS map {ts_map:.3f}, direct {ts_direct:.3f}")
+    assert ts_direct > 25
+    assert ts_map == pytest.approx(ts_direct, rel=0.02)
+    w = [c.replace(wmap=np.linspace(0.5, 1.0, c.counts.shape[0])[:, None]
+                   * np.ones_like(c.counts)) for c in st.components]
+    with pytest.raises(EstimatorError, match="sum_over_energy: component 0 has likelihood "
+                                             "weights that vary with energy"):
+        E.run("tsmap", st.replace(components=tuple(w)), sum_over_energy=True)

@@ -505,6 +505,9 @@ SECTIONS: dict[str, dict[str, Option]] = {
         "flux_ul": flag(True, "Also map the 95% upper limit of the test source's flux "
                               "(about 2.4 times the work of the TS map alone).",
                         fermixr=True),
+        "sum_over_energy": flag(False, "Sum counts, background and kernel over the energy "
+                                       "bins into one image before the fit (Gammapy's "
+                                       "default; faster, approximate).", fermixr=True),
         **_common_outputs(),
     },
     "tscube": {

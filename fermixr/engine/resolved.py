@@ -234,7 +234,7 @@ READS: dict[str, Reads] = {
     # the tsmap step: in its own key only (analysis_steps._section_inputs)
     "tsmap": Reads(("fermixr.engine.analysis_steps", "fermixr.engine.tsmap_output"), (
         "tsmap.model", "tsmap.exclude", "tsmap.max_kernel_radius", "tsmap.loge_bounds",
-        "tsmap.flux_ul", "tsmap.make_plots", "tsmap.write_fits", "tsmap.write_npy")),
+        "tsmap.flux_ul", "tsmap.sum_over_energy", "tsmap.make_plots", "tsmap.write_fits", "tsmap.write_npy")),
     # the sed step: in its own key only (analysis_steps._section_inputs)
     "sed": Reads(("fermixr.engine.analysis_steps", "fermixr.engine.sed_output"), (
         "sed.bin_index", "sed.use_local_index", "sed.free_background", "sed.free_radius",

@@ -22,7 +22,8 @@ from .roi_output import save_npy_atomic, write_atomic
 # the step's own parameters (besides the tsmap section's options)
 STEP_EXTRAS = ("prefix", "map_skydir", "map_size", "threshold", "outfile")
 _EST_KEYS = ("model", "exclude", "multithread", "nthread", "max_kernel_radius",
-             "loge_bounds", "map_skydir", "map_size", "disk", "pixel_mask", "flux_ul")
+             "loge_bounds", "map_skydir", "map_size", "disk", "pixel_mask", "flux_ul",
+             "sum_over_energy")
 
 
 def tsmap_options(section: dict, params: dict) -> dict:
@@ -35,6 +36,7 @@ def tsmap_options(section: dict, params: dict) -> dict:
     opts.setdefault("disk", None)
     opts.setdefault("pixel_mask", None)
     opts.setdefault("flux_ul", True)
+    opts.setdefault("sum_over_energy", False)
     for k, v in params.items():
         if k == "erange":
             k = "loge_bounds"

@@ -629,7 +629,8 @@ def _region(geom, map_skydir, map_size, disk, pixel_mask):
 @register("tsmap", version="2", product="tsmap", section="tsmap", needs_source=False)
 def tsmap(state: AnalysisState, *, model=None, exclude=None, multithread=False,
           nthread=None, max_kernel_radius=3.0, loge_bounds=None, map_skydir=None,
-          map_size=1.0, disk=None, pixel_mask=None, flux_ul=True, backend="numba"):
+          map_size=1.0, disk=None, pixel_mask=None, flux_ul=True, sum_over_energy=False,
+          backend="numba"):
     """TS map of a test source: per pixel the amplitude >= 0 over the fixed background,
     TS, sqrt(TS), npred, flux, its error and 95% upper limit, on the first component's
     sky grid or a region of it.
@@ -640,7 +641,13 @@ def tsmap(state: AnalysisState, *, model=None, exclude=None, multithread=False,
     the cut-out of its bounding box with NaN outside the disk; ``pixel_mask`` (booleans of
     the grid's shape): the whole grid, NaN where False.  On HEALPix every region keeps the
     whole pixel list (NaN outside).  ``flux_ul``: compute flux_ul95 (about a third of
-    the time)."""
+    the time).
+
+    ``sum_over_energy``: counts, background and kernel summed over the selected energy
+    bins of each component into one image before the fit (Gammapy's default
+    ``sum_over_energy_groups``): faster, and an approximation -- the energy information
+    of the test source's spectrum and PSF is used only through the summed kernel.  Not
+    with likelihood weights that vary with energy."""
     import xarray as xr
 
     from ..geom.coords import geom_attrs, geom_coords, sky_dims
@@ -692,7 +699,10 @@ def tsmap(state: AnalysisState, *, model=None, exclude=None, multithread=False,
         else:
             place = _wcs_part(state, i, out_lon, out_lat, grid.frame, ref_binsz, model,
                               float(max_kernel_radius), mask)
-        parts.append((place, np.ascontiguousarray(comp.counts), np.ascontiguousarray(m),
+        n = np.asarray(comp.counts, dtype=np.float64)
+        if sum_over_energy:
+            place, n, m, w = _summed_part(place, n, m, w, mask, i)
+        parts.append((place, np.ascontiguousarray(n), np.ascontiguousarray(m),
                       np.ascontiguousarray(w)))
     if not parts:
         raise EstimatorError(f"tsmap: loge_bounds {list(loge_bounds)!r} select no energy "
@@ -748,10 +758,33 @@ def tsmap(state: AnalysisState, *, model=None, exclude=None, multithread=False,
                "max_kernel_radius": float(max_kernel_radius),
                "loge_bounds": json.dumps(None if loge_bounds is None else list(loge_bounds)),
                "region": json.dumps(region),
+               "sum_over_energy": bool(sum_over_energy),
                "pixels_computed": int(pix.size),
                "pixel_evaluations": int(info["pixels_evaluated"]),
                "emin": emin, "emax": emax})
     return EstimatorResult(ds)
+
+
+def _summed_part(place, n, m, w, mask, i):
+    """One component's kernel, counts, background and weights summed over its selected
+    energy bins (one 'energy bin' left)."""
+    sel = np.flatnonzero(mask)
+    ws = w[sel]
+    if not np.allclose(ws, ws[:1], rtol=1e-12, atol=0.0):
+        raise EstimatorError(f"tsmap: sum_over_energy: component {i} has likelihood weights "
+                             "that vary with energy; summing the energy bins would change "
+                             "their meaning (use sum_over_energy: false)")
+    n1 = n[sel].sum(axis=0, keepdims=True)
+    m1 = m[sel].sum(axis=0, keepdims=True)
+    w1 = ws[:1].copy()
+    if place[0] == "wcs":
+        kind, kern, ix, iy, cls, shape3 = place
+        place = (kind, np.ascontiguousarray(kern[:, sel].sum(axis=1, keepdims=True)), ix, iy,
+                 cls, shape3)
+    else:
+        kind, vals, ptr, idx = place
+        place = (kind, np.ascontiguousarray(vals[sel].sum(axis=0, keepdims=True)), ptr, idx)
+    return place, n1, m1, w1
 
 
 def _model_name(src_dict) -> str:
