@@ -26,7 +26,8 @@ from ..errors import EstimatorError
 
 __all__ = ["Estimator", "EstimatorResult", "register", "available", "get", "run"]
 
-_MODULES = ("fit", "optimize", "profile", "bowtie", "sourcedict", "ts", "residmap", "tsmap")
+_MODULES = ("fit", "optimize", "profile", "bowtie", "sourcedict", "ts", "residmap", "tsmap",
+            "extension", "curvature")
 
 
 @dataclasses.dataclass(frozen=True)
