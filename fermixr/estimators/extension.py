@@ -217,7 +217,7 @@ class _Profile:
     def scan(self, widths):
         return np.array([self(w)[0] for w in widths])
 
-    def refine(self, widths, ll, xatol=0.002):
+    def refine(self, widths, ll, xatol=0.004):
         """Bounded Brent search in log10(width) between the neighbours of the maximum."""
         from scipy.optimize import minimize_scalar
 
