@@ -381,6 +381,7 @@ def _alternatives(crab_day, caldb_dir, tmp):
         ("tsmap", "model"): {"Index": 2.5},
         ("tsmap", "exclude"): ["Crab"],
         ("tsmap", "loge_bounds"): [2.5, 4.0],
+        ("extension", "width"): [0.1, 0.2, 0.4],
         ("selection", "evtype"): 1,
         ("selection", "convtype"): 0,
         ("selection", "tmin"): 239560000.0,

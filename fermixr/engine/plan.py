@@ -29,7 +29,7 @@ _EXPANSION = {
     "exposure": ("gti", "ltcube", "exposure"),
     "psf": ("gti", "ltcube", "psf"),
 }
-NOT_YET = ("sed", "tscube", "find_sources", "localize", "extension", "lightcurve")
+NOT_YET = ("sed", "tscube", "find_sources", "localize", "lightcurve")
 
 
 def plan_tasks(recipe) -> list[Task]:
