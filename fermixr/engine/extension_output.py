@@ -110,7 +110,7 @@ def extension_dict(ds, file=None) -> dict:
     for k in ("ext", "ext_err", "ext_err_lo", "ext_err_hi", "ext_ul95", "ts_ext",
               "loglike_ptsrc", "loglike_ext", "loglike_init", "loglike_base", "ra", "dec",
               "glon", "glat"):
-        out[k] = float(a[k])
+        out[k] = float("nan") if a[k] is None else float(a[k])    # NaN is null once stored
     out["updated"] = bool(a["updated"])
     out["flags"] = json.loads(a["flags"])
     out["source_fit"] = json.loads(a["source_fit"])
@@ -151,7 +151,7 @@ def write_extension_fits(ds, path, config: str = "") -> Path:
                                     dim=f"({','.join(str(d) for d in v.shape[::-1])})"
                                     if v.ndim == 2 else None))
     h1 = fits.BinTableHDU.from_columns(cols, name="EXTENSION")
-    h1.header["FLAGS"] = (a["flags"][:68], "JSON: limits that are NaN and why")
+    h1.header["FLAGS"] = a["flags"]          # JSON: limits that are NaN and why
     h2 = fits.BinTableHDU.from_columns(
         [fits.Column("width", "D", array=np.asarray(ds["profile_width"].values), unit="deg"),
          fits.Column("loglike", "D", array=np.asarray(ds["profile_loglike"].values))],

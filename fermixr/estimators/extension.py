@@ -7,7 +7,8 @@ state's ``map_maker`` and kept for the call) and the free parameters are refitte
 source's spectrum (its normalisation, and its shape unless ``fix_shape``), the background
 parameters free in the model with ``free_background``, the normalisations of the
 point-like sources within ``free_radius``.  The scan's maximum is then refined by a
-bounded Brent search in log(width) between its neighbours, every point a refit; the
+bounded Brent search in log(width) between its neighbours (to 0.004 dex, widths snapped to a
+0.001 dex lattice so that their maps are reused), every point a refit; the
 profile is every width evaluated, and the reported best fit ``ext`` IS the profile's
 largest log-likelihood (never a point off it).  With ``TS_ext = 2 (lnL_ext - lnL_ptsrc)``
 and on a monotone (PCHIP) interpolation of the profile in log(width):
@@ -37,6 +38,7 @@ __all__ = ["extension", "width_grid", "profile_limits", "DLNL_ERR", "DLNL_UL95"]
 DLNL_ERR = 0.5
 DLNL_UL95 = 0.5 * 2.705543454095404        # 0.5 * (sqrt(2) erfinv(0.9))**2 = 1.3528
 _KINDS = ("RadialGaussian", "RadialDisk")
+_LATTICE = 0.001          # dex: refinement widths are snapped to it
 
 
 def width_grid(width=None, width_min=0.01, width_max=1.0, width_nstep=21) -> np.ndarray:
@@ -44,7 +46,7 @@ def width_grid(width=None, width_min=0.01, width_max=1.0, width_nstep=21) -> np.
     if width is not None:
         w = np.asarray(width, dtype=float).ravel()
         if w.size < 2 or not np.all(np.isfinite(w)) or np.any(w <= 0):
-            raise EstimatorError(f"extension: width: got {list(w)!r}; expected at least two "
+            raise EstimatorError(f"extension: width: got {w.tolist()!r}; expected at least two "
                                  "positive widths in deg")
         return np.unique(w)
     if not (width_min > 0 and width_max > width_min):
@@ -207,8 +209,10 @@ class _Profile:
         self.maps, self.fit_options, self.radec = maps, fit_options, radec
         self.points: dict[float, tuple] = {}
 
-    def __call__(self, w: float):
+    def __call__(self, w: float, snap: bool = False):
         w = float(w)
+        if snap:     # refinement widths on a lattice of 0.001 dex: maps reused across calls
+            w = float(10 ** (round(math.log10(w) / _LATTICE) * _LATTICE))
         if w not in self.points:
             src = _morph(self.start.model.find(self.name), self.kind, w, self.radec)
             self.points[w] = _fit(self.maps.state_with(self.start, src), self.fit_options)
@@ -226,7 +230,8 @@ class _Profile:
         hi = widths[min(i + 1, len(widths) - 1)]
         if hi <= lo:
             return
-        minimize_scalar(lambda t: -self(10 ** t)[0], bounds=(math.log10(lo), math.log10(hi)),
+        minimize_scalar(lambda t: -self(10 ** t, snap=True)[0],
+                        bounds=(math.log10(lo), math.log10(hi)),
                         method="bounded", options={"xatol": xatol})
 
     def arrays(self):
