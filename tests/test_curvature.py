@@ -42,8 +42,8 @@ def _bright(state, factor=20.0):
     return edits.set_parameter(state, SRC, "Prefactor", p.value * factor, true_value=False)
 
 
-def _null(gta, seeds):
-    st = _bright(gta.state)
+def _null(gta, seeds, factor=20.0):
+    st = _bright(gta.state, factor)
     out = []
     for seed in seeds:
         sim = edits.generate_model(st, seed=seed)[0]
@@ -67,7 +67,11 @@ def test_power_law_simulations_follow_chi2_1(gta):
 
 @pytest.mark.slow
 def test_power_law_simulations_fraction_is_0_10(gta):
-    ts = _null(gta, range(10000, 11000))
+    """1,000 realisations of the source 100 times brighter than the example's (~12,000
+    counts: the curvature is constrained by the few counts above 10 GeV, so the
+    asymptotic chi2_1 needs many).  ts_curv is lp_ts_curv; the larger of lp and ple (both
+    one-parameter extensions) is printed: it is not chi2_1 (about 0.12 above 2.71)."""
+    ts = _null(gta, range(10000, 11000), 100.0)
     p = float(np.mean(ts[:, 0] > 2.71))
     p_ple = float(np.mean(ts[:, 1] > 2.71))
     p_max = float(np.mean(ts[:, :2].max(axis=1) > 2.71))

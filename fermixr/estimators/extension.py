@@ -6,9 +6,9 @@ For each width of the scan (``width``, or ``width_nstep`` widths log-spaced in
 state's ``map_maker`` and kept for the call) and the free parameters are refitted: the
 source's spectrum (its normalisation, and its shape unless ``fix_shape``), the background
 parameters free in the model with ``free_background``, the normalisations of the
-point-like sources within ``free_radius``.  The scan's maximum is then refined by a
-bounded Brent search in log(width) between its neighbours (to 0.004 dex, widths snapped to a
-0.001 dex lattice so that their maps are reused), every point a refit; the
+point-like sources within ``free_radius``.  The scan's maximum is then refined by
+successive parabolas in log(width) through the best point and its neighbours (to 0.004 dex,
+widths snapped to a 0.001 dex lattice so that their maps are reused), every point a refit; the
 profile is every width evaluated, and the reported best fit ``ext`` IS the profile's
 largest log-likelihood (never a point off it).  With ``TS_ext = 2 (lnL_ext - lnL_ptsrc)``
 and on a monotone (PCHIP) interpolation of the profile in log(width):
@@ -221,18 +221,31 @@ class _Profile:
     def scan(self, widths):
         return np.array([self(w)[0] for w in widths])
 
-    def refine(self, widths, ll, xatol=0.004):
-        """Bounded Brent search in log10(width) between the neighbours of the maximum."""
-        from scipy.optimize import minimize_scalar
-
-        i = int(np.nanargmax(ll))
-        lo = widths[max(i - 1, 0)]
-        hi = widths[min(i + 1, len(widths) - 1)]
-        if hi <= lo:
-            return
-        minimize_scalar(lambda t: -self(10 ** t, snap=True)[0],
-                        bounds=(math.log10(lo), math.log10(hi)),
-                        method="bounded", options={"xatol": xatol})
+    def refine(self, xtol=0.004, max_iter=8):
+        """Successive parabolas in log10(width) through the best point and its two
+        neighbours on the profile, each vertex (kept strictly inside the bracket, snapped
+        to the lattice) a refit, until it moves less than ``xtol`` dex or the bracket is
+        narrower than 2 ``xtol``.  A maximum at an end of the range stays there."""
+        for _ in range(max_iter):
+            w, y = self.arrays()
+            x = np.log10(w)
+            i = int(np.argmax(y))
+            if i == 0 or i == x.size - 1:
+                return
+            x0, x1, x2 = x[i - 1:i + 2]
+            y0, y1, y2 = y[i - 1:i + 2]
+            if x2 - x0 < 2 * xtol:
+                return
+            den = (x1 - x0) * (y1 - y2) - (x1 - x2) * (y1 - y0)
+            num = (x1 - x0) ** 2 * (y1 - y2) - (x1 - x2) ** 2 * (y1 - y0)
+            xn = x1 - 0.5 * num / den if den != 0 else 0.5 * (x0 + x2)
+            xn = float(np.clip(xn, x0 + 0.1 * (x1 - x0), x2 - 0.1 * (x2 - x1)))
+            if abs(xn - x1) < xtol:
+                return
+            n = len(self.points)
+            self(10 ** xn, snap=True)
+            if len(self.points) == n:          # the lattice point was evaluated already
+                return
 
     def arrays(self):
         w = np.array(sorted(self.points))
@@ -294,7 +307,7 @@ def _test(start, name, kind, widths, maps, fit_options, radec=None, refine=True)
     prof = _Profile(st_pt, name, kind, maps, fit_options, radec)
     ll = prof.scan(widths)
     if refine and np.isfinite(ll).any():
-        prof.refine(widths, ll)
+        prof.refine()
     return (ll_pt, out_pt, st_pt), prof, ll
 
 
