@@ -69,9 +69,9 @@ def test_power_law_simulations_follow_chi2_1(gta):
 def test_power_law_simulations_fraction_is_0_10(gta):
     """2,000 realisations of the source 100 times brighter than the example's (~12,000
     counts: the curvature is constrained by the few counts above 10 GeV).  ts_curv is
-    lp_ts_curv (Fermipy's); measured here: P(ts_curv > 2.71) = 0.088, mean ts_curv 0.93,
-    P(> 1) = 0.31 (chi2_1: 0.10, 1.0, 0.32).  ple_ts_curv is printed beside it (0.084) and
-    the larger of the two, which is not chi2_1 (0.11)."""
+    lp_ts_curv (Fermipy's); measured here: P(ts_curv > 2.71) = 0.087, mean ts_curv 0.93
+    (chi2_1: 0.10, 1.0).  ple_ts_curv is printed beside it (0.082) and the larger of the
+    two, which is not chi2_1 (0.108)."""
     ts = _null(gta, range(10000, 12000), 100.0)
     p = float(np.mean(ts[:, 0] > 2.71))
     p_ple = float(np.mean(ts[:, 1] > 2.71))

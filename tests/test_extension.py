@@ -215,8 +215,9 @@ def test_fit_position_recovers_an_offset_source(gta):
     ra, dec = truth.model.find(SRC).skydir
     sim = edits.generate_model(truth, seed=9)[0]
     moved = edits.set_source_morphology(sim, SRC, spatial_pars={"DEC": dec + 0.15})
-    a = E.run("extension", moved, SRC, **_FAST).dataset.attrs
-    b = E.run("extension", moved, SRC, fit_position=True, **_FAST).dataset.attrs
+    few = dict(_FAST, width_min=0.2, width_max=0.8, width_nstep=5)
+    a = E.run("extension", moved, SRC, **few).dataset.attrs
+    b = E.run("extension", moved, SRC, fit_position=True, **few).dataset.attrs
     print(f"\nfit_position: dec {b['dec']:.3f} (truth {dec:.3f}), ext {a['ext']:.3f} -> "
           f"{b['ext']:.3f}, lnL_ext {a['loglike_ext']:.2f} -> {b['loglike_ext']:.2f}")
     assert abs(b["dec"] - dec) < 0.08 and abs((b["ra"] - ra) * math.cos(math.radians(dec))) < 0.08
