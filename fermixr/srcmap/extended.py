@@ -99,6 +99,12 @@ def ring_convolve(kind: str, width: float, r, p) -> np.ndarray:
                              np.where(np.maximum(ri, rj) < s, -1.0, 1.0))
             kern = 2.0 * np.arccos(np.clip(c, -1.0, 1.0)) / (math.pi * s * s)
         g[i] += kern * wts[j]
+    if k == "disk":
+        # at the centre the ring average is a step at r' = R: integrate p up to R exactly
+        # (trapezoid, the last partial step interpolated) instead of summing the step
+        cum = np.concatenate(([0.0], np.cumsum(0.5 * (p[1:] * rr[1:] + p[:-1] * rr[:-1])
+                                               * np.diff(rr))))
+        g[0] = 2.0 * float(np.interp(s, rr, cum)) / (s * s)
     return g
 
 
