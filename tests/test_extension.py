@@ -338,3 +338,19 @@ def test_ring_convolution_against_closed_forms():
     rr = np.radians(r)
     assert np.trapezoid(2 * np.pi * rr * a, rr) == pytest.approx(
         np.trapezoid(2 * np.pi * rr * _gauss(r, sp), rr), rel=2e-3)
+
+
+@pytest.mark.parametrize("sigma,psf_sigma,tol", [(0.02, 0.1, 5e-4), (0.3, 0.1, 3e-3),
+                                                 (0.3, 0.8, 5e-4)])
+def test_convolved_table_of_a_gaussian_psf_is_the_wider_gaussian(sigma, psf_sigma, tol):
+    """The whole radial table (steps, tail, renormalisation) of a Gaussian profile over a
+    Gaussian PSF table: the Gaussian of summed variances, to ``tol`` of its peak."""
+    from fermixr.srcmap.extended import convolved_radial_table
+    from fermixr.srcmap.tables import RadialTable
+
+    off = np.concatenate(([0.0], np.geomspace(1e-4, 30, 600)))
+    o, v = convolved_radial_table("RadialGaussian", sigma, off, _gauss(off, psf_sigma)[None])
+    x = np.linspace(0.0, 3 * max(sigma, psf_sigma), 300)
+    truth = _gauss(x, math.hypot(sigma, psf_sigma))
+    got = RadialTable(o, v).at(x)[0]
+    assert np.max(np.abs(got - truth)) / truth.max() < tol

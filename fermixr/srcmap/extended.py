@@ -76,8 +76,20 @@ def ring_convolve(kind: str, width: float, r, p) -> np.ndarray:
     n = rr.size
     h = rr[1] - rr[0]
     s = math.radians(float(width))
-    wts = p * rr * h
-    wts[-1] *= 0.5
+    c = np.ones(n)
+    if k == "gauss":
+        # Simpson's weights in r' (the integrand p r' K vanishes at r' = 0 but not its
+        # slope: the trapezoid's error would be ~ (h / s)^2 / 12); an even count ends on a
+        # trapezoid.  The disk's kernel has square-root edges: the trapezoid.
+        m = n if n % 2 == 1 else n - 1
+        c[1:m - 1:2], c[2:m - 1:2] = 4.0, 2.0
+        c[:m] /= 3.0
+        if m < n:
+            c[m - 1] = 1.0 / 3.0 + 0.5
+            c[n - 1] = 0.5
+    else:
+        c[-1] = 0.5
+    wts = p * rr * h * c
     if s < 2.0 * h:
         return p.copy()
     if k == "gauss":
