@@ -2,12 +2,12 @@
 
 from ._version import __version__
 
-__all__ = ["__version__", "open_run", "Analysis"]
+__all__ = ["__version__", "open_run", "Analysis", "GTAnalysis"]
 
 
 def __getattr__(name):
     # fermixr.Analysis without importing the analysis stack at ``import fermixr``
-    if name == "Analysis":
+    if name in ("Analysis", "GTAnalysis"):
         from .api.analysis import Analysis
 
         return Analysis

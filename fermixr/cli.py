@@ -1,4 +1,5 @@
-"""Command line: ``fermixr run | validate | ls | show | export``.
+"""Command line: ``fermixr run | validate | ls | show | report | export`` and Fermipy's
+file tools ``coadd | vstack | healview | collect-sources | cluster-sources``.
 
 Exit codes: 0 success, 2 bad input (recipe, options, input files, an output folder that
 cannot be written), 1 failure while computing (a full disk included), 130 interrupted
@@ -76,14 +77,24 @@ def error_line(exc: BaseException) -> tuple[int, str]:
     return code, f"fermixr: {'error' if code == 2 else 'failed'}: {text}"
 
 
+def _version() -> str:
+    from ._version import __version__
+
+    return __version__
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="fermixr", description="Fermi-LAT analysis with xarray and zarr")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
+    p.add_argument("--version", action="version", version=f"fermixr {_version()}")
     sub = p.add_subparsers(dest="command", required=True)
 
     r = sub.add_parser("run", help="run a recipe")
-    r.add_argument("recipe", help="YAML recipe (or a plain Fermipy config.yaml)")
-    r.add_argument("--outdir", help="run directory (default: fileio.outdir, else the recipe's folder)")
+    r.add_argument("recipe", nargs="+",
+                   help="YAML recipe (or a plain Fermipy config.yaml); several recipes (regions) "
+                        "run into one sub-folder each of --outdir, sharing one product store")
+    r.add_argument("--outdir", help="run directory (default: fileio.outdir, else the recipe's "
+                                    "folder); required with several recipes")
     r.add_argument("--scheduler", default="local",
                    help="local (in process), local:N (dask LocalCluster of N workers) or tcp://HOST:PORT")
     r.add_argument("--force", action="append", default=[], metavar="STEP",
@@ -104,6 +115,89 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("show", help="summarise a product: dims, coords, attrs, provenance")
     s.add_argument("store", help="a product directory, or RUN_DIR/NAME, or RUN_DIR with --name")
     s.add_argument("--name", help="product name within RUN_DIR (e.g. counts, counts/00)")
+
+    rp = sub.add_parser("report", help="one self-contained HTML page about a run: fit, "
+                                       "sources, figures, products and provenance")
+    rp.add_argument("run_dir")
+    rp.add_argument("-o", "--output", help="HTML file to write (default RUN_DIR/report.html)")
+
+    c = sub.add_parser("coadd", help="add counts cubes of one grid (fermipy-coadd)")
+    c.add_argument("files", nargs="+")
+    c.add_argument("-o", "--output", required=True)
+    c.add_argument("--clobber", action="store_true", help="replace the output file")
+
+    vs = sub.add_parser("vstack", help="stack the energy planes of HEALPix maps "
+                                       "(fermipy-vstack)")
+    vs.add_argument("files", nargs="+")
+    vs.add_argument("-o", "--output", required=True)
+    vs.add_argument("--hdu", help="HDU name of the maps (default: the first HEALPix table)")
+    vs.add_argument("--clobber", action="store_true", help="replace the output file")
+
+    hv = sub.add_parser("healview", help="a HEALPix map file as a PNG image "
+                                         "(fermipy-healview)")
+    hv.add_argument("file")
+    hv.add_argument("-o", "--output", required=True, help="PNG file to write")
+    hv.add_argument("--hdu")
+    hv.add_argument("--plane", type=int, help="one energy plane (default: their sum)")
+    hv.add_argument("--log", action="store_true", help="log10 of the values")
+    hv.add_argument("--clobber", action="store_true", help="replace the output file")
+
+    cs = sub.add_parser("collect-sources", help="the source tables of many ROIs' write_roi "
+                                                "outputs in one FITS table "
+                                                "(fermipy-collect-sources)")
+    cs.add_argument("files", nargs="+", help="write_roi outputs (.fits, .npy, .yaml)")
+    cs.add_argument("-o", "--output", required=True)
+    cs.add_argument("--all-sources", action="store_true",
+                    help="every source, not only those find_sources added (PS ...)")
+    cs.add_argument("--clobber", action="store_true", help="replace the output file")
+
+    cl = sub.add_parser("cluster-sources", help="group sources of a collected table closer "
+                                                "than --dist deg or --sigma position errors "
+                                                "(fermipy-cluster-sources)")
+    cl.add_argument("table")
+    cl.add_argument("-o", "--output", required=True)
+    cl.add_argument("--dist", type=float)
+    cl.add_argument("--sigma", type=float)
+    cl.add_argument("--remove-duplicates", action="store_true")
+    cl.add_argument("--clobber", action="store_true", help="replace the output file")
+
+    se = sub.add_parser("sensitivity", help="point/extended-source flux sensitivity "
+                                            "(fermipy-flux-sensitivity)")
+    se.add_argument("--glon", type=float)
+    se.add_argument("--glat", type=float)
+    se.add_argument("--ra", type=float)
+    se.add_argument("--dec", type=float)
+    se.add_argument("--ltcube", help="livetime cube (default: an isotropic survey of "
+                                     "--obs_time_yr years)")
+    se.add_argument("--obs_time_yr", type=float,
+                    help="observation time; with --ltcube, rescales it")
+    se.add_argument("--galdiff", help="Galactic diffuse map cube")
+    se.add_argument("--isodiff", help="isotropic spectrum table")
+    se.add_argument("--event_class", default="P8R3_SOURCE_V2", help="IRF name")
+    se.add_argument("--event_type", default="3",
+                    help="event-type mask or names (FRONT,BACK / PSF0,...); default 3")
+    se.add_argument("--joint", action="store_true",
+                    help="each event type its own PSF; TS summed")
+    se.add_argument("--caldb", help="CALDB folder (default $CALDB)")
+    se.add_argument("--ts_thresh", type=float, default=25.0)
+    se.add_argument("--min_counts", type=float, default=3.0)
+    se.add_argument("--index", type=float, default=2.0)
+    se.add_argument("--emin", type=float, default=100.0)
+    se.add_argument("--emax", type=float, default=100000.0)
+    se.add_argument("--nbin", type=int, default=12)
+    se.add_argument("--spatial_model", default="PointSource",
+                    choices=["PointSource", "RadialGaussian", "RadialDisk"])
+    se.add_argument("--spatial_size", type=float, help="68%% radius (deg)")
+    se.add_argument("--map_type", default="none", choices=["none", "wcs", "hpx"])
+    se.add_argument("--wcs_npix", type=int, default=40)
+    se.add_argument("--wcs_cdelt", type=float, default=0.5)
+    se.add_argument("--wcs_proj", default="AIT")
+    se.add_argument("--hpx_order", type=int, default=5)
+    se.add_argument("--map_radius", type=float,
+                    help="HEALPix map: a disk of this radius (deg) around the position "
+                         "(default all sky)")
+    se.add_argument("--output", default="sensitivity.fits")
+    se.add_argument("--clobber", action="store_true", help="replace the output file")
 
     e = sub.add_parser("export", help="write a run's products in another format")
     e.add_argument("run_dir")
@@ -233,9 +327,11 @@ def _dispatch(args) -> int:
               f"{len(rec.components)} component(s)")
         return 0
     if args.command == "run":
+        if len(args.recipe) > 1:
+            return _run_many(args)
         from .engine.run import run_recipe
 
-        run_recipe(args.recipe, outdir=args.outdir, scheduler=args.scheduler,
+        run_recipe(args.recipe[0], outdir=args.outdir, scheduler=args.scheduler,
                    force=tuple(args.force), verbose=not args.quiet, summary=True)
         return 0
     if args.command == "ls":
@@ -259,6 +355,41 @@ def _dispatch(args) -> int:
     if args.command == "show":
         print(_show(args.store, args.name))
         return 0
+    if args.command in ("coadd", "vstack", "collect-sources", "cluster-sources"):
+        from .engine import tools
+
+        if args.command == "coadd":
+            out = tools.coadd(args.files, args.output, clobber=args.clobber)
+        elif args.command == "vstack":
+            out = tools.vstack(args.files, args.output, hdu=args.hdu, clobber=args.clobber)
+        elif args.command == "collect-sources":
+            out = tools.collect_sources(args.files, args.output,
+                                        all_sources=args.all_sources, clobber=args.clobber)
+        else:
+            out = tools.cluster_sources(args.table, args.output, dist=args.dist,
+                                        sigma=args.sigma,
+                                        remove_duplicates=args.remove_duplicates,
+                                        clobber=args.clobber)
+        print(out)
+        return 0
+    if args.command == "healview":
+        from .engine.tools import _check_output
+        from .plot.healview import healview
+
+        _check_output(args.output, args.clobber)
+        print(healview(args.file, args.output, hdu=args.hdu, plane=args.plane, log=args.log))
+        return 0
+    if args.command == "sensitivity":
+        return _sensitivity(args)
+    if args.command == "report":
+        from .engine.report import write_report
+
+        if args.output and Path(args.output).is_dir():
+            from .errors import RecipeError
+
+            raise RecipeError(f"-o {args.output}: is a folder; give the HTML file to write")
+        print(write_report(args.run_dir, args.output))
+        return 0
     if args.command == "export":
         from .engine.export import export_run
 
@@ -270,6 +401,89 @@ def _dispatch(args) -> int:
             print(p)
         return 0
     raise AssertionError(args.command)
+
+
+def _run_many(args) -> int:
+    """Several recipes: each into its own sub-folder of --outdir; the failed regions are
+    named at the end, each with its one line; exit 1 if any computation failed, else 2 if
+    any recipe was bad input, else 0."""
+    from .engine.many import run_many
+    from .errors import RecipeError
+
+    if not args.outdir:
+        raise RecipeError(f"{len(args.recipe)} recipes given: give --outdir DIR (each runs "
+                          "into DIR/<recipe name>)")
+    outcomes = run_many(args.recipe, args.outdir, scheduler=args.scheduler,
+                        force=tuple(args.force), verbose=not args.quiet)
+    width = max(len(o.name) for o in outcomes)
+    print(f"{'region':<{width}}  {'status':<7} {'computed':>8} {'seconds':>8}  folder")
+    codes = []
+    for o in outcomes:
+        print(f"{o.name:<{width}}  {o.status:<7} {o.computed:>8} {o.seconds:>8.2f}  {o.outdir}")
+    for o in outcomes:
+        if o.error is not None:
+            code, line = error_line(o.error)
+            codes.append(code)
+            print(f"{line.replace('fermixr: ', f'fermixr: {o.name}: ', 1)}", file=sys.stderr)
+    if codes:
+        print(f"fermixr: {len(codes)} of {len(outcomes)} regions failed: "
+              f"{', '.join(o.name for o in outcomes if o.error is not None)}", file=sys.stderr)
+        return 1 if 1 in codes else 2
+    return 0
+
+
+def _sensitivity(args) -> int:
+    from .engine.tools import _check_output
+    from .estimators import sensitivity as S
+
+    _check_output(args.output, args.clobber)
+    evtype = args.event_type
+    evtype = int(evtype) if str(evtype).isdigit() else [t.strip() for t in evtype.split(",")]
+    model = S.SensitivityModel(args.event_class, evtype, caldb=args.caldb, ltcube=args.ltcube,
+                               obs_time_yr=args.obs_time_yr, galdiff=args.galdiff,
+                               isodiff=args.isodiff, joint=args.joint)
+    opts = dict(emin=args.emin, emax=args.emax, nbin=args.nbin, index=args.index,
+                ts_thresh=args.ts_thresh, min_counts=args.min_counts,
+                spatial_model=args.spatial_model, spatial_size=args.spatial_size)
+    res = S.flux_sensitivity(model, glon=args.glon, glat=args.glat, ra=args.ra,
+                             dec=args.dec, **opts)
+    m = geom = None
+    if args.map_type != "none":
+        if args.glon is not None:
+            lon, lat, frame = args.glon, args.glat, "GAL"
+        else:
+            lon, lat, frame = args.ra, args.dec, "CEL"
+        if args.map_type == "wcs":
+            from .geom.wcs import WcsGeom
+
+            geom = WcsGeom((lon, lat), (args.wcs_npix, args.wcs_npix), args.wcs_cdelt,
+                           proj=args.wcs_proj, frame=frame)
+        else:
+            from .geom.hpx import HpxGeom
+
+            region = None if args.map_radius is None else (lon, lat, args.map_radius)
+            geom = HpxGeom(order=args.hpx_order, frame=frame, region=region)
+        m = S.sensitivity_map(model, geom, **opts, progress=_progress_printer("pixels"))
+    config = {k: v for k, v in vars(args).items() if k not in ("command", "debug")}
+    S.write_sensitivity(res, args.output, map_result=m, geom=geom, config=config)
+    it = res["int"]
+    print(f"integral threshold ({it['e_min']:g}-{it['e_max']:g} MeV, index {it['index']:g}, "
+          f"TS {args.ts_thresh:g}): flux {it['flux']:.4g} ph cm-2 s-1, eflux "
+          f"{it['eflux']:.4g} MeV cm-2 s-1, npred {it['npred']:.1f}")
+    print(args.output)
+    return 0
+
+
+def _progress_printer(what: str):
+    """A progress callback printing 'done/total what' on a terminal, quiet otherwise."""
+    if not sys.stderr.isatty():
+        return None
+
+    def show(done, total):
+        if done == total or done % max(1, total // 100) == 0:
+            print(f"\r{done}/{total} {what}", end="\n" if done == total else "",
+                  file=sys.stderr, flush=True)
+    return show
 
 
 def _show(store: str, name: str | None) -> str:
@@ -287,10 +501,18 @@ def _show(store: str, name: str | None) -> str:
         raise InputFileError(f"{store!r}{' / ' + name if name else ''}: not a committed "
                              "fermixr product; give a product folder, RUN_DIR/NAME or "
                              "RUN_DIR --name NAME (names: `fermixr ls RUN_DIR`)")
+    from .engine.summaries import fit_summary, small_values
+
     ds = open_product_dir(target)
     prov = read_marker(target)
-    lines = [f"product {prov.get('name', '?')} ({prov.get('kind')}) at {target}", "", repr(ds), "",
-             "provenance:"]
+    lines = [f"product {prov.get('name', '?')} ({prov.get('kind')}) at {target}", "", repr(ds)]
+    if ds.attrs.get("fermixr_product") == "fit":
+        lines += ["", fit_summary(ds)]
+    else:
+        values = small_values(ds)
+        if values:
+            lines += ["", "values:", values]
+    lines += ["", "provenance:"]
     for k in ("step", "step_version", "fermixr_version", "key", "wall_seconds", "committed_utc", "host"):
         if k in prov:
             lines.append(f"  {k}: {prov[k]}")

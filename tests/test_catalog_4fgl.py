@@ -85,8 +85,9 @@ def test_a_missing_template_is_named_with_where_it_was_looked_for(catdir, tmp_pa
 
 
 @pytest.mark.parametrize("query, name, column", [
-    ("Crab", "4FGL J0534.5+2201i", "ASSOC_TEV"),             # nebula: i and s; i brighter
-    ("crab nebula", "4FGL J0534.5+2201i", "ASSOC1"),
+    # the nebula: i (Signif_Avg NaN, a fixed template) and s (14.0): s
+    ("Crab", "4FGL J0534.5+2201s", "ASSOC_TEV"),
+    ("crab nebula", "4FGL J0534.5+2201s", "ASSOC1"),
     ("4FGL J0534.5+2200", "4FGL J0534.5+2200", "Source_Name"),
     ("J0534.5+2200", "4FGL J0534.5+2200", "Source_Name"),
     ("PSR J0534+2200", "4FGL J0534.5+2200", "ASSOC1"),

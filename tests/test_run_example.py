@@ -93,6 +93,25 @@ def test_example_runs_validates_and_reruns_cached(tmp_path):
         ds = xr.open_zarr(run.path(name), consolidated=False)
         validate_product(ds)
     assert set(_ls(out).values()) == {"fresh"}
+    # the run ends with the fit's result; `show fit` prints the same values, not placeholders
+    fit = run["fit"].load()
+    rows = {}
+    for line in r2.stderr.splitlines():
+        parts = line.split()
+        if len(parts) == 5 and ":" in parts[0] and parts[0] in fit["param"].values:
+            rows[parts[0]] = [float(x) for x in parts[1:]]
+    assert sorted(rows) == sorted(str(n) for n in fit["param"].values)
+    for n in rows:
+        v, e = float(fit["value"].sel(param=n)), float(fit["error"].sel(param=n))
+        assert rows[n][0] == pytest.approx(v, rel=1e-5)
+        assert rows[n][1] == pytest.approx(e, rel=2e-3)
+    assert f"quality {fit.attrs['fit_quality']} " in r2.stderr
+    shown = _cli("show", out / "fit").stdout
+    assert f"log L = {fit.attrs['loglike']:.3f}" in shown
+    assert all(n in shown for n in rows)
+    assert "values:" in _cli("show", out / "gti").stdout
+    from fermixr._version import __version__
+    assert _cli("--version").stdout.strip() == f"fermixr {__version__}"
 
 
 def test_changing_the_last_step_recomputes_only_it(tmp_path):

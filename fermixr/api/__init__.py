@@ -1,5 +1,6 @@
-"""The Fermipy-style facade: :class:`Analysis`."""
+"""The Fermipy-style facade: :class:`Analysis` (also as ``GTAnalysis``) and its ROI view."""
 
-from .analysis import Analysis
+from .analysis import Analysis, GTAnalysis
+from .roi import ROI, ROISource
 
-__all__ = ["Analysis"]
+__all__ = ["Analysis", "GTAnalysis", "ROI", "ROISource"]

@@ -15,6 +15,7 @@ import numpy as np
 
 from ..errors import RecipeError
 from ..estimators import edits as E
+from ..estimators import edits_more as EM
 from ..likelihood.roi import AnalysisState, build_cost
 from ..model.skymodel import SkyModel
 from ..model.source import Source
@@ -341,19 +342,49 @@ class Analysis:
                               dict(kwargs, prefix=prefix))
         return tsmap_dict(ds, None if "fits" not in paths else str(paths["fits"]))
 
+    def sed(self, name, loge_bins=None, **kwargs) -> dict:
+        """Fermipy's sed(): the SED of source ``name`` (options of the sed section as
+        keywords); writes ``<prefix>_<name>_sed.fits`` and returns Fermipy's dict."""
+        from ..engine.sed_output import run_sed
+        from ..estimators.sed import sed_dict
+
+        ds, paths = run_sed(self.state, dict(self.config["sed"]), self.outdir,
+                            dict(kwargs, name=name, loge_bins=loge_bins),
+                            llscan_npts=self._llscan_npts())
+        return sed_dict(ds, None if "fits" not in paths else str(paths["fits"]))
+
+    def tscube(self, prefix="", **kwargs) -> dict:
+        """Fermipy's tscube(): TS cube of a test source (options of the tscube section as
+        keywords); writes ``<prefix>_tscube.fits`` and returns Fermipy's dict (ts,
+        sqrt_ts, npred, amplitude, name, src_dict, file, config, tscube)."""
+        from ..engine.tscube_output import run_tscube, tscube_dict
+
+        ds, paths = run_tscube(self.state, dict(self.config["tscube"]), self.outdir,
+                               dict(kwargs, prefix=prefix))
+        return tscube_dict(ds, None if "fits" not in paths else str(paths["fits"]),
+                           dict(self.config["tscube"], **kwargs))
+
     def generate_model(self, model_name=None, rng=None, seed=None):
         """Replace the counts of every component by a Poisson realisation of the current
         model (of one source with ``model_name``); returns the seed used."""
         return self._edit(E.generate_model, model_name, rng=rng, seed=seed)
 
     # ----------------------------------------------------------- source dicts -----------
-    def get_src_model(self, name, covariance=None, scan=True) -> dict:
+    def get_src_model(self, name, paramsonly=False, reoptimize=False, npts=None,
+                      covariance=None, scan=True) -> dict:
         """Fermipy's source dictionary of one source (see
-        :func:`fermixr.estimators.sourcedict.source_dict`)."""
+        :func:`fermixr.estimators.sourcedict.source_dict`); ``reoptimize``: ``ts`` is
+        gtlike's, the other free parameters refitted without the source; ``paramsonly``:
+        no normalisation scan."""
+        from ..estimators.edits_more import ts_reoptimized
         from ..estimators.sourcedict import source_dict
 
-        return source_dict(self.state, self.roi_source(name).name, covariance=covariance,
-                           scan=scan, llscan_npts=self._llscan_npts())
+        d = source_dict(self.state, self.roi_source(name).name, covariance=covariance,
+                        scan=scan and not paramsonly,
+                        llscan_npts=npts or self._llscan_npts())
+        if reoptimize:
+            d["ts"] = ts_reoptimized(self.state, d["name"], self._fit_options())
+        return d
 
     def roi_results(self) -> dict:
         return {s.name: self.get_src_model(s.name) for s in self.model}
@@ -420,6 +451,193 @@ class Analysis:
         print(text)
         return text
 
+    # ---------------------------------------------- the ROI and Fermipy's everyday API ------
+    @property
+    def roi(self):
+        """The sources of the current state as Fermipy's ROIModel (a read-only view:
+        ``gta.roi['Crab']['ts']``); made again from the state each time."""
+        from .roi import ROI
+
+        return ROI(self.state, coordsys=self.config["binning"]["coordsys"],
+                   llscan_npts=self._llscan_npts())
+
+    def set_energy_range(self, logemin=None, logemax=None):
+        """Use only the energy bins between ``logemin`` and ``logemax`` (log10 MeV, each
+        taken to the nearest bin edge; None: the first / last edge) in the likelihood,
+        npred and fluxes; returns the [logemin, logemax] used."""
+        return self._edit(EM.set_energy_range, logemin, logemax)
+
+    @property
+    def loge_bounds(self):
+        """[log10 emin, log10 emax] of the energy range in use."""
+        return np.log10(np.array(self.state.energy_range))
+
+    @property
+    def log_energies(self):
+        """log10 of the analysis energy bin edges (MeV), every bin."""
+        return np.log10(self.state.components[0].edges)
+
+    def model_counts_spectrum(self, name, logemin=None, logemax=None, summed=False,
+                              weighted=False):
+        """Model counts per analysis energy bin of a source (None: the whole model)."""
+        return EM.model_counts_spectrum(self.state, None if name is None else
+                                        self.get_source_name(name), logemin, logemax,
+                                        summed, weighted)
+
+    def load_xml(self, xmlfile):
+        """Make the model the one in an XML file (relative paths from the output folder)."""
+        p = Path(xmlfile)
+        self._edit(EM.load_xml, p if p.is_absolute() or p.exists() else self.outdir / p)
+
+    def lock_parameter(self, name, par, lock=True):
+        """A locked parameter keeps its free flag through free_source(s) / free_*."""
+        self._edit(EM.lock_parameter, name, par, lock)
+
+    def lock_source(self, name, lock=True):
+        self._edit(EM.lock_source, name, lock)
+
+    def unlock_source(self, name):
+        self._edit(EM.lock_source, name, False)
+
+    def free_sources_by_name(self, names, free=True, pars=None):
+        return self._edit(EM.free_sources_by_name, names, free=free, pars=pars)
+
+    def set_edisp_flag(self, name, flag=True):
+        self._edit(EM.set_edisp_flag, name, flag)
+
+    def get_source_dnde(self, name):
+        """(log10 E/MeV, dN/dE) of a source (a FileFunction's table)."""
+        return EM.get_source_dnde(self.state, name)
+
+    def set_source_dnde(self, name, dnde):
+        """A FileFunction's table values (written to the output folder)."""
+        from ..engine.model_output import set_source_dnde
+
+        self.state = set_source_dnde(self.state, name, dnde, self.outdir)
+
+    def set_norm_bounds(self, name, bounds):
+        self._edit(EM.set_norm_bounds, name, bounds)
+
+    def set_norm_scale(self, name, scale):
+        self._edit(EM.set_norm_scale, name, scale)
+
+    def set_parameter_scale(self, name, par, scale):
+        """Another scale for a parameter, its physical value and bounds kept."""
+        self._edit(EM.set_parameter_scale, name, par, scale)
+
+    def get_norm(self, name) -> float:
+        return EM.get_norm(self.state, name)
+
+    def get_free_param_vector(self) -> np.ndarray:
+        return EM.get_free_param_vector(self.state)
+
+    def set_free_param_vector(self, values):
+        self._edit(EM.set_free_param_vector, values)
+
+    def get_free_source_params(self, name) -> list:
+        return EM.get_free_source_params(self.state, name)
+
+    def get_source_name(self, name) -> str:
+        return EM.get_source_name(self.state, name)
+
+    def reload_source(self, name):
+        self._edit(EM.reload_sources, [name])
+
+    def reload_sources(self, names):
+        self._edit(EM.reload_sources, names)
+
+    def add_sources_from_roi(self, names, roi):
+        """Copy sources of another ROI (or Analysis, or sky model) into this model."""
+        model = getattr(roi, "model", roi)
+        return self._edit(EM.add_sources_from_model, names, model)
+
+    def write_model_map(self, model_name=None, name=None) -> dict:
+        """Model counts cube per component (``mcube_<model_name>_NN.fits``)."""
+        from ..engine.model_output import write_model_map
+
+        return write_model_map(self.state, self._config_dict(), self.outdir, model_name, name)
+
+    def write_fits(self, fitsfile):
+        """The ROI table (write_roi's .fits) alone."""
+        p = Path(fitsfile)
+        return self.roi.write_fits(p if p.is_absolute() else self.outdir / p,
+                                   config=self._config_dict())
+
+    def print_model(self) -> str:
+        text = EM.model_text(self.state)
+        print(text)
+        return text
+
+    def make_plots(self, prefix, mcube_map=None, **kwargs) -> dict:
+        """The plots fermixr makes of the ROI (counts spectrum and counts map per
+        component: fermixr.engine.model_output.PLOTS); returns their paths."""
+        from ..engine.model_output import make_plots
+
+        return make_plots(self.state, self.outdir, prefix, mcube_map)
+
+    def simulate_roi(self, name=None, randomize=True, restore=False, seed=None, rng=None):
+        """Replace the counts by a Poisson draw of the model (of source ``name``), or its
+        expectation (``randomize=False``); ``restore`` brings the data back.  Returns the
+        record with the seed used."""
+        return self._edit(EM.simulate_roi, name, randomize, restore, seed=seed, rng=rng)
+
+    def simulate_source(self, src_dict=None, seed=None, rng=None):
+        """Add the Poisson counts of a source (not kept in the model) to the counts."""
+        return self._edit(EM.simulate_source, src_dict, seed=seed, rng=rng)
+
+    # ------------------------------------------------------------- light curve ---------
+    def lightcurve(self, name, scheduler=None, verbose=False, **kwargs) -> dict:
+        """Fermipy's lightcurve(): ``name`` fitted in each time bin (options of the
+        lightcurve section, overridden by ``kwargs``: binsz, nbins, time_bins, free_params,
+        free_background, free_radius, free_sources, max_free_sources, shape_ts_threshold,
+        systematic, outdir, write_fits, write_npy, make_plots, prefix, optimizer).  Each
+        bin is a keyed sub-plan of the store: finished bins are reused, a bin without GTIs
+        or events or whose fit fails is recorded (fit_success False, status, reason).
+        Returns Fermipy's dict (name, tmin, tmax, fit_success, ts_var, config, the flux /
+        eflux / dnde families per bin, loglike_const, loglike_fixed ...)."""
+        from ..engine.lightcurve import lightcurve_dict, run_lightcurve
+        from ..engine.run import dask_client
+
+        if self.recipe is None:
+            raise RecipeError("lightcurve() needs an Analysis made from a recipe (the bins' "
+                              "data products come from its files)")
+        with dask_client(scheduler) as client:
+            ds, paths = run_lightcurve(self.state, self.recipe, self.outdir,
+                                       self.roi_source(name).name, kwargs,
+                                       fit_options=self._fit_options(), client=client,
+                                       verbose=verbose)
+        return lightcurve_dict(ds, paths.get("fits"))
+
+
+    # ------------------------------------------------ localize / find_sources -----------
+    def localize(self, name, **kwargs) -> dict:
+        """Fermipy's localize(): the position of ``name`` (options of the localize section
+        as keywords: nstep, dtheta_max, update, fix_shape, free_background, free_radius,
+        make_plots, write_fits, write_npy, prefix, optimizer); writes
+        ``<prefix>_<name>_loc.fits`` / ``.npy`` and, with ``update`` (default), moves the
+        source.  Returns Fermipy's dict.  Nothing changes or is written on an error."""
+        from ..engine.localize_output import localize_dict, run_localize
+
+        res, paths = run_localize(self.state, dict(self.config["localize"]), self.outdir,
+                                  dict(kwargs, name=name))
+        if res.state is not None:
+            self.state = res.state
+        return localize_dict(res.dataset, None if "fits" not in paths else str(paths["fits"]))
+
+    def find_sources(self, prefix="", **kwargs) -> dict:
+        """Fermipy's find_sources(): new point sources at TS-map peaks (options of the
+        sourcefind section as keywords, plus search_skydir, search_minmax_radius, tsmap);
+        adds them to the model.  Returns {'peaks', 'sources', ...}."""
+        from ..engine.localize_output import find_sources_dict, run_find_sources
+
+        res, paths = run_find_sources(self.state, dict(self.config["sourcefind"]),
+                                      self.outdir, dict(kwargs, prefix=prefix))
+        if res.state is not None:
+            self.state = res.state
+        return find_sources_dict(res.dataset, res.state if res.state is not None
+                                 else self.state,
+                                 None if "fits" not in paths else str(paths["fits"]))
+
     # -------------------------------------------------- extension and curvature -------
     def extension(self, name, **kwargs) -> dict:
         """Fermipy's extension(): the width scan of ``name`` (options of the extension
@@ -451,3 +669,6 @@ class Analysis:
         fo = self._fit_options(**(opts.pop("optimizer", None) or {}))
         return curvature_dict(run("curvature", self.state, name, optimizer=fo,
                                   **opts).dataset)
+
+
+GTAnalysis = Analysis

@@ -45,6 +45,8 @@ class AnalysisContext:
     outdir: Path
     key: str = ""
     stream: object = None
+    client: object = None          # the run's dask client, or None
+    store_root: Path | None = None
 
     @property
     def config(self) -> dict:
@@ -318,7 +320,7 @@ def _residmap(state, params, ctx):
     return state, ds
 
 
-@register_step("tsmap", version="1", product="tsmap", kind="result")
+@register_step("tsmap", version="2", product="tsmap", kind="result")
 def _tsmap(state, params, ctx):
     """Fermipy's tsmap(): TS map of a test source (the tsmap section, the step's
     parameters over it); writes <prefix>_tsmap.fits and .npy (and the plot with
@@ -332,6 +334,62 @@ def _tsmap(state, params, ctx):
 
     ds.attrs[WRITTEN_FILES] = files_record(paths)
     return state, ds
+
+
+@register_step("sed", version="1", product="sed", kind="result")
+def _sed(state, params, ctx):
+    """Fermipy's sed(): the SED of one source (the sed section, the step's parameters
+    over it); writes <prefix>_<name>_sed.fits and .npy (and the plot with make_plots) in
+    the run folder."""
+    from .roi_output import files_record
+    from .sed_output import run_sed
+
+    section = ctx.recipe.options[0].sed.to_dict()
+    ds, paths = run_sed(state, section, ctx.outdir, params, llscan_npts=ctx.llscan_npts)
+    ds.attrs[WRITTEN_FILES] = files_record(paths)
+    return state, ds
+
+
+@register_step("tscube", version="1", product="tscube", kind="result")
+def _tscube(state, params, ctx):
+    """Fermipy's tscube(): TS cube of a test source (the tscube section, the step's
+    parameters over it); writes <prefix>_tscube.fits and .npy (and the plot with
+    make_plots) in the run folder."""
+    from .roi_output import files_record
+    from .tscube_output import run_tscube
+
+    section = ctx.recipe.options[0].tscube.to_dict()
+    ds, paths = run_tscube(state, section, ctx.outdir, params)
+    ds.attrs[WRITTEN_FILES] = files_record(paths)
+    return state, ds
+from . import lightcurve as _lightcurve  # noqa: E402,F401  (registers the lightcurve steps)
+
+
+@register_step("localize", version="1", product="localize", kind="result")
+def _localize(state, params, ctx):
+    """Fermipy's localize(): the position of a source (the localize section, the step's
+    parameters over it); with update (default) the model after the step has the source at
+    its new position.  Writes <prefix>_<name>_loc.fits and .npy (and the plot)."""
+    from .localize_output import run_localize
+    from .roi_output import files_record
+
+    section = ctx.recipe.options[0].localize.to_dict()   # nstep, dtheta_max, update ...
+    res, paths = run_localize(state, section, ctx.outdir, params)
+    res.dataset.attrs[WRITTEN_FILES] = files_record(paths)
+    return (res.state if res.state is not None else state), res.dataset
+
+
+@register_step("find_sources", version="1", product="find_sources", kind="result")
+def _find_sources(state, params, ctx):
+    """Fermipy's find_sources(): new point sources at TS-map peaks (the sourcefind
+    section, the step's parameters over it); the model after the step holds them."""
+    from .localize_output import run_find_sources
+    from .roi_output import files_record
+
+    section = ctx.recipe.options[0].sourcefind.to_dict()  # sqrt_ts_threshold, max_iter ...
+    res, paths = run_find_sources(state, section, ctx.outdir, params)
+    res.dataset.attrs[WRITTEN_FILES] = files_record(paths)
+    return (res.state if res.state is not None else state), res.dataset
 
 
 @register_step("extension", version="1", product="extension", kind="result")
@@ -420,7 +478,7 @@ def _model_files(model) -> dict:
 # ---------------------------------------------------------------------------- running --
 WRITTEN_FILES = "written_files"   # provenance of write_roi: {key: {path, size, sha256}}
 def run_analysis_steps(recipe, steps, outdir, store_root, prep_keys, *, verbose=True,
-                       stream=None, force=()) -> list[dict]:
+                       stream=None, force=(), client=None) -> list[dict]:
     """Run the analysis steps of ``steps`` (list of (name, params)) in order.  Returns one
     record per step (name, key, status: applied / cached / computed / failed, seconds)."""
     from ..likelihood.roi import FitRecord
@@ -431,7 +489,8 @@ def run_analysis_steps(recipe, steps, outdir, store_root, prep_keys, *, verbose=
     store = ProductStore(store_root)
     names = NameIndex(outdir)
     state = load_state(recipe, outdir, store_root)
-    ctx = AnalysisContext(recipe, Path(outdir), stream=stream)
+    ctx = AnalysisContext(recipe, Path(outdir), stream=stream, client=client,
+                          store_root=Path(store_root))
     chain = digest({"data": prep_keys, "model": state.model.to_dict(),
                     "analysis": analysis_inputs(recipe),
                     "model_files": _model_files(state.model)})
@@ -542,6 +601,41 @@ def _files_missing(state, ctx, name, params, product) -> bool:
         recorded = (read_marker(product) or {}).get(WRITTEN_FILES) or {}
         return bool(files_differ(tsmap_written(ctx.recipe.options[0].tsmap.to_dict(),
                                                params, ctx.outdir), recorded))
+    if name == "sed":
+        from .roi_output import files_differ
+        from .sed_output import sed_written
+
+        recorded = (read_marker(product) or {}).get(WRITTEN_FILES) or {}
+        src = state.model.find(params["name"]).name
+        return bool(files_differ(sed_written(ctx.recipe.options[0].sed.to_dict(), params,
+                                             ctx.outdir, src), recorded))
+    if name == "tscube":
+        from .roi_output import files_differ
+        from .tscube_output import tscube_written
+
+        recorded = (read_marker(product) or {}).get(WRITTEN_FILES) or {}
+        return bool(files_differ(tscube_written(ctx.recipe.options[0].tscube.to_dict(),
+                                                params, ctx.outdir), recorded))
+    if name == "lightcurve":
+        from .lightcurve import lightcurve_written
+        from .roi_output import files_differ
+
+        recorded = (read_marker(product) or {}).get(WRITTEN_FILES) or {}
+        return bool(files_differ(lightcurve_written(ctx.recipe, params, ctx.outdir,
+                                                    state.model.find(params["name"]).name),
+                                 recorded))
+    if name in ("localize", "find_sources"):
+        from .localize_output import find_sources_written, localize_written
+        from .roi_output import files_differ
+
+        recorded = (read_marker(product) or {}).get(WRITTEN_FILES) or {}
+        if name == "localize":
+            files = localize_written(ctx.recipe.options[0].localize.to_dict(), params,
+                                     ctx.outdir, state.model.find(params["name"]).name)
+        else:
+            files = find_sources_written(ctx.recipe.options[0].sourcefind.to_dict(),
+                                         params, ctx.outdir)
+        return bool(files_differ(files, recorded))
     if name == "extension":
         from .extension_output import extension_written
         from .roi_output import files_differ

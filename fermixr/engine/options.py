@@ -502,6 +502,9 @@ SECTIONS: dict[str, dict[str, Option]] = {
                                       "and less accurate.", unit="deg", exclusive_minimum=0),
         "loge_bounds": loge_bounds_opt("the TS map"),
         "erange": erange_alias("the TS map"),
+        "flux_ul": flag(True, "Also map the 95% upper limit of the test source's flux "
+                              "(about 2.4 times the work of the TS map alone).",
+                        fermixr=True),
         **_common_outputs(),
     },
     "tscube": {
@@ -590,8 +593,11 @@ SECTIONS: dict[str, dict[str, Option]] = {
                              "outdir."),
         "use_local_ltcube": flag(True, "Compute each bin's livetime cube only around the "
                                        "ROI."),
-        "use_scaled_srcmap": flag(False, "Scale the full-range source maps by each bin's "
-                                         "exposure instead of recomputing them."),
+        "use_scaled_srcmap": flag(False, "Scale the full-range source maps by the ratio of "
+                                         "each bin's exposure to the full range's (per "
+                                         "energy and pixel) instead of recomputing them: "
+                                         "faster; the PSF and the energy-dispersion matrix "
+                                         "stay the full range's."),
         "save_bin_data": flag(True, "Keep the products of each time bin."),
         "binsz": num(86400.0, "Time bin width.", unit="s", exclusive_minimum=0),
         "shape_ts_threshold": num(16.0, "Below this TS in a bin, sources keep the shape "
@@ -670,8 +676,22 @@ NO_EFFECT: dict[tuple[str, str], str] = {
                                   "them out around the ROI changes no number",
     ("ltcube", "use_local_ltcube"): "the livetime cube is computed on the whole sky; a "
                                     "local one gives the same exposure inside the ROI",
+    ("lightcurve", "use_local_ltcube"): "each bin's livetime cube is computed on the whole "
+                                        "sky; a local one gives the same exposure inside "
+                                        "the ROI",
+    ("lightcurve", "save_bin_data"): "each bin's products (GTIs, events, counts, livetime "
+                                     "cube, source maps, fit) are always kept in the store, "
+                                     "readable under <outdir>/lightcurve/<source>",
+    **{("lightcurve", k): "the bins run as tasks on the engine's scheduler (fermixr run "
+                          "--scheduler local:N spreads them over N processes)"
+       for k in ("multithread", "nthread")},
     **{("tsmap", k): "fermixr's TS map runs its kernels on one thread in one process; "
                      "it is fast enough without (a fraction of a second per ROI)"
+       for k in ("multithread", "nthread")},
+    ("tscube", "st_scan_level"): "it asks gttscube for Science Tools cross-check fits of "
+                                 "the scans; fermixr has no Science Tools to run",
+    **{("sourcefind", k): "find_sources' TS maps run on one thread in one process, as "
+                          "tsmap's"
        for k in ("multithread", "nthread")},
     **{("plotting", k): _NO_PLOTTING
        for k in ("loge_bounds", "catalogs", "graticule_radii", "format", "cmap",
@@ -687,6 +707,9 @@ NOT_IMPLEMENTED: dict[tuple[str, str], str] = {
                             "always resamples",
     ("gtlike", "use_scaled_srcmap"): "source maps scaled from srcmap_base by an exposure "
                                      "ratio are not implemented; fermixr computes them",
+    ("tscube", "remake_test_source"): "remaking the test source's map at every pixel is "
+                                      "not implemented; fermixr makes it once per "
+                                      "sub-pixel offset and shifts it",
     ("binning", "hpx_ebin"): "HEALPix maps without an energy axis are not implemented",
     ("extension", "psf_scale_fn"): "an energy-dependent rescaling of the PSF in the "
                                    "extension test is not implemented; leave it null",
@@ -706,8 +729,7 @@ _mark_table()
 
 # Sections of steps not available yet (the steps refuse to run, so their options cannot
 # act); the option-table test covers every other section.
-PENDING_SECTIONS: tuple[str, ...] = ("sed", "tscube", "sourcefind", "localize",
-                                     "lightcurve")
+PENDING_SECTIONS: tuple[str, ...] = ()
 
 # Other spellings accepted for whole sections (warns, then renames).
 SECTION_ALIASES: dict[str, str] = {"roiOpt": "roiopt"}
@@ -955,7 +977,8 @@ STEPS: dict[str, StepSpec] = {
                           extras={"xmlfile": text(None, "File name (in the run directory "
                                                         "when relative).")},
                           positional="xmlfile", required=("xmlfile",)),
-    "print_roi": StepSpec("print_roi", "Print the sources of the model with their npred."),
+    "print_roi": StepSpec("print_roi", "Print the sources of the model with their offset, "
+                                      "TS and npred."),
     "print_params": StepSpec("print_params", "Print the spectral parameters.",
                              extras={"allpars": flag(False, "All parameters (else only the "
                                                             "free ones).")}),

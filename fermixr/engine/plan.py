@@ -29,7 +29,7 @@ _EXPANSION = {
     "exposure": ("gti", "ltcube", "exposure"),
     "psf": ("gti", "ltcube", "psf"),
 }
-NOT_YET = ("sed", "tscube", "find_sources", "localize", "lightcurve")
+NOT_YET: tuple[str, ...] = ()
 
 
 def plan_tasks(recipe) -> list[Task]:
@@ -51,6 +51,11 @@ def plan_tasks(recipe) -> list[Task]:
             if p not in wanted:
                 wanted.append(p)
     wanted.sort(key=PREP_PRODUCTS.index)
+    for k, (name, params) in enumerate(recipe.steps):
+        if name == "lightcurve":      # its source and bins checked before any work
+            from .lightcurve import check_step
+
+            check_step(recipe, dict(params or {}), recipe.steps[:k])
     comps = recipe.options
     tasks: list[Task] = []
     for i, opts in enumerate(comps):

@@ -234,7 +234,37 @@ READS: dict[str, Reads] = {
     # the tsmap step: in its own key only (analysis_steps._section_inputs)
     "tsmap": Reads(("fermixr.engine.analysis_steps", "fermixr.engine.tsmap_output"), (
         "tsmap.model", "tsmap.exclude", "tsmap.max_kernel_radius", "tsmap.loge_bounds",
-        "tsmap.make_plots", "tsmap.write_fits", "tsmap.write_npy")),
+        "tsmap.flux_ul", "tsmap.make_plots", "tsmap.write_fits", "tsmap.write_npy")),
+    # the sed step: in its own key only (analysis_steps._section_inputs)
+    "sed": Reads(("fermixr.engine.analysis_steps", "fermixr.engine.sed_output"), (
+        "sed.bin_index", "sed.use_local_index", "sed.free_background", "sed.free_radius",
+        "sed.free_pars", "sed.ul_confidence", "sed.cov_scale", "sed.make_plots",
+        "sed.write_fits", "sed.write_npy")),
+    # the tscube step: in its own key only (analysis_steps._section_inputs)
+    "tscube": Reads(("fermixr.engine.analysis_steps", "fermixr.engine.tscube_output"), (
+        "tscube.model", "tscube.do_sed", "tscube.nnorm", "tscube.norm_sigma",
+        "tscube.cov_scale_bb", "tscube.cov_scale", "tscube.tol", "tscube.max_iter",
+        "tscube.tol_type", "tscube.init_lambda", "tscube.make_plots", "tscube.write_fits",
+        "tscube.write_npy")),
+    # the lightcurve step: in its own key only; the bins' fits take the values in their
+    # task parameters (engine.lightcurve.plan_curve)
+    "lightcurve": Reads("fermixr.engine.lightcurve", (
+        "lightcurve.binsz", "lightcurve.nbins", "lightcurve.time_bins",
+        "lightcurve.free_background", "lightcurve.free_radius", "lightcurve.free_sources",
+        "lightcurve.free_params", "lightcurve.max_free_sources",
+        "lightcurve.shape_ts_threshold", "lightcurve.systematic", "lightcurve.outdir",
+        "lightcurve.make_plots", "lightcurve.write_fits", "lightcurve.write_npy",
+        "lightcurve.use_scaled_srcmap")),
+    # the localize and find_sources steps: in their own keys only
+    "localize": Reads(("fermixr.engine.analysis_steps", "fermixr.engine.localize_output"), (
+        "localize.nstep", "localize.dtheta_max", "localize.free_background",
+        "localize.free_radius", "localize.fix_shape", "localize.update",
+        "localize.make_plots", "localize.write_fits", "localize.write_npy")),
+    "find_sources": Reads(("fermixr.engine.analysis_steps",
+                           "fermixr.engine.localize_output"), (
+        "sourcefind.model", "sourcefind.min_separation", "sourcefind.sqrt_ts_threshold",
+        "sourcefind.max_iter", "sourcefind.sources_per_iter", "sourcefind.tsmap_fitter",
+        "sourcefind.free_params")),
     # the extension step: in its own key only
     "extension": Reads(("fermixr.engine.analysis_steps", "fermixr.engine.extension_output"), (
         "extension.spatial_model", "extension.width", "extension.fit_position",

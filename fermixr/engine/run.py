@@ -89,11 +89,12 @@ def dask_client(scheduler: str | None):
 
 
 def run_recipe(recipe, *, outdir=None, scheduler=None, force=(), verbose=True, stream=None,
-               overrides=None, summary=None):
+               overrides=None, summary=None, client=None):
     """Run every step of ``recipe`` (a path, YAML text, dict or Recipe). Returns the
     per-task states. Nothing is computed before the recipe and its inputs are validated;
     the run folder is locked while the run writes (a second run into it stops with
-    :class:`~fermixr.engine.store.RunLockedError`)."""
+    :class:`~fermixr.engine.store.RunLockedError`).  ``client``: a Dask client to use
+    instead of the one ``scheduler`` names (several recipes run on one cluster)."""
     from .plan import plan_tasks
 
     stream = stream if stream is not None else sys.stderr
@@ -125,10 +126,19 @@ def run_recipe(recipe, *, outdir=None, scheduler=None, force=(), verbose=True, s
     out.mkdir(parents=True, exist_ok=True)
     with RunLock(out):
         return _run_locked(rec, out, tasks, analysis, scheduler=scheduler, force=force,
-                           verbose=verbose, stream=stream, summary=summary, t0=t0)
+                           verbose=verbose, stream=stream, summary=summary, t0=t0,
+                           client=client)
 
 
-def _run_locked(rec, out, tasks, analysis, *, scheduler, force, verbose, stream, summary, t0):
+def _given_client(client):
+    @contextlib.contextmanager
+    def ctx():
+        yield client
+    return ctx()
+
+
+def _run_locked(rec, out, tasks, analysis, *, scheduler, force, verbose, stream, summary, t0,
+                client=None):
     """The writing part of :func:`run_recipe`, with the run folder's lock held."""
     from .analysis_steps import raise_for_failures, run_analysis_steps
     from .executor import Executor
@@ -136,22 +146,26 @@ def _run_locked(rec, out, tasks, analysis, *, scheduler, force, verbose, stream,
     copy = out / RECIPE_COPY
     copy.parent.mkdir(parents=True, exist_ok=True)
     _write_text_atomic(copy, _COPY_HEADER + rec.to_yaml())
-    with dask_client(scheduler) as client:
+    with (dask_client(scheduler) if client is None else _given_client(client)) as client:
         ex = Executor(out, store_root(rec, out), client=client, force=force, verbose=verbose,
                       stream=stream)
         states = ex.run(tasks)
-    done = []
+        done = []
+        if analysis:
+            keys = {name: st.key for name, st in states.items()
+                    if name.split("/")[0] in ("counts", "srcmaps", "drm")}
+            # the cluster stays up for the steps that plan tasks of their own (lightcurve)
+            done = run_analysis_steps(rec, analysis, out, store_root(rec, out), keys,
+                                      verbose=verbose, stream=stream, force=force,
+                                      client=client)
     if analysis:
-        keys = {name: st.key for name, st in states.items()
-                if name.split("/")[0] in ("counts", "srcmaps", "drm")}
-        done = run_analysis_steps(rec, analysis, out, store_root(rec, out), keys,
-                                  verbose=verbose, stream=stream, force=force)
         manifest = out / "run.json"
         doc = json.loads(manifest.read_text())
         doc["analysis_steps"] = done
         _write_text_atomic(manifest, json.dumps(doc, indent=1))
     secs = time.monotonic() - t0
     if verbose if summary is None else summary:
+        _print_last_fit(out, done, stream)
         n_cached = sum(s.status in ("cached", "shared") for s in states.values())
         print(
             f"run finished in {secs:.2f} s: {len(states) - n_cached} computed, "
@@ -160,6 +174,23 @@ def _run_locked(rec, out, tasks, analysis, *, scheduler, force, verbose, stream,
         )
     raise_for_failures(done)
     return states
+
+
+def _print_last_fit(out: Path, done: list, stream) -> None:
+    """The result of the run's last fit (fit or optimize step), as ``fermixr show`` gives
+    it."""
+    from .summaries import fit_summary
+
+    fits = [d for d in done if d["step"] == "fit"]
+    if not fits:
+        return
+    n = len(fits)
+    name = "fit" if n == 1 else f"fit_{n}"
+    try:
+        ds = RunProducts(out)[name]
+    except KeyError:
+        return
+    print(fit_summary(ds), file=stream)
 
 
 def _write_text_atomic(path: Path, text: str) -> None:

@@ -1,8 +1,13 @@
 """The tsmap analysis as the step and the ``Analysis`` method run it: options from the
 recipe's ``tsmap`` section with the call's parameters over them, the estimator, Fermipy's
 files (``<prefix>_tsmap.fits``: the TS map as primary HDU, then SQRT_TS_MAP, NPRED_MAP,
-N_MAP; ``<prefix>_tsmap.npy``; with ``make_plots`` ``<prefix>_tsmap_sqrt_ts.png``), each
-written to a temporary sibling and renamed into place, and Fermipy's result dict."""
+N_MAP, and after Fermipy's HDUs fermixr's FLUX_MAP, FLUX_ERR_MAP, FLUX_UL95_MAP;
+``<prefix>_tsmap.npy``; with ``make_plots`` ``<prefix>_tsmap_sqrt_ts.png``), each written
+to a temporary sibling and renamed into place, and Fermipy's result dict.
+
+``map_skydir`` + ``map_size``: the map of the pixels within that box only, a cut-out of
+the ROI grid (Fermipy's); the estimator's ``disk`` and ``pixel_mask`` are accepted as call
+parameters too (``Analysis.tsmap(disk=[lon, lat, r])``)."""
 
 from __future__ import annotations
 
@@ -17,7 +22,7 @@ from .roi_output import save_npy_atomic, write_atomic
 # the step's own parameters (besides the tsmap section's options)
 STEP_EXTRAS = ("prefix", "map_skydir", "map_size", "threshold", "outfile")
 _EST_KEYS = ("model", "exclude", "multithread", "nthread", "max_kernel_radius",
-             "loge_bounds")
+             "loge_bounds", "map_skydir", "map_size", "disk", "pixel_mask", "flux_ul")
 
 
 def tsmap_options(section: dict, params: dict) -> dict:
@@ -27,6 +32,9 @@ def tsmap_options(section: dict, params: dict) -> dict:
     for k in ("prefix", "map_skydir", "threshold", "outfile"):
         opts.setdefault(k, None)
     opts.setdefault("map_size", 1.0)
+    opts.setdefault("disk", None)
+    opts.setdefault("pixel_mask", None)
+    opts.setdefault("flux_ul", True)
     for k, v in params.items():
         if k == "erange":
             k = "loge_bounds"
@@ -34,9 +42,6 @@ def tsmap_options(section: dict, params: dict) -> dict:
             raise EstimatorError(f"tsmap: unknown option {k!r}; known: "
                                  f"{', '.join(sorted(opts))}")
         opts[k] = v
-    if opts.get("map_skydir") is not None:
-        raise EstimatorError("tsmap: map_skydir: a TS map of a sub-region is not "
-                             "implemented; leave map_skydir null (the whole ROI)")
     if params.get("threshold") is not None:
         import warnings
 
@@ -97,22 +102,26 @@ def run_tsmap(state, section: dict, outdir, params: dict):
 
 def tsmap_dict(ds, file=None) -> dict:
     """Fermipy's tsmap() dict: ts, sqrt_ts, npred, amplitude (arrays on the sky grid),
-    name, file, src_dict (plus flux, its error and the Dataset)."""
+    name, file, src_dict (plus flux, flux_err, flux_ul95 and the Dataset)."""
     out = {k: np.asarray(ds[k].values) for k in ("ts", "sqrt_ts", "npred", "amplitude",
-                                                  "flux", "flux_err")}
+                                                  "flux", "flux_err", "flux_ul95")
+           if k in ds}
     out.update(name=ds.attrs["name"], file=file,
                src_dict=json.loads(ds.attrs["src_dict"]), dataset=ds)
     return out
 
 
 _HDUS = (("ts", None), ("sqrt_ts", "SQRT_TS_MAP"), ("npred", "NPRED_MAP"),
-         ("amplitude", "N_MAP"))
+         ("amplitude", "N_MAP"), ("flux", "FLUX_MAP"), ("flux_err", "FLUX_ERR_MAP"),
+         ("flux_ul95", "FLUX_UL95_MAP"))
 
 
 def write_tsmap_fits(ds, path) -> Path:
     """Fermipy's TS map file: WCS images (primary TS, then SQRT_TS_MAP, NPRED_MAP, N_MAP)
     with the grid's header; on HEALPix an empty primary and one explicit-index HEALPix
-    table per map (TS_MAP, SQRT_TS_MAP, NPRED_MAP, N_MAP)."""
+    table per map (TS_MAP, SQRT_TS_MAP, NPRED_MAP, N_MAP).  After Fermipy's HDUs, those
+    of the flux maps the dataset has (FLUX_MAP, FLUX_ERR_MAP, FLUX_UL95_MAP, cm-2 s-1,
+    with the energy range in EMIN/EMAX).  Pixels outside a region are NaN."""
     from astropy.io import fits
 
     from ..geom.coords import geom_from_attrs
@@ -124,6 +133,8 @@ def write_tsmap_fits(ds, path) -> Path:
         hdr = fits.Header({k: v for k, v in geom.to_header().items()
                            if not k.startswith("NAXIS")})
         for var, ext in _HDUS:
+            if var not in ds:
+                continue
             data = np.asarray(ds[var].values, dtype=np.float64)
             if ext is None:
                 hdus.append(fits.PrimaryHDU(data, header=hdr))
@@ -133,6 +144,8 @@ def write_tsmap_fits(ds, path) -> Path:
     else:
         hdus.append(fits.PrimaryHDU())
         for var, ext in _HDUS:
+            if var not in ds:
+                continue
             cols = [fits.Column("PIX", "K", array=np.asarray(geom.pix, dtype=np.int64)),
                     fits.Column("CHANNEL1", "D",
                                 array=np.asarray(ds[var].values, dtype=np.float64))]
@@ -143,5 +156,9 @@ def write_tsmap_fits(ds, path) -> Path:
             hdus.append(h)
     for h in hdus:
         h.header["SRCNAME"] = (str(ds.attrs["name"])[:60], "TS map of this test source")
+        if h.name.startswith("FLUX"):
+            h.header["BUNIT"] = "cm-2 s-1"
+            h.header["EMIN"] = (float(ds.attrs["emin"]), "MeV, energy range of the flux")
+            h.header["EMAX"] = (float(ds.attrs["emax"]), "MeV")
     fits.HDUList(hdus).writeto(path, overwrite=True)
     return Path(path)

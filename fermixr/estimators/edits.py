@@ -25,9 +25,14 @@ def _replace(state: AnalysisState, src: Source) -> AnalysisState:
 
 
 def _set_free(state, name, pars, free) -> AnalysisState:
+    """Free (or fix) ``pars`` of a source, leaving locked parameters (lock_parameter) as
+    they are."""
     src = state.model.find(name)
+    locked = src.meta.get("locked", ())
     for p in pars:
-        src = src.with_param(p, free=bool(free))
+        src.param(p)
+        if p not in locked:
+            src = src.with_param(p, free=bool(free))
     return _replace(state, src)
 
 
@@ -309,10 +314,11 @@ def get_sources(state, cuts=None, distance=None, skydir=None, minmax_ts=None,
             continue
         if wanted is not None and src.name not in wanted:
             continue
-        if src.skydir is None:
+        pos = src.position          # a SpatialMap template has the catalog's position
+        if pos is None:
             diffuse.append(src)
             continue
-        ra, dec = src.skydir
+        ra, dec = pos
         d = float(angular_separation(np.array([ra]), np.array([dec]), *center)[0])
         if distance is not None:
             if square:
@@ -399,19 +405,37 @@ def generate_model(state, model_name=None, rng=None, seed=None):
         seed = int(np.random.SeedSequence().entropy % (2 ** 32)) if seed is None else seed
         rng = np.random.default_rng(seed)
     cubes = model_cubes(state, model_name)
-    return state.with_counts([rng.poisson(m).astype(float) for m in cubes]), seed
+    data = state.data_counts
+    if data is None:         # kept, so that simulate_roi(restore=True) brings them back
+        data = tuple(c.counts for c in state.components)
+    new = state.with_counts([rng.poisson(m).astype(float) for m in cubes])
+    record = {"kind": "generate_model", "name": model_name, "seed": seed, "randomize": True}
+    return new.replace(data_counts=data, simulation=state.simulation + (record,)), seed
 
 
 # ------------------------------------------------------------------- summaries ---------
 def roi_text(state) -> str:
-    """Fermipy's print_roi table: each source with its types, npred and free count."""
-    from .ts import npred
+    """Fermipy's print_roi table: each source with its types, offset from the ROI centre
+    (deg; '-----' for diffuse sources), TS (with the other parameters held), npred and the
+    number of free parameters."""
+    from ..geom.frames import angular_separation
+    from .ts import npred, ts_value
 
-    lines = [f"{'name':<24}{'SpatialModel':<16}{'SpectrumType':<18}{'npred':>10}  free"]
+    lines = [f"{'name':<24}{'SpatialModel':<16}{'SpectrumType':<18}{'offset':>8}"
+             f"{'ts':>10}{'npred':>12}  free",
+             "-" * 94]
     for s in state.model:
         nfree = sum(p.free for p in s.spectral)
-        lines.append(f"{s.name:<24}{s.spatial_model:<16}{s.spectrum:<18}"
-                     f"{npred(state, s.name):10.2f}  {nfree or ''}")
+        off = "-----"
+        pos = s.position
+        if pos is not None and state.roi_center is not None:
+            d = angular_separation(np.array([pos[0]]), np.array([pos[1]]),
+                                   *state.roi_center)
+            off = f"{float(d[0]):.3f}"
+        ts = ts_value(state, s.name)
+        ts_txt = "" if not np.isfinite(ts) else f"{ts:.2f}"
+        lines.append(f"{s.name:<24.23}{s.spatial_model:<16.15}{s.spectrum:<18.17}{off:>8}"
+                     f"{ts_txt:>10}{npred(state, s.name):12.2f}  {nfree or ''}")
     return "\n".join(lines)
 
 

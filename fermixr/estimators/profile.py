@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..likelihood.roi import AnalysisState, build_cost, loglike
+from ..likelihood.roi import AnalysisState, build_cost, loglike, loglike_scan
 from . import EstimatorResult, register
 
 __all__ = ["profile_values", "profile", "profile_norm", "norm_scan", "profile_dataset"]
@@ -31,19 +31,25 @@ def profile_values(state: AnalysisState, name: str, par_name: str, xvals=None,
         hi = p.value + half if p.max is None else min(p.max, p.value + half)
         xvals = np.linspace(lo, hi, int(npts))
     emin, emax = state.energy_range
+    # others held: every point from one cost (an update by this source's counts each)
+    held = not reoptimize and p.name in [q.name for q in src.spectral]
     ll, fl, efl = [], [], []
     for x in np.asarray(xvals, dtype=float):
         lo = None if p.min is None else min(p.min, x)
         hi = None if p.max is None else max(p.max, x)
         moved = src.with_param(par_name, value=float(x), free=False, min=lo, max=hi)
-        st = state.with_model(state.model.replace_source(moved), fit=None)
-        if reoptimize and build_cost(st).npar:    # nothing left free: log L as it is
-            _, st = fit_state(st, **dict(fit_options or {}))
-        ll.append(loglike(st))
-        pv = st.model.find(src.name).spectral_values()
+        if held:
+            pv = moved.spectral_values()
+        else:
+            st = state.with_model(state.model.replace_source(moved), fit=None)
+            if reoptimize and build_cost(st).npar:    # nothing left free: log L as it is
+                _, st = fit_state(st, **dict(fit_options or {}))
+            ll.append(loglike(st))
+            pv = st.model.find(src.name).spectral_values()
         fl.append(float(sm.flux(emin, emax, pv)))
         efl.append(float(sm.eflux(emin, emax, pv)))
-    ll = np.array(ll)
+    ll = (loglike_scan(state, src.name, p.name, xvals, hold=True) if held
+          else np.array(ll))
     return {"xvals": np.asarray(xvals, float), "loglike": ll, "dloglike": ll - ll.max(),
             "flux": np.array(fl), "eflux": np.array(efl), "par_name": par_name}
 

@@ -33,9 +33,9 @@ def position_dict(src, center, geom) -> dict:
                                      "offset_dec", "offset_glon", "offset_glat",
                                      "offset_roi_edge")}
     out.update(ellipse_dict(None, None, None))
-    if src.skydir is None:
+    if src.position is None:
         return out
-    ra, dec = src.skydir
+    ra, dec = src.position
     glon, glat = fermipy_cel_to_gal(ra, dec)
     out.update(ra=ra, dec=dec, glon=glon, glat=glat)
     ra0, dec0 = float(center[0]), float(center[1])
@@ -363,7 +363,7 @@ def source_dict(state, name: str, *, covariance=None, scan: bool = True,
     d.update(dnde_family(sm, p, cov, idx, emin, emax))
     d["correlation"] = norm_correlations(state, src)
     d["loglike"] = loglike(state)
-    if scan and not src.is_diffuse:
+    if scan and src.position is not None:
         fluxes = {k: d[k] for k in ("flux", "flux100", "flux1000", "flux10000", "eflux",
                                     "eflux100", "eflux1000", "eflux10000")}
         d.update(norm_scan(state, src.name, fluxes, llscan_npts))

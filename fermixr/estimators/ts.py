@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..likelihood.roi import AnalysisState, component_costs, loglike
+from ..likelihood.roi import AnalysisState, component_costs, loglike, loglike_scan
 from . import register
 
 __all__ = ["model_cubes", "npred", "ts_value", "ts"]
@@ -33,14 +33,15 @@ def npred(state: AnalysisState, name: str | None = None, weighted: bool = False)
 
 
 def ts_value(state: AnalysisState, name: str) -> float:
-    """TS of a source (NaN for a diffuse one): its flux set to zero, same maps."""
+    """TS of a source (NaN for a diffuse background; a SpatialMap template source, which
+    has a position, has one): its flux set to zero, same maps."""
     src = state.model.find(name)
-    if src.is_diffuse:
+    if src.position is None:
         return float("nan")
     norm = src.param(state.spectral(src).norm_param)
-    zero = state.model.replace_source(src.with_param(
-        norm.name, value=0.0, min=None if norm.min is None else min(norm.min, 0.0)))
-    return float(max(2.0 * (loglike(state) - loglike(state, zero)), 0.0))
+    # log L at the norm and at 0 from one cost: the second is an update by this source
+    ll1, ll0 = loglike_scan(state, src.name, norm.name, [norm.value, 0.0], hold=False)
+    return float(max(2.0 * (ll1 - ll0), 0.0))
 
 
 @register("ts", version="1", product="ts")

@@ -58,7 +58,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._jit import njit, pnjit, prange
-from ._kernels import poisson_row
+from ._kernels import delta_term, poisson_row
 
 # reassociation lets LLVM vectorise the reductions; no nnan/ninf, so inf and nan keep
 # their meaning (a zero model under observed counts gives log L = -inf)
@@ -370,6 +370,95 @@ def loglike_parallel(counts, wts, fixed, maps, idx, gstart, drm, kl, kh, tlo, th
         _loglike_unit(counts, wts, fixed, maps, idx, gstart, drm, kl, kh, tlo, thi, lo, hi,
                       p0, p1, want_grad, A[sg], B[sg], llb[sg], mout)
     return _reduce_units(llb, A, B)
+
+
+# ---------------------------------------------------------------------------------------
+# incremental log-likelihood: a few sources' node weights changed by (dlo, dhi)
+# ---------------------------------------------------------------------------------------
+@njit(fastmath=_FM)
+def _delta_unit(counts, wts, m, maps, idx, gstart, drm, kl, kh, tlo, thi, dlo, dhi, p0,
+                p1, write, nofixed):
+    """Change of log L over pixels p0..p1 (every measured bin): the model change
+    dm = sum_g D_g dT_g of the changed sources (their true rows from dlo/dhi), then the
+    change of each term where dm != 0 (``_kernels.delta_term``)."""
+    n = p1 - p0
+    nm = counts.shape[0]
+    T = np.empty((gstart.shape[0] - 1, dlo.shape[1], n))
+    M = np.empty((nm, n))
+    _model_rows(nofixed, maps, idx, gstart, drm, kl, kh, tlo, thi, dlo, dhi, p0, p1, T, M)
+    has_w = wts.shape[0] > 0
+    acc = 0.0
+    err = 0.0
+    bad = False
+    for i in range(nm):
+        dr = M[i]
+        for p in range(n):
+            d = dr[p]
+            if d == 0.0:
+                continue
+            q = p0 + p
+            mo = m[i, q]
+            t, e, b = delta_term(mo, d, counts[i, q], wts[i, q] if has_w else 1.0)
+            acc += t
+            err += e
+            bad = bad or b
+            if write:
+                m[i, q] = mo + d
+    return acc, err, bad
+
+
+@njit
+def _delta_reduce(dll, err, bad):
+    tot = 0.0
+    et = 0.0
+    bb = False
+    for u in range(dll.shape[0]):
+        tot += dll[u]
+        et += err[u]
+        bb = bb or bad[u]
+    return tot, et, bb
+
+
+@njit
+def delta_loglike_serial(counts, wts, m, maps, idx, gstart, drm, kl, kh, tlo, thi, dlo,
+                         dhi, chunks, ch, write):
+    """(d log L, rounding scale, bad) when sources ``idx`` (grouped by matrix as in
+    :func:`loglike_serial`) change their node weights by ``dlo``/``dhi`` (len(idx),
+    n_true) on the model cube ``m`` (n_meas, n_pix); work units are the pixel chunks
+    ``chunks`` of ``ch`` pixels (where a changed map is non-zero), each over every
+    measured bin; with ``write`` the new model is stored in ``m``.  See
+    ``_kernels.delta_loglike_serial``."""
+    npix = counts.shape[1]
+    nu = chunks.shape[0]
+    dll = np.zeros(nu)
+    err = np.zeros(nu)
+    bad = np.zeros(nu, dtype=np.bool_)
+    nofixed = np.empty((0, 0))
+    for u in range(nu):
+        p0 = chunks[u] * ch
+        dll[u], err[u], bad[u] = _delta_unit(counts, wts, m, maps, idx, gstart, drm, kl,
+                                             kh, tlo, thi, dlo, dhi, p0,
+                                             min(npix, p0 + ch), write, nofixed)
+    return _delta_reduce(dll, err, bad)
+
+
+@pnjit
+def delta_loglike_parallel(counts, wts, m, maps, idx, gstart, drm, kl, kh, tlo, thi, dlo,
+                           dhi, chunks, ch, write):
+    """Parallel twin of :func:`delta_loglike_serial` (one chunk per task, the same
+    reduction order)."""
+    npix = counts.shape[1]
+    nu = chunks.shape[0]
+    dll = np.zeros(nu)
+    err = np.zeros(nu)
+    bad = np.zeros(nu, dtype=np.bool_)
+    nofixed = np.empty((0, 0))
+    for u in prange(nu):
+        p0 = chunks[u] * ch
+        dll[u], err[u], bad[u] = _delta_unit(counts, wts, m, maps, idx, gstart, drm, kl,
+                                             kh, tlo, thi, dlo, dhi, p0,
+                                             min(npix, p0 + ch), write, nofixed)
+    return _delta_reduce(dll, err, bad)
 
 
 @njit

@@ -412,6 +412,142 @@ def node_sums_parallel(maps, wts, k0, k1):
 
 
 # ---------------------------------------------------------------------------------------
+# incremental log-likelihood: a few sources' node weights changed by (dlo, dhi)
+# ---------------------------------------------------------------------------------------
+@njit
+def chunk_support(maps, s, ch):
+    """(n_nodes, n_chunks) bool: whether node row k of map ``s`` has a non-zero pixel in
+    chunk c (pixels c*ch .. min(n_pix, (c+1)*ch))."""
+    nn = maps.shape[1]
+    npix = maps.shape[2]
+    nch = (npix + ch - 1) // ch
+    out = np.zeros((nn, nch), dtype=np.bool_)
+    for k in range(nn):
+        row = maps[s, k]
+        for c in range(nch):
+            for p in range(c * ch, min(npix, c * ch + ch)):
+                if row[p] != 0.0:
+                    out[k, c] = True
+                    break
+    return out
+
+
+@njit(fastmath=_FM)
+def delta_term(mo, d, nn, w):
+    """(change of w (n log m - m) when m goes from ``mo`` to ``mo + d``, its rounding
+    scale in units of the machine epsilon, bad).  The change is w (n log1p(x) - d) with
+    x = d/mo (log1p by its series below |x| = 1e-4, where the series' error is under
+    1e-16 of the term); the scale bounds w (|mo| + |d|) (1 + n/(mo + d)), the rounding
+    error of mo + d carried into the term, which is large where the change cancels most
+    of the model; ``bad`` when a pixel with counts has (or had) a model <= 0 (log L is
+    -inf there: only a full evaluation says what it is)."""
+    if w == 0.0:
+        return 0.0, 0.0, False
+    sc = abs(mo) + abs(d)
+    if nn > 0.0:
+        if mo <= 0.0:
+            return 0.0, 0.0, True
+        inv = 1.0 / mo
+        x = d * inv
+        if x > -0.5:                       # mo + d > mo / 2: 1/(mo + d) < 2/mo
+            if abs(x) < 1e-4:
+                lx = x * (1.0 - x * (0.5 - x * (1.0 / 3.0 - 0.25 * x)))
+            else:
+                lx = math.log1p(x)
+            return w * (nn * lx - d), w * sc * (1.0 + 2.0 * nn * inv), False
+        mn = mo + d
+        if mn <= 0.0:
+            return 0.0, 0.0, True
+        return w * (nn * math.log1p(x) - d), w * sc * (1.0 + nn / mn), False
+    return -w * d, w * sc, False
+
+
+@njit(fastmath=_FM)
+def _delta_bin(counts, wts, m, maps, idx, dlo, dhi, i, chunks, c0, c1, ch, write):
+    """Change of log L of bin i over the pixel chunks chunks[c0:c1] (see
+    :func:`delta_loglike_serial`); the new model into ``m`` with ``write``."""
+    npix = counts.shape[1]
+    has_w = wts.shape[0] > 0
+    nk = idx.shape[0]
+    acc = 0.0
+    err = 0.0
+    bad = False
+    a0 = dlo[0, i]
+    b0 = dhi[0, i]
+    u0 = maps[idx[0], i]
+    v0 = maps[idx[0], i + 1]
+    mi = m[i]
+    ci = counts[i]
+    for cc in range(c0, c1):
+        p0 = chunks[cc] * ch
+        p1 = min(npix, p0 + ch)
+        for p in range(p0, p1):
+            d = a0 * u0[p] + b0 * v0[p]
+            for j in range(1, nk):
+                d += dlo[j, i] * maps[idx[j], i, p] + dhi[j, i] * maps[idx[j], i + 1, p]
+            if d == 0.0:
+                continue
+            mo = mi[p]
+            t, e, b = delta_term(mo, d, ci[p], wts[i, p] if has_w else 1.0)
+            acc += t
+            err += e
+            bad = bad or b
+            if write:
+                mi[p] = mo + d
+    return acc, err, bad
+
+
+@njit
+def _delta_reduce(dll, err, bad):
+    tot = 0.0
+    et = 0.0
+    bb = False
+    for u in range(dll.shape[0]):
+        tot += dll[u]
+        et += err[u]
+        bb = bb or bad[u]
+    return tot, et, bb
+
+
+@njit
+def delta_loglike_serial(counts, wts, m, maps, idx, dlo, dhi, ubin, uptr, chunks, ch,
+                         write):
+    """(d log L, rounding scale, bad) when sources ``idx`` (map indices) change their node
+    weights by ``dlo``/``dhi`` (len(idx), n_bins) on the model cube ``m`` (n_bins, n_pix).
+
+    Work units are the bins ``ubin``: unit u covers the pixel chunks
+    ``chunks[uptr[u]:uptr[u+1]]`` of ``ch`` pixels (the chunks where a changed map is
+    non-zero).  A pixel whose model does not change (d = 0) is skipped.  The rounding
+    scale is the sum of :func:`delta_term`'s scales (times the machine epsilon: a bound
+    on how far d log L may be from the difference of two full evaluations); ``bad`` when a
+    pixel with counts has a model <= 0 before or after.  With ``write`` the new model is
+    stored in ``m``.  Per-unit partial sums are added in unit order."""
+    nu = ubin.shape[0]
+    dll = np.zeros(nu)
+    err = np.zeros(nu)
+    bad = np.zeros(nu, dtype=np.bool_)
+    for u in range(nu):
+        dll[u], err[u], bad[u] = _delta_bin(counts, wts, m, maps, idx, dlo, dhi, ubin[u],
+                                            chunks, uptr[u], uptr[u + 1], ch, write)
+    return _delta_reduce(dll, err, bad)
+
+
+@pnjit
+def delta_loglike_parallel(counts, wts, m, maps, idx, dlo, dhi, ubin, uptr, chunks, ch,
+                           write):
+    """Parallel twin of :func:`delta_loglike_serial` (one unit per task, the same
+    reduction order)."""
+    nu = ubin.shape[0]
+    dll = np.zeros(nu)
+    err = np.zeros(nu)
+    bad = np.zeros(nu, dtype=np.bool_)
+    for u in prange(nu):
+        dll[u], err[u], bad[u] = _delta_bin(counts, wts, m, maps, idx, dlo, dhi, ubin[u],
+                                            chunks, uptr[u], uptr[u + 1], ch, write)
+    return _delta_reduce(dll, err, bad)
+
+
+# ---------------------------------------------------------------------------------------
 # information matrices: sum_{i,p} v[i,p] D_q[i,p] D_r[i,p],
 # D_q = dlo[q, i] S[src[q], i] + dhi[q, i] S[src[q], i+1]
 # (v = w/m: expected (Fisher) information; v = w n/m^2: the observed one, norm part)

@@ -22,6 +22,15 @@ m[i, p] = sum_s lo_{s,i} S_{s,i,p} + hi_{s,i} S_{s,i+1,p}.  The data stay separa
 arrays ``lo``/``hi`` and their derivatives; the maps are never rescaled or copied.  Sources
 without free parameters are summed once, at construction, into a fixed cube.
 
+A cost keeps the model cube of its last full evaluation.  When ``cost(x)`` differs from it
+only in the parameters of a few sources (a scan, a TS, a one-parameter step), the value is
+updated from that cube by the changed sources alone, m + dlo S_i + dhi S_{i+1}, over the
+pixel chunks where their maps are non-zero: O(bins x their pixels) instead of
+O(sources x bins x pixels).  A rounding bound on each update (the model's cancellation
+under counts) and a cap on updates written into the cube keep the value within
+``INCREMENTAL_RTOL`` of a full evaluation; otherwise, and for the gradient and the
+information matrices, the cost evaluates every free source.
+
 Costs add: ``cost_a + cost_b`` is a :class:`CostSum` (joint components, as the Science
 Tools' SummedLikelihood: parameters with the same name are the same parameter), and
 Gaussian priors (:mod:`fermixr.likelihood.priors`) add the same way.
@@ -43,6 +52,19 @@ __all__ = ["Cost", "CostSum", "BinnedPoissonCost", "SourceTerm", "PARALLEL_MIN_W
 
 PARALLEL_MIN_WORK = 2_000_000
 """Map elements touched per pass above which the parallel kernels are used."""
+INCREMENTAL_MAX_SOURCES = 4
+"""At most this many sources may differ from the last full evaluation for ``__call__`` to
+update its model cube instead of evaluating every free source (and at most half of the
+free sources)."""
+INCREMENTAL_MAX_COMMITS = 32
+"""Incremental updates written into the kept model cube before a full evaluation
+replaces it (bounds the rounding carried from one update to the next)."""
+INCREMENTAL_RTOL = 1e-12
+"""An incremental log L whose rounding bound (summed over the updates it builds on)
+exceeds this fraction of |log L| is replaced by a full evaluation."""
+_CHUNK = 64                # pixels per chunk of the source-support masks
+_DELTA_PARALLEL_MIN = PARALLEL_MIN_WORK   # changed map elements for a parallel update
+_EPS = float(np.finfo(np.float64).eps)
 _UNIT_BYTES = 3 << 20      # map bytes per log-likelihood work unit (kept in cache)
 _INFO_BYTES = 8 << 20      # derivative rows per information-matrix segment
 
@@ -320,6 +342,23 @@ class _Eval:
     model: np.ndarray
 
 
+@dataclasses.dataclass
+class _Base:
+    """The last full evaluation, the start of the incremental ones: free values ``x``,
+    node weights ``lo``/``hi`` of the free sources (kernel order), the model cube ``m``,
+    the cost ``value`` (-log L) at ``x``; ``commits``: incremental updates written into
+    ``m`` since (``x``, ``lo``, ``hi``, ``value`` then follow them); ``err``: their summed
+    rounding scale (units of the machine epsilon, see ``_kernels.delta_term``)."""
+
+    x: np.ndarray
+    lo: np.ndarray
+    hi: np.ndarray
+    m: np.ndarray
+    value: float
+    commits: int = 0
+    err: float = 0.0
+
+
 # =======================================================================================
 # what the plain and the dispersed costs share
 # =======================================================================================
@@ -391,6 +430,11 @@ class _MapCost(Cost):
             self.wmap = w
         self.expscale = np.ones(len(terms))
         self._last: _Eval | None = None
+        self._base: _Base | None = None
+        self._vmemo: tuple[bytes, float] | None = None
+        self._supp: dict[int, np.ndarray] = {}
+        self.incremental = True     # False: every __call__ evaluates all free sources
+        self.n_evaluations = {"full": 0, "incremental": 0}
 
     def _set_parameters(self, order) -> None:
         """The free parameters, source by source in model order, and where each one's
@@ -416,6 +460,8 @@ class _MapCost(Cost):
         self._q_map = np.array(qsrc, dtype=np.int64)              # source of each parameter
         self._q_k = np.array(qk, dtype=np.int64)                  # its index in the model
         self._q_pos = np.array([pos[j] for j in qsrc], dtype=np.int64)   # kernel position
+        self._src_pos = np.full(len(self.sources), -1, dtype=np.int64)
+        self._src_pos[order] = np.arange(order.size)      # kernel position of each source
 
     # -- parameters -> node weights -----------------------------------------------------
     def physical_params(self, x) -> dict[str, np.ndarray]:
@@ -478,12 +524,43 @@ class _MapCost(Cost):
 
     # -- evaluation ---------------------------------------------------------------------
     def __call__(self, x) -> float:
+        """-log L at ``x``.  When ``x`` differs from the last full evaluation (kept with its
+        model cube) in the parameters of a few sources only, the cube is updated by those
+        sources' changes, m + dlo S_i + dhi S_{i+1}, over the pixels where their maps are
+        non-zero, and log L by the change of its terms there (``_incremental``)."""
         x = self._x(x)
+        key = x.tobytes()
         last = self._last
-        if last is not None and last.key == x.tobytes():
+        if last is not None and last.key == key:
             return last.value
+        vm = self._vmemo
+        if vm is not None and vm[0] == key:
+            return vm[1]
+        if self.incremental and self._base is not None:
+            v = self._incremental(x)
+            if v is not None:
+                self._vmemo = (key, v)
+                self.n_evaluations["incremental"] += 1
+                return v
+        return self._full_value(x)
+
+    def _cube_buffer(self) -> np.ndarray:
+        """A model cube to overwrite: the kept one unless the gradient memo shares it (so
+        a cost holds at most two cubes: the kept one and the gradient memo's)."""
+        b = self._base
+        if b is not None and (self._last is None or self._last.model is not b.m):
+            return b.m
+        return self._new_cube()
+
+    def _full_value(self, x) -> float:
         lo, hi, _, _ = self._weights(x, False)
-        return -float(self._run_loglike(lo, hi, False, _EMPTY)[0])
+        m = self._cube_buffer()
+        self._base = None
+        ll = float(self._run_loglike(lo, hi, False, m)[0])
+        self.n_evaluations["full"] += 1
+        self._base = _Base(x.copy(), lo, hi, m, -ll)
+        self._vmemo = None
+        return -ll
 
     def _evaluate(self, x) -> _Eval:
         key = x.tobytes()
@@ -491,13 +568,74 @@ class _MapCost(Cost):
         if last is not None and last.key == key:
             return last
         lo, hi, dlo, dhi = self._weights(x, True)
-        m = self._new_cube()
+        # the kept cube is replaced by this one (and so is the memo that may share it)
+        m = self._new_cube() if self._base is None else self._base.m
+        self._base = None
+        self._last = None
         ll, A, B = self._run_loglike(lo, hi, True, m)
+        self.n_evaluations["full"] += 1
         qp = self._q_pos
         g = -(np.sum(dlo * A[qp], axis=1) + np.sum(dhi * B[qp], axis=1))
         ev = _Eval(key, -float(ll), g, A, B, m)
         self._last = ev          # one-entry memo: iminuit asks for value and grad apart
+        self._base = _Base(x.copy(), lo, hi, m, ev.value)
+        self._vmemo = None
         return ev
+
+    # -- incremental evaluation -----------------------------------------------------------
+    def _run_delta(self, srcs, dlo, dhi, m, write):
+        return None                  # no incremental kernel: always evaluate fully
+
+    def _support(self, j: int) -> np.ndarray:
+        """(n_nodes, n_chunks) bool: the pixel chunks where source j's map is non-zero at
+        each node (computed on first use, kept)."""
+        s = self._supp.get(j)
+        if s is None:
+            s = K.chunk_support(self.maps, int(j), _CHUNK)
+            self._supp[j] = s
+        return s
+
+    def _incremental(self, x) -> float | None:
+        """-log L at ``x`` from the kept full evaluation when only a few sources differ,
+        or None (a full evaluation is needed: too many sources changed, too much work,
+        a non-finite weight, a model <= 0 under counts, or a rounding bound over
+        INCREMENTAL_RTOL).  With two or more sources changed (a sequence of one-source
+        steps) the update is written into the kept cube, which then stands for ``x``."""
+        b = self._base
+        if not np.isfinite(b.value):
+            return None
+        diff = x != b.x
+        if not diff.any():
+            return b.value
+        srcs = np.unique(self._q_map[diff])
+        if srcs.size > INCREMENTAL_MAX_SOURCES or 2 * srcs.size > self._order.size:
+            return None
+        pos = self._src_pos[srcs]
+        lo, hi = self._node_weights_of(srcs, x)
+        dlo = lo - b.lo[pos]
+        dhi = hi - b.hi[pos]
+        if not (np.all(np.isfinite(dlo)) and np.all(np.isfinite(dhi))):
+            return None
+        write = srcs.size >= 2 and b.commits < INCREMENTAL_MAX_COMMITS
+        if write and self._last is not None and self._last.model is b.m:
+            self._last = None        # the gradient memo's cube is about to change
+        res = self._run_delta(srcs, dlo, dhi, b.m, write)
+        if res is None:
+            return None
+        dll, err, bad = res
+        value = b.value - dll
+        if bad or (b.err + err) * _EPS > INCREMENTAL_RTOL * max(abs(value), 1.0):
+            if write:
+                self._base = None    # its cube is half updated
+            return None
+        if write:
+            b.x = x.copy()
+            b.lo[pos] = lo
+            b.hi[pos] = hi
+            b.value = value
+            b.commits += 1
+            b.err += err
+        return value
 
     def value_and_grad(self, x):
         ev = self._evaluate(self._x(x))
@@ -507,6 +645,9 @@ class _MapCost(Cost):
         last = self._last
         if last is not None and last.key == x.tobytes():
             return last.model
+        b = self._base
+        if b is not None and b.commits == 0 and b.x.tobytes() == x.tobytes():
+            return b.m
         lo, hi, _, _ = self._weights(x, False)
         m = self._new_cube()
         self._run_cube(lo, hi, m)
@@ -629,6 +770,7 @@ class BinnedPoissonCost(_MapCost):
         self._set_parameters(free_src)
         work = max(1, len(free_src)) * (nb + 1) * npix
         self._parallel = (work >= PARALLEL_MIN_WORK) if parallel is None else bool(parallel)
+        self._parallel_opt = None if parallel is None else bool(parallel)
         self.blk = max(1, int(blk))
         if seg is None:
             per_pix = max(1, len(free_src)) * (self.blk + 1) * self.maps.itemsize
@@ -667,6 +809,33 @@ class BinnedPoissonCost(_MapCost):
         k0, k1 = self.bin_range
         kern = K.model_cube_parallel if self._parallel else K.model_cube_serial
         kern(self.fixed, self.maps, self._order, lo, hi, k0, k1, m)
+
+    def _run_delta(self, srcs, dlo, dhi, m, write):
+        """(d log L, rounding scale, bad) of the node-weight changes dlo/dhi of sources
+        ``srcs`` on cube ``m`` (see ``_kernels.delta_loglike_serial``), or None when the
+        chunks they touch are not much less work than a full evaluation."""
+        k0, k1 = self.bin_range
+        nb, npix = self.counts.shape
+        mask = np.zeros((nb, -(-npix // _CHUNK)), dtype=bool)
+        for a, j in enumerate(srcs):
+            sup = self._support(j)
+            mask |= sup[:-1] & (dlo[a] != 0.0)[:, None]
+            mask |= sup[1:] & (dhi[a] != 0.0)[:, None]
+        mask[:k0] = False
+        mask[k1:] = False
+        per_bin = mask.sum(axis=1)
+        touched = int(per_bin.sum()) * _CHUNK
+        if touched * (2 * len(srcs) + 6) > 0.5 * (k1 - k0) * npix * (self._order.size + 6):
+            return None
+        ubin = np.flatnonzero(per_bin)
+        uptr = np.zeros(ubin.size + 1, dtype=np.int64)
+        np.cumsum(per_bin[ubin], out=uptr[1:])
+        chunks = np.nonzero(mask)[1].astype(np.int64)
+        par = (touched * len(srcs) >= _DELTA_PARALLEL_MIN) if self._parallel_opt is None \
+            else self._parallel_opt
+        kern = K.delta_loglike_parallel if par else K.delta_loglike_serial
+        return kern(self.counts, self.wmap, m, self.maps, np.asarray(srcs, dtype=np.int64),
+                    dlo, dhi, ubin.astype(np.int64), uptr, chunks, _CHUNK, bool(write))
 
     def _one_source(self, j, lo, hi, out):
         k0, k1 = self.bin_range

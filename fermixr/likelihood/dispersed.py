@@ -34,8 +34,8 @@ import numpy as np
 
 from ..errors import GeometryError
 from . import _dispersed_kernels as KD
-from .cost import (_EMPTY, _INFO_BYTES, _UNIT_BYTES, PARALLEL_MIN_WORK, Cost, SourceTerm,
-                   _MapCost)
+from .cost import (_CHUNK, _DELTA_PARALLEL_MIN, _EMPTY, _INFO_BYTES, _UNIT_BYTES,
+                   PARALLEL_MIN_WORK, Cost, SourceTerm, _MapCost)
 
 __all__ = ["DispersedPoissonCost", "ReferenceDispersedPoissonCost"]
 
@@ -128,6 +128,8 @@ class DispersedPoissonCost(_MapCost):
         nfs = len(free_src)
         work = max(1, nfs) * (nt + 1) * npix
         self._parallel = (work >= PARALLEL_MIN_WORK) if parallel is None else bool(parallel)
+        self._parallel_opt = None if parallel is None else bool(parallel)
+        self._packs: dict[tuple, _Pack] = {}
         if seg is None:
             per_pix = (max(1, nfs) * (nt + 1) * self.maps.itemsize
                        + 8 * (2 * len(self._groups) * nt + 2 * nm))
@@ -185,6 +187,34 @@ class DispersedPoissonCost(_MapCost):
     def _run_cube(self, lo, hi, m):
         kern = KD.model_cube_parallel if self._parallel else KD.model_cube_serial
         kern(self.fixed, self.maps, *self._free.args(), lo, hi, self.seg, m)
+
+    def _run_delta(self, srcs, dlo, dhi, m, write):
+        """(d log L, rounding scale, bad) of the node-weight changes dlo/dhi of sources
+        ``srcs`` on cube ``m`` (``_dispersed_kernels.delta_loglike_serial``), or None when
+        the pixel chunks they touch are not much less work than a full evaluation."""
+        nm, npix = self.counts.shape
+        mask = np.zeros(-(-npix // _CHUNK), dtype=bool)
+        for a, j in enumerate(srcs):
+            sup = self._support(j)
+            mask |= (sup[:-1] & (dlo[a] != 0.0)[:, None]).any(axis=0)
+            mask |= (sup[1:] & (dhi[a] != 0.0)[:, None]).any(axis=0)
+        touched = int(mask.sum()) * _CHUNK
+        if touched * (len(srcs) + 4) > 0.5 * npix * (self._order.size + 4):
+            return None
+        key = tuple(int(j) for j in srcs)
+        pk = self._packs.get(key)
+        if pk is None:
+            if len(self._packs) > 64:
+                self._packs.clear()
+            pk = self._packs[key] = self._pack(srcs)
+        row = {j: a for a, j in enumerate(key)}
+        perm = np.array([row[int(j)] for j in pk.order], dtype=np.int64)
+        par = (touched * len(srcs) * nm >= _DELTA_PARALLEL_MIN) \
+            if self._parallel_opt is None else self._parallel_opt
+        kern = KD.delta_loglike_parallel if par else KD.delta_loglike_serial
+        return kern(self.counts, self.wmap, m, self.maps, *pk.args(),
+                    np.ascontiguousarray(dlo[perm]), np.ascontiguousarray(dhi[perm]),
+                    np.flatnonzero(mask).astype(np.int64), _CHUNK, bool(write))
 
     def _one_source(self, j, lo, hi, out):
         KD.model_cube_serial(_EMPTY, self.maps, *self._pack([j]).args(), lo, hi, self.seg,

@@ -19,6 +19,7 @@ the product store, keyed like the srcmap step); :func:`with_maps_for` asks it.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from pathlib import Path
 from types import MappingProxyType
 from typing import Callable, Mapping
@@ -31,7 +32,7 @@ from ..model.source import Source
 
 __all__ = ["Component", "FitRecord", "AnalysisState", "LazyComponents", "build_cost",
            "map_key", "spectral_model", "with_maps_for", "ensure_maps", "component_costs",
-           "loglike"]
+           "loglike", "loglike_scan", "bin_range"]
 
 
 def map_key(src: Source) -> str:
@@ -215,7 +216,8 @@ class LazyComponents:
 
 
 _STATE_FIELDS = ("components", "model", "priors", "zeroed", "fit", "map_maker",
-                 "roi_center", "coordsys", "options")
+                 "roi_center", "coordsys", "options", "loge_bounds", "data_counts",
+                 "simulation")
 
 
 class AnalysisState:
@@ -226,11 +228,19 @@ class AnalysisState:
         component ``i`` (None: maps of new spatial models cannot be made).
     roi_center : (ra, dec) of the ROI centre, deg; coordsys : the binning frame.
     options : resolved options an estimator may read (e.g. ``gtlike.llscan_npts``).
+    loge_bounds : (log10 emin, log10 emax) of the energy range in use (bin edges; see
+        :func:`bin_range`), or None for every bin: the likelihood, the model counts and
+        the fluxes then cover only the bins inside.
+    data_counts : the measured counts of each component while the counts are a
+        simulation (None when they are the data), so that a restore is exact.
+    simulation : records of the simulations behind the current counts (kind, source,
+        seed, randomize), oldest first.
     """
 
     def __init__(self, components, model: SkyModel, priors=None, zeroed=None,
                  fit: FitRecord | None = None, map_maker: Callable | None = None,
-                 roi_center=None, coordsys: str = "CEL", options=None, _memo=None):
+                 roi_center=None, coordsys: str = "CEL", options=None, loge_bounds=None,
+                 data_counts=None, simulation=(), _memo=None):
         set_ = object.__setattr__
         if not isinstance(components, LazyComponents):
             components = tuple(components)
@@ -246,6 +256,11 @@ class AnalysisState:
              (float(roi_center[0]), float(roi_center[1])))
         set_(self, "coordsys", str(coordsys).upper())
         set_(self, "options", MappingProxyType(dict(options or {})))
+        set_(self, "loge_bounds", None if loge_bounds is None else
+             (float(loge_bounds[0]), float(loge_bounds[1])))
+        set_(self, "data_counts", None if data_counts is None else
+             tuple(_frozen(c) for c in data_counts))
+        set_(self, "simulation", tuple(MappingProxyType(dict(r)) for r in simulation or ()))
         set_(self, "_memo", {} if _memo is None else _memo)   # spectral tables read
 
     def __setattr__(self, name, value):
@@ -297,8 +312,10 @@ class AnalysisState:
 
     @property
     def energy_range(self) -> tuple[float, float]:
+        """(emin, emax) in MeV of the bins in use (every bin unless ``loge_bounds``)."""
         e = self.components[0].edges
-        return float(e[0]), float(e[-1])
+        k0, k1 = bin_range(self.components[0], self.loge_bounds)
+        return float(e[k0]), float(e[k1])
 
     def fit_covariance(self):
         """(parameter names, covariance in scaled units) of the last fit, or None."""
@@ -336,6 +353,23 @@ def spectral_model(src: Source, comp: Component | None = None, memo: dict | None
     return tables[key]
 
 
+def bin_range(comp: Component, loge_bounds) -> tuple[int, int]:
+    """(k0, k1): the measured-energy bins k0 <= i < k1 of ``comp`` inside ``loge_bounds``
+    (log10 MeV; each bound taken to the component's nearest bin edge), all bins for None."""
+    nb = comp.counts.shape[0]
+    if loge_bounds is None:
+        return 0, nb
+    loge = np.log10(comp.edges)
+    k0 = int(np.argmin(np.abs(loge - float(loge_bounds[0]))))
+    k1 = int(np.argmin(np.abs(loge - float(loge_bounds[1]))))
+    if k1 <= k0:
+        raise GeometryError(
+            f"energy range log10(E/MeV) {loge_bounds[0]:g}..{loge_bounds[1]:g} holds no bin "
+            f"of a component with edges {loge[0]:.4g}..{loge[-1]:.4g} "
+            f"({nb} bins); give a range at least one bin wide")
+    return k0, k1
+
+
 def ensure_maps(comps, src: Source, maker) -> tuple:
     """``comps`` with a map of ``src``'s current spatial model in each (from ``maker``)."""
     key = map_key(src)
@@ -364,8 +398,10 @@ def with_maps_for(state: AnalysisState, src: Source) -> AnalysisState:
     return state.replace(components=comps) if changed else state
 
 
-def component_costs(state: AnalysisState, model: SkyModel | None = None) -> list:
-    """One cost per component (no priors) for ``model`` (default the state's)."""
+def component_costs(state: AnalysisState, model: SkyModel | None = None,
+                    free_all: bool = False) -> list:
+    """One cost per component (no priors) for ``model`` (default the state's); with
+    ``free_all`` every spectral parameter of every source is a free parameter of it."""
     from ..irf.drm import source_drm
     from .cost import BinnedPoissonCost, SourceTerm
     from .dispersed import DispersedPoissonCost
@@ -381,17 +417,59 @@ def component_costs(state: AnalysisState, model: SkyModel | None = None) -> list
             if src.name not in comp.maps:
                 raise LikelihoodError(f"no source map of {src.name!r} in the analysis state")
         terms = [SourceTerm.from_source(s, model=state.spectral(s, comp)) for s in model]
+        if free_all:
+            terms = [SourceTerm.make(t.name, t.model, t.p, free=np.ones(t.p.size, bool),
+                                     bounds=t.bounds, scale=t.scale) for t in terms]
         scales = [float(comp.src_expscale.get(s.name, comp.expscale)) for s in model]
+        k0, k1 = bin_range(comp, state.loge_bounds)
+        ranged = (k0, k1) != (0, comp.counts.shape[0])
         if comp.drm is not None:
             drms = [source_drm(s.name, comp.drm, edisp=True, edisp_disable=comp.edisp_disable)
                     for s in model]
-            cost = DispersedPoissonCost(comp.counts, comp.stacked(model, True), comp.nodes,
-                                        terms, drms, wmap=comp.wmap, scales=scales)
+            if ranged:
+                # the dispersed kernels take every measured bin: bins outside the range get
+                # weight 0 in log L, and zero model counts
+                wmap = np.ones(comp.counts.shape) if comp.wmap is None else comp.wmap.copy()
+                wmap[:k0] = 0.0
+                wmap[k1:] = 0.0
+                cost = _ranged_dispersed_class()(comp.counts, comp.stacked(model, True),
+                                                 comp.nodes, terms, drms, wmap=wmap,
+                                                 scales=scales)
+                cost.bin_range = (k0, k1)
+            else:
+                cost = DispersedPoissonCost(comp.counts, comp.stacked(model, True), comp.nodes,
+                                            terms, drms, wmap=comp.wmap, scales=scales)
         else:
             cost = BinnedPoissonCost(comp.counts, comp.stacked(model, False), comp.edges,
-                                     terms, wmap=comp.wmap, src_expscale=scales)
+                                     terms, wmap=comp.wmap, src_expscale=scales,
+                                     bin_range=(k0, k1) if ranged else None)
         out.append(cost)
     return out
+
+
+@functools.lru_cache(maxsize=None)
+def _ranged_dispersed_class():
+    from .dispersed import DispersedPoissonCost
+
+    class RangedDispersedPoissonCost(DispersedPoissonCost):
+        """The dispersed cost over measured bins ``bin_range`` only (model counts zero
+        outside, as the plain cost's)."""
+
+        def _clip(self, cube):
+            k0, k1 = self.bin_range
+            cube = np.array(cube, copy=True)
+            cube[:k0] = 0.0
+            cube[k1:] = 0.0
+            return cube
+
+        def model_cube(self, x=None):
+            return self._clip(super().model_cube(x))
+
+        def source_cube(self, name, x=None):
+            return self._clip(super().source_cube(name, x))
+
+    return RangedDispersedPoissonCost
+
 
 
 def build_cost(state: AnalysisState, model: SkyModel | None = None):
@@ -415,6 +493,64 @@ def loglike(state: AnalysisState, model: SkyModel | None = None) -> float:
     """log L of ``model`` (default the state's), gtlike's value (without log n!)."""
     c = build_cost(state, model)
     return -float(c(c.x0)) if c.npar else -float(c(np.zeros(0)))
+
+
+def _scan_cost(state: AnalysisState):
+    """(cost, lock): the likelihood of the state's components (no priors) with every
+    spectral parameter of every source free, memoised on the state (one entry, for its
+    model, components and energy range): the cost keeps its last model cube, so log L at points that
+    differ from each other in one source's parameters is an incremental update."""
+    import threading
+
+    model, comps, bounds = state.model, state.components, state.loge_bounds
+    hit = state._memo.get("scan_cost")
+    if hit is not None and hit[0] is model and hit[1] is comps and hit[2] == bounds:
+        return hit[3], hit[4]
+    costs = component_costs(state, model, free_all=True)
+    total = costs[0]
+    for c in costs[1:]:
+        total = total + c
+    entry = (model, comps, bounds, total, threading.Lock())
+    state._memo["scan_cost"] = entry
+    return entry[3], entry[4]
+
+
+def loglike_scan(state: AnalysisState, name: str, par_name: str, values,
+                 hold: bool = True) -> np.ndarray:
+    """log L of the state with spectral parameter ``par_name`` of source ``name`` at each
+    of ``values`` (scaled units), every other parameter at its value: what :func:`loglike`
+    gives for each such state (the Gaussian priors of the free parameters included; with
+    ``hold`` the scanned parameter counts as fixed, so its own prior is left out, as in a
+    likelihood profile; without, it keeps its free flag).  All points come from one cost
+    memoised on the state, so each costs an update by one source's model counts; the
+    values agree with :func:`loglike`'s to rounding (INCREMENTAL_RTOL)."""
+    from .priors import GaussianPrior
+
+    src = state.model.find(name)
+    p = src.param(par_name)
+    spectral = [q.name for q in src.spectral]
+    if p.name not in spectral:
+        raise LikelihoodError(f"loglike_scan: {p.name!r} of {src.name!r} is not a spectral "
+                              f"parameter ({', '.join(spectral)}); a spatial parameter "
+                              "needs new source maps at each value")
+    key = f"{src.name}:{p.name}"
+    cost, lock = _scan_cost(state)
+    q = cost.parameters.index(key)
+    free_now = {f"{s.name}:{t.name}" for s in state.model for t in s.spectral if t.free}
+    priors = [(cost.parameters.index(k), GaussianPrior(k, m, sd))
+              for k, (m, sd) in state.priors.items()
+              if k in free_now and not (hold and k == key)]
+    vals = np.asarray(values, dtype=np.float64).ravel()
+    out = np.empty(vals.size)
+    x = np.array(cost.x0, dtype=np.float64)
+    with lock:
+        for a, v in enumerate(vals):
+            x[q] = v
+            c = float(cost(x.copy()))
+            for i, pr in priors:
+                c += float(pr(x[i:i + 1]))
+            out[a] = -c
+    return out
 
 
 def require_one_grid(components, what: str) -> None:

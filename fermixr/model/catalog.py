@@ -554,7 +554,7 @@ def find_target(query: str, catalogs, *, base=None) -> TargetMatch:
 
     Several rows matching at one place (the Crab nebula's synchrotron and inverse-Compton
     components are both associated with "Crab") resolve to the one of highest
-    ``Signif_Avg``; rows matching far apart are an error listing them.  A name matching no
+    ``Signif_Avg`` (a NaN, as of a fixed template, ranks last); rows matching far apart are an error listing them.  A name matching no
     row is an error naming the catalogs searched and the closest names."""
     import difflib
 
@@ -603,7 +603,12 @@ def find_target(query: str, catalogs, *, base=None) -> TargetMatch:
             best = exact[0]
         else:
             sig = table.columns.get("Signif_Avg")
-            best = max(rows, key=lambda i: -math.inf if sig is None else float(sig[i]))
+
+            def significance(i):          # NaN (a fixed template) ranks last
+                v = math.nan if sig is None else float(sig[i])
+                return v if math.isfinite(v) else -math.inf
+
+            best = max(rows, key=significance)
         return TargetMatch(query=str(query), name=names[best], ra=float(ra[best]),
                            dec=float(dec[best]), column=hits[best], catalog=path,
                            others=tuple(names[i] for i in rows if i != best))

@@ -41,10 +41,32 @@ class SkyModel:
         if len(hits) == 1:
             return hits[0]
         if not hits:
+            close = self.closest_names(name)
             raise ModelError(f"no source matches {name!r} in the sky model "
-                             f"({len(self.sources)} sources)")
+                             f"({len(self.sources)} sources)"
+                             + (f"; closest names: {', '.join(close)}" if close else ""))
         raise ModelError(f"{name!r} matches several sources: "
                          f"{', '.join(s.name for s in hits)}")
+
+    def closest_names(self, name: str, n: int = 3) -> list[str]:
+        """Up to ``n`` sources whose name (or an association, then shown as "name
+        (association)") is most like ``name``, for error messages."""
+        import difflib
+
+        keys = {}
+        for s in self.sources:
+            keys.setdefault(normalize_name(s.name), (s.name, s.name))
+            for a in s.associations:
+                if a:
+                    keys.setdefault(normalize_name(a), (s.name, f"{s.name} ({a})"))
+        out, seen = [], set()
+        for h in difflib.get_close_matches(normalize_name(name), list(keys), n=4 * n,
+                                           cutoff=0.5):
+            src, shown = keys[h]
+            if src not in seen:
+                seen.add(src)
+                out.append(shown)
+        return out[:n]
 
     def __getitem__(self, name: str) -> Source:
         return self.find(name)

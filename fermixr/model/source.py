@@ -52,6 +52,31 @@ class Source:
             return (p["RA"].physical, p["DEC"].physical)
         return None
 
+    @property
+    def position(self) -> tuple[float, float] | None:
+        """(ra, dec) in deg where the source is: its RA/DEC parameters, else for a
+        SpatialMap template source the catalog position kept in ``meta`` or the template's
+        reference pixel (CRVAL1/2, as Fermipy); None for the diffuse backgrounds."""
+        sd = self.skydir
+        if sd is not None or self.spatial_model != "SpatialMap":
+            return sd
+        try:
+            return (float(self.meta["ra"]), float(self.meta["dec"]))
+        except (KeyError, TypeError, ValueError):
+            pass
+        if self.spatial_file:
+            from ..io.mapcube import template_reference
+
+            ref = template_reference(self.spatial_file)
+            if ref is not None:
+                lon, lat, ctype1 = ref
+                if ctype1.upper().startswith("GLON"):
+                    from ..geom.frames import fermipy_gal_to_cel
+
+                    return tuple(float(v) for v in fermipy_gal_to_cel(lon, lat))
+                return (float(lon), float(lat))
+        return None
+
     def param(self, name: str) -> Parameter:
         for p in self.spectral + self.spatial:
             if p.name == name:

@@ -1,0 +1,727 @@
+"""Fermipy's ``lightcurve`` as a plan: one keyed sub-plan per time bin, then a reduction.
+
+Each bin has its own tasks, keyed like every product of the store:
+
+* ``lc_gti``: the selection's GTIs intersected with the bin (identity: its content);
+* ``lc_events``: the selection's events inside those GTIs;
+* ``counts``, ``ltcube``, ``srcmap`` (one per source), ``srcmaps``, ``drm``: the same
+  steps as the full-range products, with the bin's events and livetime cube as inputs;
+* ``lc_bin``: the fit of the bin (:func:`fermixr.estimators.lightcurve.fit_bin`), a
+  one-bin ``lightcurve`` product.
+
+The bins' tasks run on the engine's executor (on the dask cluster when the run has one) in
+a sub-run folder ``<outdir>/lightcurve/<source>`` (``fermixr.open_run`` reads the finished
+bins while the curve runs: ``products/bins/bin0003``).  A bin with no GTIs (in a gap of the
+data) or no events, and a bin whose fit fails or raises, is a record with ``fit_success``
+false and its ``status`` / ``reason``; it never stops the curve.  A killed curve, run
+again, finds the finished bins in the store and computes only the missing ones.  The
+reduction (the constant flux, ``loglike_const`` and ``ts_var`` over the successful bins)
+then writes the ``lightcurve`` product and Fermipy's files: ``<prefix>_<name>_lightcurve
+.fits`` and ``.npy`` (and the plot with ``make_plots``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import RecipeError
+from ..estimators import lightcurve as LC
+from .executor import Executor, Task
+from .steps import register_step
+
+SUBDIR = "lightcurve"
+MJDREF = 51910.0 + 7.428703703703703e-4
+
+# ------------------------------------------------------------------------ data steps --
+@register_step("lc_gti", version="1", product="gti", identity="content")
+def lc_gti_step(inputs, params, ctx):
+    """The selection's GTIs inside one light-curve bin."""
+    from ..io.gti import gti_dataset
+
+    gti = inputs["gti"]
+    s, e = LC.gti_in_bin(gti["START"].values, gti["STOP"].values, params["tmin"],
+                         params["tmax"])
+    attrs = {k: v for k, v in gti.attrs.items()
+             if k in ("filter", "roicut", "zmax", "roi_center", "roi_radius")}
+    attrs["lightcurve_bin"] = [float(params["tmin"]), float(params["tmax"])]
+    return gti_dataset(s, e, tstart=float(params["tmin"]), tstop=float(params["tmax"]),
+                       mjdref=float(gti.attrs.get("MJDREF", MJDREF)), attrs=attrs,
+                       normalize=False)
+
+
+@register_step("lc_events", version="1", product="events")
+def lc_events_step(inputs, params, ctx):
+    """The selection's events inside one light-curve bin's GTIs (none is not an error)."""
+    from ..select.cuts import select_events
+
+    from ..conventions import DIM_EVENT
+
+    gti = inputs["gti"]
+    ev = inputs["events"]
+    # read the times, then only the bin's rows (a mission's event list is large)
+    t = np.asarray(ev["TIME"].values)
+    rows = np.flatnonzero((t >= float(params["tmin"])) & (t <= float(params["tmax"])))
+    return select_events(ev.isel({DIM_EVENT: rows}).load(), tmin=float(params["tmin"]),
+                         tmax=float(params["tmax"]),
+                         gti_start=np.asarray(gti["START"].values),
+                         gti_stop=np.asarray(gti["STOP"].values), allow_empty=True)
+
+
+@register_step("lc_scaled_srcmaps", version="1", product="srcmaps")
+def lc_scaled_srcmaps_step(inputs, params, ctx):
+    """One bin's source maps as Fermipy's use_scaled_srcmap makes them: the full-range
+    maps times the ratio of the bin's exposure to the full range's, per energy node and
+    pixel (the PSF stays the full range's exposure-weighted one)."""
+    from ..errors import GeometryError
+    from ..srcmap.build import concat_srcmaps
+
+    parts = [inputs[k].load() for k in sorted(inputs) if k[0] == "s" and k[1:].isdigit()]
+    full = concat_srcmaps(parts)
+    e_full = np.asarray(inputs["exposure"]["exposure"].values, dtype=np.float64)
+    e_bin = np.asarray(inputs["exposure_bin"]["exposure"].values, dtype=np.float64)
+    if e_full.shape != full["srcmap"].shape[1:] or e_bin.shape != e_full.shape:
+        raise GeometryError(f"lightcurve scaled source maps: exposure of shape {e_full.shape} "
+                            f"for source maps of shape {full['srcmap'].shape[1:]}")
+    ratio = np.divide(e_bin, e_full, out=np.zeros_like(e_bin), where=e_full > 0)
+    out = full.assign(srcmap=(full["srcmap"].dims,
+                              np.asarray(full["srcmap"].values) * ratio[None]))
+    out["srcmap"].attrs = dict(full["srcmap"].attrs)
+    out.attrs = dict(full.attrs, sources=list(params["sources"]), scaled_by_exposure=True)
+    out["srcmap"].encoding["chunks"] = (1,) + out["srcmap"].shape[1:]
+    return out
+
+
+@register_step("lc_bin", version="2", product="lightcurve")
+def lc_bin_step(inputs, params, ctx):
+    """The fit of one light-curve bin (a one-bin ``lightcurve`` product); a fit that fails
+    or raises is recorded with its reason."""
+    tmin, tmax = float(params["tmin"]), float(params["tmax"])
+    state = _bin_state(inputs, params, ctx)
+    n_counts = float(sum(c.counts.sum() for c in state.components))
+    if n_counts == 0:
+        rec = LC.failed_bin(tmin, tmax, "no_events",
+                            "no event of the selection in the bin's GTIs")
+    else:
+        try:
+            rec = LC.fit_bin(state, params["name"], params["plan"], tmin=tmin, tmax=tmax,
+                             shape_ts_threshold=float(params["shape_ts_threshold"]),
+                             fit_options=params["fit_options"], npts=int(params["npts"]))
+        except Exception as exc:      # recorded, never raised: the curve goes on
+            rec = LC.failed_bin(tmin, tmax, "fit_failed",
+                                f"the fit raised {type(exc).__name__}: {exc}")
+    rec["exposure_s"] = float(params["ontime"])
+    rec["n_counts"] = n_counts
+    return curve_dataset([rec], params["name"])
+
+
+def _bin_state(inputs, params, ctx):
+    """The analysis state of one bin: its counts and source maps, the curve's model."""
+    from ..likelihood.roi import AnalysisState, Component, map_key
+    from ..model.skymodel import SkyModel
+    from .state import read_wmap
+
+    model = SkyModel.from_dict(params["model"])
+    comps = []
+    for i, cp in enumerate(params["components"]):
+        cds = inputs[f"counts{i:02d}"].load()
+        sm = inputs[f"srcmaps{i:02d}"].load()
+        shape = cds["counts"].shape
+        edges = np.append(cds["energy_min"].values, cds["energy_max"].values[-1])
+        arr = np.asarray(sm["srcmap"].values, dtype=np.float64)
+        names = [str(v) for v in sm["source"].values]
+        own = SkyModel.from_dict(cp["model"]) if cp.get("model") else model
+        counts = np.asarray(cds["counts"].values, dtype=np.float64).reshape(shape[0], -1)
+        drm = None
+        if f"drm{i:02d}" in inputs:
+            drm = np.asarray(inputs[f"drm{i:02d}"]["drm"].values, dtype=np.float64)
+        wmap = None
+        if f"wmap{i:02d}" in ctx.files:
+            wmap = read_wmap(ctx.files[f"wmap{i:02d}"][0], counts.shape)
+        comps.append(Component(
+            counts=counts, edges=edges,
+            maps={n: arr[k].reshape(arr.shape[1], -1) for k, n in enumerate(names)},
+            nodes=np.asarray(sm["energy_true"].values, dtype=np.float64),
+            map_keys={s.name: map_key(s) for s in model if s.name in names},
+            drm=drm, wmap=wmap, expscale=float(cp["expscale"]),
+            src_expscale=dict(cp["src_expscale"] or {}),
+            edisp_disable=tuple(cp["edisp_disable"] or ()), sky_shape=tuple(shape[1:]),
+            geom_attrs=dict(cds.attrs), template=cds, model=own))
+    return AnalysisState(components=comps, model=model, roi_center=tuple(params["roi_center"]),
+                         coordsys=params["coordsys"])
+
+
+def bin_state(curve_dir, b: int):
+    """(the analysis state of bin ``b`` of a computed curve -- its counts and maps, the
+    curve's model --, the parameters of its fit task) from the curve's run folder
+    ``<outdir>/lightcurve/<source>``: to look at one bin, or to simulate it."""
+    from .run import open_run
+    from .store import read_marker
+
+    run = open_run(curve_dir, dask=False)
+    pfx = f"bins/bin{b:04d}"
+    fit = [n for n in run if n.startswith(f"{pfx}/fit/")]
+    if not fit:
+        raise RecipeError(f"{str(curve_dir)!r}: bin {b} has no fit product (a bin without "
+                          "GTIs, or not computed yet)")
+    marker = read_marker(run.path(fit[0]))
+    params = marker["params"]
+    n = len(params["components"])
+    inputs = {}
+    for i in range(n):
+        sfx = f"/{i:02d}" if n > 1 else ""
+        inputs[f"counts{i:02d}"] = run[f"{pfx}/counts{sfx}"]
+        inputs[f"srcmaps{i:02d}"] = run[f"{pfx}/srcmaps{sfx}"]
+        if f"{pfx}/drm{sfx}" in run:
+            inputs[f"drm{i:02d}"] = run[f"{pfx}/drm{sfx}"]
+    from .steps import StepContext
+
+    ctx = StepContext(fit[0], files=marker.get("files"), verbose=False)
+    return _bin_state(inputs, params, ctx), params
+
+
+# --------------------------------------------------------------------- the product -----
+_UNITS = {"flux": "cm-2 s-1", "eflux": "MeV cm-2 s-1", "dnde": "cm-2 s-1 MeV-1"}
+
+
+def _unit(key: str) -> str | None:
+    if key.endswith("_index"):
+        return None
+    for fam, u in _UNITS.items():
+        if key.startswith(fam):
+            return u
+    return {"tmin": "s", "tmax": "s", "exposure_s": "s", "npred": "count",
+            "n_counts": "count", "pivot_energy": "MeV"}.get(key)
+
+
+def curve_dataset(records: list[dict], name: str, reduction: dict | None = None):
+    """The ``lightcurve`` product of ``records`` (one per bin, in time order)."""
+    import xarray as xr
+
+    n = len(records)
+    data = {}
+    scalars = ("tmin", "tmax", "exposure_s", "n_counts") + LC.BIN_SCALARS
+    for k in scalars:
+        data[k] = ("time_bin", np.array([float(r.get(k, np.nan)) for r in records]))
+    data["fit_success"] = ("time_bin", np.array([bool(r["fit_success"]) for r in records]))
+    data["shape_free"] = ("time_bin", np.array([bool(r.get("shape_free")) for r in records]))
+    for k in ("status", "reason"):
+        data[k] = ("time_bin", np.array([str(r.get(k, "")) for r in records], dtype=object))
+    for k in ("norm_scan", "flux_scan", "eflux_scan", "loglike_scan", "dloglike_scan"):
+        arr = np.full((n, LC.SCAN_NPTS), np.nan)
+        for i, r in enumerate(records):
+            v = np.asarray(r.get(k, ()), float)[:LC.SCAN_NPTS]
+            arr[i, :v.size] = v
+        data[k] = (("time_bin", "scan_point"), arr)
+    ds = xr.Dataset(data, coords={"time_bin": np.arange(n)})
+    t0, t1 = ds["tmin"].values, ds["tmax"].values
+    ds = ds.assign(tmin_mjd=("time_bin", t0 / 86400.0 + MJDREF),
+                   tmax_mjd=("time_bin", t1 / 86400.0 + MJDREF))
+    for k in ds.data_vars:
+        u = _unit(k)
+        if k.endswith("_scan") and k.split("_")[0] in _UNITS:
+            u = _UNITS[k.split("_")[0]]
+        if u:
+            ds[k].attrs["units"] = u
+    ds["tmin_mjd"].attrs["units"] = ds["tmax_mjd"].attrs["units"] = "d"
+    attrs = {"fermixr_product": "lightcurve", "name": str(name), "ts_var": None,
+             "MJDREF": MJDREF}
+    if reduction is not None:
+        ds = ds.assign(loglike_const=("time_bin", np.asarray(reduction["loglike_const"],
+                                                             float)))
+        attrs.update(ts_var=float(reduction["ts_var"]),
+                     flux_const=float(reduction["flux_const"]),
+                     n_bins_fitted=int(reduction["n_ok"]))
+    ds.attrs = attrs
+    return ds
+
+
+# ------------------------------------------------------------------------ the plan -----
+@dataclasses.dataclass
+class CurvePlan:
+    name: str
+    bins: np.ndarray                  # (n, 2) MET
+    tasks: list                       # every task to run (the setup's it needs first)
+    bin_tasks: dict                   # bin index -> its lc_bin task name
+    skipped: dict                     # bin index -> record of a bin without GTIs
+    run_dir: Path
+
+
+def lightcurve_options(recipe, params: dict | None = None) -> dict:
+    """The lightcurve section (first component) with the step's or the call's parameters
+    over it; refuses what fermixr does not implement and warns for what has no effect."""
+    import warnings
+
+    from .recipe import OptionWithoutEffectWarning
+
+    opts = recipe.options[0].lightcurve.to_dict()
+    extra = {k: v for k, v in (params or {}).items()
+             if k not in ("name", "prefix", "optimizer")}
+    unknown = [k for k in extra if k not in opts]
+    if unknown:
+        raise RecipeError(f"lightcurve: unknown option(s) {', '.join(map(repr, unknown))}; "
+                          f"options: {', '.join(opts)}")
+    opts.update(extra)
+    from .options import SECTIONS
+
+    for k, v in extra.items():          # the table's marks, for options given as keywords
+        opt = SECTIONS["lightcurve"][k]
+        if opt.not_implemented and v != opt.default:
+            raise RecipeError(f"lightcurve.{k}: got {v!r}; not implemented: "
+                              f"{opt.not_implemented}")
+        if opt.no_effect and v != opt.default:
+            warnings.warn(f"lightcurve.{k}: accepted without effect: {opt.no_effect}",
+                          OptionWithoutEffectWarning, stacklevel=3)
+    return opts
+
+
+def data_range(run_dir: Path, n_comp: int) -> tuple[float, float, list]:
+    """(first GTI start, last GTI stop, per-component (START, STOP)) of the run's GTIs."""
+    from .run import open_run
+    from .state import component_suffix
+
+    run = open_run(run_dir, dask=False)
+    gtis = []
+    for i in range(n_comp):
+        name = f"gti{component_suffix(i, n_comp)}"
+        if name not in run:
+            raise RecipeError(f"lightcurve: the run {str(run_dir)!r} has no {name}: run "
+                              "setup first")
+        g = run[name]
+        gtis.append((np.asarray(g["START"].values, float), np.asarray(g["STOP"].values,
+                                                                       float)))
+    s0 = min(float(s.min()) for s, _ in gtis if s.size)
+    s1 = max(float(e.max()) for _, e in gtis if e.size)
+    return s0, s1, gtis
+
+
+def plan_curve(recipe, outdir, state, name: str, opts: dict, fit_options: dict,
+               npts: int = LC.SCAN_NPTS) -> CurvePlan:
+    """The tasks of every bin of the curve of ``name`` (checked before any work: the
+    source, the bins against the data, the free parameters)."""
+    from ..geom import geom_from_dict
+    from .plan import plan_tasks, product_name, source_map_task
+    from .state import component_suffix
+
+    src = state.model.find(name)
+    outdir = Path(outdir)
+    n = len(recipe.components)
+    t0, t1, gtis = data_range(outdir, n)
+    bins = LC.time_bins(t0, t1, binsz=opts["binsz"], nbins=opts["nbins"],
+                        time_bins=opts["time_bins"])
+    plan = LC.free_plan(state, src.name, free_params=opts["free_params"],
+                        free_background=bool(opts["free_background"]),
+                        free_radius=opts["free_radius"], free_sources=opts["free_sources"],
+                        max_free_sources=int(opts["max_free_sources"]))
+    setup = {t.name: t for t in plan_tasks(dataclasses.replace(recipe, steps=[("setup", {})]))}
+    tasks: list[Task] = []
+    for i in range(n):
+        sfx = component_suffix(i, n)
+        for base in (f"gti{sfx}", f"events{sfx}"):
+            tasks.append(setup[base])
+        if not recipe.options[i].data.scfile:
+            raise RecipeError("lightcurve: each bin's livetime cube is computed from the "
+                              "spacecraft file: give data.scfile (a precomputed data.ltcube "
+                              "covers the whole range only)")
+    model_dict = state.model.to_dict()
+    comp_params = []
+    for i, comp in enumerate(state.components):
+        gl = recipe.options[i].gtlike
+        comp_params.append({"expscale": comp.expscale,
+                            "src_expscale": dict(comp.src_expscale),
+                            "edisp_disable": list(comp.edisp_disable),
+                            "model": comp.model.to_dict() if (i and comp.model is not None)
+                            else None, "wmap": bool(gl.wmap)})
+    scaled = bool(opts["use_scaled_srcmap"])
+    full = {}        # component -> (exposure task name, {s0000: full-range map task name})
+    if scaled:
+        from .plan import _irf_params
+
+        for i in range(n):
+            sfx = component_suffix(i, n)
+            opts_i = recipe.options[i]
+            tasks.append(setup[f"ltcube{sfx}"])
+            if f"drm{sfx}" in setup and opts_i.gtlike.edisp:
+                tasks.append(setup[f"drm{sfx}"])
+            ref = next(t for nm, t in setup.items() if nm.startswith(f"srcmap{sfx}/"))
+            irf = _irf_params(opts_i)
+            exp = Task(f"exposure_nodes{sfx}", "exposure",
+                       {"geom": ref.params["geom"], "energies": list(ref.params["energies"]),
+                        **irf["params"]}, inputs={"ltcube": f"ltcube{sfx}"},
+                       files={"irf": irf["files"]})
+            tasks.append(exp)
+            maps = {}
+            for k, s in enumerate(state.model):
+                t = source_map_task(opts_i, sfx, s, geom_from_dict(ref.params["geom"]),
+                                    ref.params["energies"])
+                tasks.append(t)
+                maps[f"s{k:04d}"] = t.name
+            full[i] = (exp, maps)
+    bin_tasks, skipped = {}, {}
+    srcname = product_name(src.name)
+    for b, (a, z) in enumerate(bins):
+        pfx = f"bins/bin{b:04d}"
+        ontime = sum(float(np.sum(e - s)) for s, e in
+                     (LC.gti_in_bin(S, E, a, z) for S, E in gtis)) / n
+        if all(LC.gti_in_bin(S, E, a, z)[0].size == 0 for S, E in gtis):
+            skipped[b] = LC.failed_bin(a, z, "no_gti", "the bin holds no good time interval "
+                                       f"of the selection (MET {a:.1f}-{z:.1f} s falls in a "
+                                       "gap of the data)", exposure_s=0.0, n_counts=0.0)
+            continue
+        inputs, files = {}, {}
+        for i in range(n):
+            sfx = component_suffix(i, n)
+            opts_i = recipe.options[i]
+            g = f"{pfx}/gti{sfx}"
+            tasks.append(Task(g, "lc_gti", {"tmin": float(a), "tmax": float(z)},
+                              inputs={"gti": f"gti{sfx}"}))
+            ev = f"{pfx}/events{sfx}"
+            tasks.append(Task(ev, "lc_events", {"tmin": float(a), "tmax": float(z)},
+                              inputs={"events": f"events{sfx}", "gti": g}))
+            c = f"{pfx}/counts{sfx}"
+            tasks.append(Task(c, "counts", dict(setup[f"counts{sfx}"].params),
+                              inputs={"events": ev}))
+            lt = f"{pfx}/ltcube{sfx}"
+            ltp = opts_i.ltcube
+            tasks.append(Task(lt, "ltcube", {"zmax": ltp.zmax, "binsz": ltp.binsz,
+                                             "dcostheta": ltp.dcostheta,
+                                             "phibins": ltp.phibins},
+                              inputs={"gti": g},
+                              files={"scfile": _scfiles(opts_i)}))
+            ref = next(t for nm, t in setup.items() if nm.startswith(f"srcmap{sfx}/"))
+            geom = geom_from_dict(ref.params["geom"])
+            sm = f"{pfx}/srcmaps{sfx}"
+            if scaled:
+                exp, maps = full[i]
+                be = dataclasses.replace(exp, name=f"{pfx}/exposure{sfx}",
+                                         inputs={"ltcube": lt})
+                tasks.append(be)
+                tasks.append(Task(sm, "lc_scaled_srcmaps", {"sources": state.model.names},
+                                  inputs={**maps, "exposure": exp.name,
+                                          "exposure_bin": be.name}))
+            else:
+                maps = {}
+                for k, s in enumerate(state.model):
+                    t = source_map_task(opts_i, sfx, s, geom, ref.params["energies"])
+                    t = dataclasses.replace(
+                        t, name=f"{pfx}/srcmap{sfx}/{product_name(s.name)}",
+                        inputs={"ltcube": lt})
+                    tasks.append(t)
+                    maps[f"s{k:04d}"] = t.name
+                tasks.append(Task(sm, "srcmaps", {"sources": state.model.names},
+                                  inputs=maps))
+            inputs[f"counts{i:02d}"] = c
+            inputs[f"srcmaps{i:02d}"] = sm
+            if f"drm{sfx}" in setup and opts_i.gtlike.edisp and scaled:
+                # scaled maps: the full range's response matrix too (as Fermipy's scaled
+                # mode keeps the full range's response)
+                inputs[f"drm{i:02d}"] = f"drm{sfx}"
+            elif f"drm{sfx}" in setup and opts_i.gtlike.edisp:
+                d = f"{pfx}/drm{sfx}"
+                tasks.append(Task(d, "drm", dict(setup[f"drm{sfx}"].params),
+                                  inputs={"ltcube": lt},
+                                  files=dict(setup[f"drm{sfx}"].files)))
+                inputs[f"drm{i:02d}"] = d
+            if opts_i.gtlike.wmap:
+                files[f"wmap{i:02d}"] = [str(opts_i.gtlike.wmap)]
+        fit = f"{pfx}/fit/{srcname}"
+        tasks.append(Task(fit, "lc_bin", {
+            "name": src.name, "tmin": float(a), "tmax": float(z), "ontime": ontime,
+            "plan": plan, "model": model_dict, "components": comp_params,
+            "shape_ts_threshold": float(opts["shape_ts_threshold"]),
+            "fit_options": dict(fit_options), "npts": int(npts),
+            "roi_center": list(state.roi_center), "coordsys": state.coordsys},
+            inputs=inputs, files=files))
+        bin_tasks[b] = fit
+    return CurvePlan(src.name, bins, tasks, bin_tasks, skipped,
+                     outdir / SUBDIR / srcname)
+
+
+def _scfiles(opts) -> list[str]:
+    from .plan import _files
+
+    return _files(opts.data.scfile, "data.scfile")
+
+
+# ---------------------------------------------------------------------- the running ----
+class _CurveExecutor(Executor):
+    """The executor, reporting bins done / total (on a terminal) instead of every task."""
+
+    def __init__(self, *a, n_bins=0, progress=None, **kw):
+        super().__init__(*a, **kw)
+        self.n_bins, self.done_bins, self._progress = n_bins, 0, progress
+
+    def _finish(self, st, i, n):
+        self.names.link(st.task.name, st.path)
+        if st.task.step == "lc_bin":
+            self.done_bins += 1
+            if self._progress:
+                self._progress(self.done_bins, self.n_bins)
+
+
+def _chunks(cplan: CurvePlan, client) -> list[list]:
+    """The curve's tasks in chunks of bins (4 per worker, at least 4 bins), each chunk
+    with the shared tasks (the selection's GTIs and events, full-range products) first."""
+    shared = [t for t in cplan.tasks if not t.name.startswith("bins/")]
+    per_bin: dict[str, list] = {}
+    for t in cplan.tasks:
+        if t.name.startswith("bins/"):
+            per_bin.setdefault(t.name.split("/")[1], []).append(t)
+    if not per_bin:
+        return [shared] if shared else []
+    workers = 1
+    if client is not None:
+        try:
+            workers = max(len(client.nthreads()), 1)
+        except Exception:       # a client without workers' info: one
+            workers = 1
+    size = max(4 * workers, 4)
+    keys = sorted(per_bin)
+    return [shared + [t for k in keys[i:i + size] for t in per_bin[k]]
+            for i in range(0, len(keys), size)]
+
+
+def run_curve(cplan: CurvePlan, store_root, *, client=None, verbose=True,
+              stream=None) -> tuple[list[dict], dict]:
+    """Run every bin's tasks (reusing finished ones) and read the bins back.  Returns the
+    records in time order and counts {"computed", "reused", "no_gti"}."""
+    from .store import open_product_dir
+
+    stream = stream if stream is not None else sys.stderr
+    tty = bool(getattr(stream, "isatty", lambda: False)())
+    n = len(cplan.bins)
+    last = [0.0]
+
+    def progress(done, total):
+        if not (verbose and tty):
+            return
+        now = time.monotonic()
+        if done < total and now - last[0] < 1.0:
+            return
+        last[0] = now
+        frac = done / max(total, 1)
+        print(f"\r      lightcurve {cplan.name}: [{'#' * int(30 * frac):<30}] "
+              f"{done}/{total} bins", end="" if done < total else "\n", file=stream,
+              flush=True)
+
+    ex = _CurveExecutor(cplan.run_dir, store_root, client=client, verbose=False,
+                        stream=stream, n_bins=len(cplan.bin_tasks), progress=progress)
+    states = {}
+    t_run = time.monotonic()
+    for chunk in _chunks(cplan, client):
+        # a few bins at a time, so that finished bins appear while the curve runs (the
+        # executor runs a chunk's independent tasks together, on the cluster if any)
+        states.update(ex.run(chunk))
+    if states:
+        ex._write_manifest(states, list(states), time.monotonic() - t_run)
+    records: list[dict] = []
+    counts = {"computed": 0, "reused": 0, "no_gti": len(cplan.skipped)}
+    for b in range(n):
+        if b in cplan.skipped:
+            records.append(dict(cplan.skipped[b]))
+            continue
+        st = states[cplan.bin_tasks[b]]
+        counts["computed" if st.status == "computed" else "reused"] += 1
+        ds = open_product_dir(st.path, dask=False)
+        records.append(_record(ds))
+    return records, counts
+
+
+def _record(ds) -> dict:
+    """The record of a one-bin ``lightcurve`` product."""
+    rec = {}
+    for k, v in ds.data_vars.items():
+        val = v.values[0]
+        if v.ndim == 2:
+            rec[k] = np.asarray(val, float)
+        elif v.dtype == bool:
+            rec[k] = bool(val)
+        elif v.dtype.kind in "OUST":
+            rec[k] = str(val)
+        else:
+            rec[k] = float(val)
+    return rec
+
+
+def run_lightcurve(state, recipe, outdir, name: str, params: dict | None = None, *,
+                   fit_options=None, store_root=None, client=None, verbose=True,
+                   stream=None) -> tuple[object, dict]:
+    """Fermipy's ``lightcurve(name, **params)`` on the analysis ``state`` of a run: plans
+    (and checks) every bin, runs them, reduces, writes the files.  Returns (the
+    ``lightcurve`` product, {kind: path} of the files written)."""
+    from .run import store_root as default_store_root
+
+    stream = stream if stream is not None else sys.stderr
+    params = dict(params or {})
+    opts = lightcurve_options(recipe, params)
+    root = store_root if store_root is not None else default_store_root(recipe, Path(outdir))
+    fo = dict(fit_options or {})
+    fo.update(params.get("optimizer") or {})
+    cplan = plan_curve(recipe, outdir, state, name, opts, fo)
+    t0 = time.monotonic()
+    records, counts = run_curve(cplan, root, client=client, verbose=verbose, stream=stream)
+    red = LC.reduce_curve(records, float(opts["systematic"]))
+    ds = curve_dataset(records, cplan.name, red)
+    failed = [(i, r["status"], r["reason"]) for i, r in enumerate(records)
+              if not r["fit_success"]]
+    # (how many bins this call computed or reused is printed, not stored: the product is
+    # the same whichever run made it)
+    ds.attrs.update(bins_failed=len(failed), systematic=float(opts["systematic"]),
+                    config=json.dumps(_jsonable(opts)))
+    if verbose:
+        print(f"      lightcurve {cplan.name}: {len(records)} bins: {counts['computed']} "
+              f"computed, {counts['reused']} reused, {len(failed)} without a fit "
+              f"({counts['no_gti']} without GTIs; recorded with their reasons, the curve is "
+              f"complete) in {time.monotonic() - t0:.1f} s; "
+              f"ts_var {red['ts_var']:.2f} over {red['n_ok']} bins", file=stream, flush=True)
+        for i, status, reason in failed:
+            print(f"      lightcurve {cplan.name}: bin {i} ({status}): {reason}",
+                  file=stream, flush=True)
+    paths = write_outputs(ds, opts, Path(outdir), params.get("prefix") or "")
+    return ds, paths
+
+
+def _jsonable(v):
+    return json.loads(json.dumps(v, default=lambda o: o.tolist()
+                                 if hasattr(o, "tolist") else str(o)))
+
+
+# ------------------------------------------------------------------------ the files ----
+def output_files(opts: dict, outdir: Path, prefix: str, name: str) -> dict:
+    from .plan import product_name
+
+    folder = Path(outdir) / opts["outdir"] if opts.get("outdir") else Path(outdir)
+    stem = f"{prefix}_" if prefix else ""
+    base = folder / f"{stem}{product_name(name).replace(' ', '_').lower()}_lightcurve"
+    out = {}
+    if opts.get("write_fits", True):
+        out["fits"] = base.with_suffix(".fits")
+    if opts.get("write_npy", True):
+        out["npy"] = base.with_suffix(".npy")
+    if opts.get("make_plots"):
+        out["png"] = base.with_suffix(".png")
+    return out
+
+
+def lightcurve_dict(ds, fits_path=None) -> dict:
+    """Fermipy's lightcurve() dict: name, tmin, tmax (and _mjd), fit_success, ts_var,
+    config and per bin the source dictionary's families, loglike_const, loglike_fixed,
+    the scans, status and reason."""
+    d = {"name": ds.attrs["name"], "ts_var": ds.attrs.get("ts_var"),
+         "flux_const": ds.attrs.get("flux_const"),
+         "config": json.loads(ds.attrs.get("config", "{}")),
+         "file": None if fits_path is None else str(fits_path)}
+    for k, v in ds.data_vars.items():
+        d[k] = np.asarray(v.values)
+    return d
+
+
+def write_outputs(ds, opts: dict, outdir: Path, prefix: str) -> dict:
+    from .roi_output import save_npy_atomic, write_atomic
+
+    files = output_files(opts, outdir, prefix, ds.attrs["name"])
+    if files:
+        next(iter(files.values())).parent.mkdir(parents=True, exist_ok=True)
+    out = {}
+    if "fits" in files:
+        out["fits"] = write_atomic(files["fits"], lambda tmp: _write_fits(ds, tmp))
+    if "npy" in files:
+        out["npy"] = save_npy_atomic(files["npy"], lightcurve_dict(ds, out.get("fits")))
+    if "png" in files:
+        from ..plot.lightcurve import lightcurve_figure
+        from ..plot.roi import save_figure
+
+        fig = lightcurve_figure(ds["tmin"].values, ds["tmax"].values, ds["flux"].values,
+                                ds["flux_err"].values, ds["flux_ul95"].values,
+                                ds["ts"].values, ds["fit_success"].values,
+                                flux_const=ds.attrs.get("flux_const"), name=ds.attrs["name"])
+        out["png"] = save_figure(fig, files["png"])
+    return out
+
+
+def _write_fits(ds, path):
+    """One row per bin with Fermipy's column names; TS_VAR, the constant flux and the
+    configuration (CONFIG, JSON) in the header."""
+    from astropy.io import fits
+    from astropy.table import Table
+
+    t = Table()
+    for k, v in ds.data_vars.items():
+        vals = v.values
+        if vals.dtype == object:
+            vals = vals.astype(str)
+        t[k] = vals
+        if v.attrs.get("units"):
+            t[k].unit = v.attrs["units"].replace("count", "ct")
+    hdu = fits.table_to_hdu(t)
+    hdu.name = "LIGHTCURVE"
+    hdu.header["SRCNAME"] = ds.attrs["name"]
+    tv = ds.attrs.get("ts_var")
+    hdu.header["TS_VAR"] = (float("nan") if tv is None else float(tv), "2FGL variability TS")
+    hdu.header["FLUXCONS"] = (float(ds.attrs.get("flux_const", float("nan"))),
+                              "constant flux, cm-2 s-1")
+    hdu.header["SYSTEMAT"] = float(ds.attrs.get("systematic", float("nan")))
+    hdu.header["MJDREF"] = MJDREF
+    hdu.header["CONFIG"] = ds.attrs.get("config", "{}")
+    fits.HDUList([fits.PrimaryHDU(), hdu]).writeto(path, overwrite=True)
+
+
+# ----------------------------------------------------------------- the recipe step -----
+def check_step(recipe, params: dict, earlier_steps) -> None:
+    """What can be checked of a lightcurve step before any work: its options, the source
+    (in the configured model or added by an earlier add_source step) and the bins against
+    the data's time range (the event files' GTIs within selection.tmin/tmax)."""
+    from ..io.ft1 import read_ft1_gti
+    from .plan import _files, sky_model
+
+    opts = lightcurve_options(recipe, params)
+    name = params.get("name")
+    if not name:
+        raise RecipeError("steps: lightcurve needs the name of a source (lightcurve: "
+                          "{name: ...})")
+    added = {str(p.get("name")) for n, p in earlier_steps if n == "add_source" and p}
+    if str(name) not in added:
+        try:
+            sky_model(recipe.components[0]).find(str(name))
+        except Exception as exc:
+            raise RecipeError(f"steps: lightcurve: {exc}") from None
+    sel = recipe.options[0].selection
+    g = read_ft1_gti(_files(recipe.options[0].data.evfile, "data.evfile"))
+    s, e = np.asarray(g["START"].values, float), np.asarray(g["STOP"].values, float)
+    t0 = float(s.min()) if sel.tmin is None else max(float(s.min()), float(sel.tmin))
+    t1 = float(e.max()) if sel.tmax is None else min(float(e.max()), float(sel.tmax))
+    LC.time_bins(t0, t1, binsz=opts["binsz"], nbins=opts["nbins"],
+                 time_bins=opts["time_bins"])
+
+
+@register_step("lightcurve", version="1", product="lightcurve", kind="result")
+def lightcurve_step(state, params, ctx):
+    """Fermipy's lightcurve(): the source fitted in each time bin (a keyed sub-plan per
+    bin), the constant flux and TS_var; writes <prefix>_<name>_lightcurve.fits / .npy
+    (and the plot with make_plots)."""
+    from .roi_output import files_record
+
+    params = dict(params)
+    fo = ctx.fit_options(**(params.pop("optimizer", None) or {}))
+    ds, paths = run_lightcurve(state, ctx.recipe, ctx.outdir, params["name"], params,
+                               fit_options=fo, store_root=getattr(ctx, "store_root", None),
+                               client=getattr(ctx, "client", None),
+                               stream=ctx.stream)
+    if paths:
+        ds.attrs["written_files"] = files_record(paths)
+    return state, ds
+
+
+def lightcurve_written(recipe, params, outdir, name) -> dict:
+    """The files a lightcurve step writes (to tell a cached step whose files are gone)."""
+    opts = lightcurve_options(recipe, params)
+    return output_files(opts, Path(outdir), params.get("prefix") or "", name)
+
+
+__all__ = ["run_lightcurve", "plan_curve", "run_curve", "curve_dataset", "lightcurve_dict",
+           "check_step", "bin_state"]
