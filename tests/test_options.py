@@ -389,6 +389,7 @@ def _alternatives(crab_day, caldb_dir, tmp):
         ("lightcurve", "outdir"): "lc",
         ("sourcefind", "model"): {"Index": 2.5},
         ("sourcefind", "free_params"): ["Prefactor"],
+        ("extension", "width"): [0.1, 0.2, 0.4],
         ("selection", "evtype"): 1,
         ("selection", "convtype"): 0,
         ("selection", "tmin"): 239560000.0,

@@ -638,5 +638,37 @@ class Analysis:
                                  else self.state,
                                  None if "fits" not in paths else str(paths["fits"]))
 
+    # -------------------------------------------------- extension and curvature -------
+    def extension(self, name, **kwargs) -> dict:
+        """Fermipy's extension(): the width scan of ``name`` (options of the extension
+        section as keywords, plus prefix / outfile / optimizer); writes
+        ``<prefix>_<name>_ext.fits`` and .npy in the output folder; with ``update`` (and
+        sqrt(TS_ext) above sqrt_ts_threshold) the model takes the extended source.
+        Returns Fermipy's dict (ext, ext_err_lo/hi, ext_ul95, ts_ext, the scan ...)."""
+        import json
+
+        from ..engine.extension_output import extension_dict, run_extension
+
+        new, ds, paths = run_extension(self.state, dict(self.config["extension"]),
+                                       self.outdir, dict(kwargs, name=name),
+                                       fit_options=self._fit_options(),
+                                       config=json.dumps(self._config_dict(), default=str))
+        if new is not None:
+            self.state = new
+        return extension_dict(ds, str(paths["fits"]) if "fits" in paths else None)
+
+    def curvature(self, name, **kwargs) -> dict:
+        """Fermipy's curvature(): PowerLaw against LogParabola and PLSuperExpCutoff4 (b =
+        2/3 fixed, and free), each refitted with the free parameters of the model; the
+        model is left as it was.  Returns ts_curv, lp_ts_curv, ple_ts_curv,
+        ple_free_ts_curv, loglike_pl / lp / ple / ple_free and each model's parameters."""
+        from ..engine.extension_output import curvature_dict
+        from ..estimators import run
+
+        opts = dict(kwargs)
+        fo = self._fit_options(**(opts.pop("optimizer", None) or {}))
+        return curvature_dict(run("curvature", self.state, name, optimizer=fo,
+                                  **opts).dataset)
+
 
 GTAnalysis = Analysis

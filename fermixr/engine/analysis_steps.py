@@ -392,6 +392,31 @@ def _find_sources(state, params, ctx):
     return (res.state if res.state is not None else state), res.dataset
 
 
+@register_step("extension", version="1", product="extension", kind="result")
+def _extension(state, params, ctx):
+    """Fermipy's extension(): the width scan of one source (the extension section, the
+    step's parameters over it); writes <prefix>_<name>_ext.fits and .npy (and the profile
+    plot with make_plots); with update the model takes the extended source."""
+    from .extension_output import run_extension
+    from .roi_output import files_record
+
+    section = ctx.recipe.options[0].extension.to_dict()
+    new, ds, paths = run_extension(state, section, ctx.outdir, params,
+                                   fit_options=ctx.fit_options(),
+                                   config=json.dumps(ctx.recipe.to_dict(), default=str))
+    ds.attrs[WRITTEN_FILES] = files_record(paths)
+    return (new if new is not None else state), ds
+
+
+@register_step("curvature", version="1", product="curvature", kind="result")
+def _curvature(state, params, ctx):
+    """Fermipy's curvature(): PowerLaw against LogParabola and PLSuperExpCutoff4."""
+    from ..estimators import run
+
+    fo = ctx.fit_options(**(params.get("optimizer") or {}))
+    return state, run("curvature", state, params["name"], optimizer=fo).dataset
+
+
 def analysis_steps() -> tuple[str, ...]:
     return tuple(known_steps("state")) + tuple(known_steps("result"))
 
@@ -611,6 +636,14 @@ def _files_missing(state, ctx, name, params, product) -> bool:
             files = find_sources_written(ctx.recipe.options[0].sourcefind.to_dict(),
                                          params, ctx.outdir)
         return bool(files_differ(files, recorded))
+    if name == "extension":
+        from .extension_output import extension_written
+        from .roi_output import files_differ
+
+        recorded = (read_marker(product) or {}).get(WRITTEN_FILES) or {}
+        src = state.model.find(params["name"]).name
+        return bool(files_differ(extension_written(
+            ctx.recipe.options[0].extension.to_dict(), params, ctx.outdir, src), recorded))
     if name != "write_roi":
         return False
     from .roi_output import files_differ, roi_files

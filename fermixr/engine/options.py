@@ -714,6 +714,8 @@ NOT_IMPLEMENTED: dict[tuple[str, str], str] = {
                                       "not implemented; fermixr makes it once per "
                                       "sub-pixel offset and shifts it",
     ("binning", "hpx_ebin"): "HEALPix maps without an energy axis are not implemented",
+    ("extension", "psf_scale_fn"): "an energy-dependent rescaling of the PSF in the "
+                                   "extension test is not implemented; leave it null",
 }
 
 
@@ -730,7 +732,7 @@ _mark_table()
 
 # Sections of steps not available yet (the steps refuse to run, so their options cannot
 # act); the option-table test covers every other section.
-PENDING_SECTIONS: tuple[str, ...] = ("extension",)
+PENDING_SECTIONS: tuple[str, ...] = ()
 
 # Other spellings accepted for whole sections (warns, then renames).
 SECTION_ALIASES: dict[str, str] = {"roiOpt": "roiopt"}
@@ -871,6 +873,14 @@ STEPS: dict[str, StepSpec] = {
                           section="extension",
                           extras={"name": _name_opt("to test"), "prefix": _PREFIX,
                                   "outfile": text(None, "Output file name."),
+                                  "optimizer": mapping(None, "Optimizer options for this "
+                                                             "step.")},
+                          positional="name", required=("name",),
+                          sub_sections=("optimizer",)),
+    "curvature": StepSpec("curvature", "Test a source's spectrum for curvature: PowerLaw "
+                                       "against LogParabola and PLSuperExpCutoff4 (a "
+                                       "'curvature' product).",
+                          extras={"name": _name_opt("to test"),
                                   "optimizer": mapping(None, "Optimizer options for this "
                                                              "step.")},
                           positional="name", required=("name",),

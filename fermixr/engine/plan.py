@@ -29,7 +29,7 @@ _EXPANSION = {
     "exposure": ("gti", "ltcube", "exposure"),
     "psf": ("gti", "ltcube", "psf"),
 }
-NOT_YET = ("extension",)
+NOT_YET: tuple[str, ...] = ()
 
 
 def plan_tasks(recipe) -> list[Task]:

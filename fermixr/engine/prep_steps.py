@@ -179,7 +179,7 @@ def drm_step(inputs, params, ctx):
     return ds
 
 
-@register_step("srcmap", version="2", product="srcmaps")
+@register_step("srcmap", version="3", product="srcmaps")
 def srcmap_step(inputs, params, ctx):
     """One source's map: PSF-convolved exposure x spatial model at the energy nodes."""
     from ..geom import geom_from_dict

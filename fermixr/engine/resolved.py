@@ -265,6 +265,14 @@ READS: dict[str, Reads] = {
         "sourcefind.model", "sourcefind.min_separation", "sourcefind.sqrt_ts_threshold",
         "sourcefind.max_iter", "sourcefind.sources_per_iter", "sourcefind.tsmap_fitter",
         "sourcefind.free_params")),
+    # the extension step: in its own key only
+    "extension": Reads(("fermixr.engine.analysis_steps", "fermixr.engine.extension_output"), (
+        "extension.spatial_model", "extension.width", "extension.fit_position",
+        "extension.width_min", "extension.width_max", "extension.width_nstep",
+        "extension.free_background", "extension.free_radius", "extension.fix_shape",
+        "extension.fit_ebin", "extension.update", "extension.save_model_map",
+        "extension.sqrt_ts_threshold", "extension.make_tsmap", "extension.make_plots",
+        "extension.write_fits", "extension.write_npy")),
 }
 
 

@@ -43,6 +43,8 @@ class StoreMapMaker:
         self.store_root = Path(store_root)
         self.verbose = verbose
         self._states = None
+        self._memo: dict = {}       # (component, spatial model) -> map, read-only
+        self._memo_bytes = 0
 
     def _planned(self):
         if self._states is None:
@@ -76,7 +78,27 @@ class StoreMapMaker:
         key = ex.resolve_key(st, states)
         return task, key, states[f"ltcube{sfx}"].path
 
+    MEMO_BYTES = 256 * 2 ** 20
+
     def __call__(self, src, i):
+        """The map (kept in memory too: a width scan or a position fit asks for many maps
+        and may come back to one; bounded to MEMO_BYTES, oldest dropped first)."""
+        import json
+
+        mk = (int(i), json.dumps(src.spatial_key(), sort_keys=True, default=str))
+        hit = self._memo.get(mk)
+        if hit is not None:
+            return hit
+        arr = self._make(src, i)
+        arr.setflags(write=False)
+        self._memo[mk] = arr
+        self._memo_bytes += arr.nbytes
+        while self._memo_bytes > self.MEMO_BYTES and len(self._memo) > 1:
+            old = self._memo.pop(next(iter(self._memo)))
+            self._memo_bytes -= old.nbytes
+        return arr
+
+    def _make(self, src, i):
         from .._version import __version__
         from .executor import execute_task
         from .steps import get_step

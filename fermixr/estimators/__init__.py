@@ -27,7 +27,7 @@ from ..errors import EstimatorError
 __all__ = ["Estimator", "EstimatorResult", "register", "available", "get", "run"]
 
 _MODULES = ("fit", "optimize", "profile", "bowtie", "sourcedict", "ts", "residmap", "tsmap",
-            "sed", "tscube", "localize", "find_sources")
+            "sed", "tscube", "localize", "find_sources", "extension", "curvature")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -28,9 +28,38 @@ from .extended import extended_source_map
 from .point import point_source_map
 
 
+# PSF tables by (livetime-cube product key, IRFs, livetime-cube pixel, energies): a width
+# scan or a position fit makes many maps near one position from one livetime cube, the
+# table depends on the position only through the cube's pixel (psf_table), and a product
+# of the store never changes under its key.  Bounded; tables are read-only.
+_PSF_MEMO: dict = {}
+_PSF_MEMO_SIZE = 64
+
+
 def _psf_at(ltcube, irfs, ra, dec, energies):
+    prov = (getattr(ltcube, "attrs", None) or {}).get("provenance") or {}
+    key = None
+    if isinstance(prov, dict) and prov.get("key"):
+        from ..irf.livetime import ltcube_pixel_rows
+
+        # the table depends on the position only through the livetime-cube pixel
+        row = int(ltcube_pixel_rows(ltcube, np.array([float(ra)]),
+                                    np.array([float(dec)]))[0])
+        key = (str(prov["key"]), str(getattr(irfs, "irfs", irfs)),
+               str(getattr(irfs, "evtype", "")), str(getattr(irfs, "caldb", "")),
+               row, tuple(np.asarray(energies, dtype=float).tolist()))
+        hit = _PSF_MEMO.get(key)
+        if hit is not None:
+            return hit
     t = psf_table(ltcube, irfs, ra, dec, energies)
-    return np.asarray(t["offset"].values), np.asarray(t["psf"].values)
+    out = (np.asarray(t["offset"].values), np.asarray(t["psf"].values))
+    for a in out:
+        a.setflags(write=False)
+    if key is not None:
+        if len(_PSF_MEMO) >= _PSF_MEMO_SIZE:
+            _PSF_MEMO.pop(next(iter(_PSF_MEMO)))
+        _PSF_MEMO[key] = out
+    return out
 
 
 def source_map_array(spatial: dict, geom, energies, ltcube, irfs, roi_center, *, rfactor=2,
