@@ -252,6 +252,19 @@ def test_crab_day(crab_day, caldb_dir, tmp_path):
     total_flux = float(ds["flux"].values.sum())
     print(f"sum of bin fluxes {total_flux:.4g}, global {glob:.4g} +- {sigma:.3g}")
     assert abs(total_flux - glob) < sigma
+    # Fermipy's SED file of the Crab, read back by the castro tools: the same scans
+    from fermixr.engine.sed_output import run_sed
+    from fermixr.estimators.castro import CastroData
+
+    section = dict(g.config["sed"], free_background=True, make_plots=False)
+    ds2, paths = run_sed(st, section, tmp_path, {"name": "Crab", "prefix": "crab",
+                                                   "loge_bins": list(loge_bins)})
+    c = CastroData.create_from_sedfile(paths["fits"], norm_type="norm")
+    np.testing.assert_allclose(c.norm_vals, ds2["norm_scan"].values, rtol=1e-12)
+    np.testing.assert_allclose(c.nll_vals, -ds2["dloglike_scan"].values, rtol=1e-12,
+                               atol=1e-12)
+    res = c.test_spectra()
+    assert all(np.isfinite(r["TS"]) and r["TS"] > 25 for r in res.values())
 
 
 # ----------------------------------------------------------------------- files, steps --
