@@ -36,7 +36,7 @@ from ..errors import EstimatorError
 from ..likelihood.roi import AnalysisState, component_costs
 from . import EstimatorResult, register
 from . import _tscube_kernels as K
-from .tsmap import _bin_mask, _source_counts, make_test_source
+from .tsmap import _bin_mask, _hpx_part, _source_counts, make_test_source
 
 __all__ = ["tscube", "KERNEL_RADIUS", "DLNL_UL95"]
 
@@ -86,60 +86,6 @@ def _wcs_part(state, i, out_lon, out_lat, out_frame, ref_binsz, model, radius):
     iy = iy.astype(np.int64) + qy // nsub
     cls = ((qy % nsub) * nsub + (qx % nsub)).astype(np.int64)
     return ("wcs", kern, foot, ix, iy, cls, (ne, ny, nx))
-
-
-def _hpx_part(state, i, out_lon, out_lat, out_frame, model, radius):
-    """Sparse placement (HEALPix): per output pixel the component pixels within the
-    radius, with kernel values from the radial profile of the map of a source at a pixel
-    centre."""
-    import healpy as hp
-
-    from ..geom.frames import angular_separation, transform
-
-    comp = state.components[i]
-    g = comp.geom
-    ra, dec = state.roi_center
-    clon, clat = transform(np.atleast_1d(ra), np.atleast_1d(dec), "CEL", g.frame)
-    hpix = int(g.healpix_index(float(clon[0]), float(clat[0]), frame=g.frame))
-    plon, plat = hp.pix2ang(g.nside, hpix, nest=g.nest, lonlat=True)
-    src = make_test_source(state, model, (float(plon), float(plat)), g.frame)
-    cube = _source_counts(state, i, src)                        # (ne, npix)
-    lon_c, lat_c = g.pixel_centers()
-    sep = angular_separation(lon_c, lat_c, float(plon), float(plat))
-    res = hp.nside2resol(g.nside, arcmin=True) / 60.0
-    step = res / 4.0                       # rings a quarter of a pixel wide
-    ring = np.floor(sep / step).astype(np.int64)
-    keep = sep <= radius + res
-    nr = int(ring[keep].max()) + 1 if keep.any() else 1
-    cnt = np.bincount(ring[keep], minlength=nr)
-    has = cnt > 0
-    r_mid = np.bincount(ring[keep], sep[keep], minlength=nr)[has] / cnt[has]
-    prof = np.stack([np.bincount(ring[keep], cube[k, keep], minlength=nr)[has] / cnt[has]
-                     for k in range(cube.shape[0])])
-    olon, olat = np.asarray(out_lon), np.asarray(out_lat)
-    if out_frame != g.frame:
-        olon, olat = transform(olon, olat, out_frame, g.frame)
-    vec = np.atleast_2d(hp.ang2vec(olon, olat, lonlat=True))
-    idx_l, ptr = [], [0]
-    for v in vec:
-        nb = g.local_index(hp.query_disc(g.nside, v, math.radians(radius), nest=g.nest))
-        nb = nb[nb >= 0]
-        idx_l.append(nb)
-        ptr.append(ptr[-1] + nb.size)
-    idx = np.concatenate(idx_l).astype(np.int64) if idx_l else np.zeros(0, np.int64)
-    owner = np.repeat(np.arange(len(idx_l)), np.diff(ptr))
-    d = _pair_sep(lon_c[idx], lat_c[idx], olon[owner], olat[owner])
-    vals = np.stack([np.interp(d, r_mid, prof[k]) for k in range(cube.shape[0])]) \
-        if idx.size else np.zeros((cube.shape[0], 0))
-    return ("hpx", np.ascontiguousarray(vals), np.asarray(ptr, dtype=np.int64), idx)
-
-
-def _pair_sep(lon1, lat1, lon2, lat2):
-    """Angular distance [deg] between paired arrays of directions (haversine)."""
-    la1, la2 = np.radians(lat1), np.radians(lat2)
-    h = np.sin((la2 - la1) / 2) ** 2 + np.cos(la1) * np.cos(la2) * np.sin(
-        np.radians(lon2 - lon1) / 2) ** 2
-    return np.degrees(2 * np.arcsin(np.sqrt(np.clip(h, 0.0, 1.0))))
 
 
 # ----------------------------------------------------------------------------- sums --
@@ -538,7 +484,7 @@ def tscube(state: AnalysisState, *, model=None, do_sed=True, nnorm=10, norm_sigm
             np.asarray(comp.wmap, float).reshape(ne, -1)
         if isinstance(comp.geom, HpxGeom):
             place = _hpx_part(state, i, out_lon, out_lat, out_geom.frame, model,
-                              KERNEL_RADIUS)
+                              KERNEL_RADIUS, np.ones(ne, dtype=bool))
         else:
             place = _wcs_part(state, i, out_lon, out_lat, out_geom.frame, ref_binsz, model,
                               KERNEL_RADIUS)
