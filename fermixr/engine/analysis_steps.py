@@ -362,6 +362,8 @@ def _tscube(state, params, ctx):
     ds, paths = run_tscube(state, section, ctx.outdir, params)
     ds.attrs[WRITTEN_FILES] = files_record(paths)
     return state, ds
+
+
 from . import lightcurve as _lightcurve  # noqa: E402,F401  (registers the lightcurve steps)
 
 
