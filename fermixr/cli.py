@@ -13,6 +13,7 @@ import argparse
 import errno
 import json
 import sys
+import threading
 from pathlib import Path
 
 from .errors import FermixrError
@@ -223,11 +224,15 @@ def main(argv=None) -> int:
     warnings.simplefilter("default", RecipeWarning)
     warnings.simplefilter("default", RecipeDeprecationWarning)
     try:
-        return _dispatch(args)
+        code = _dispatch(args)
+        _STOPPING.set()
+        return code
     except KeyboardInterrupt:
+        _STOPPING.set()
         warnings.simplefilter("ignore")     # e.g. an abandoned zarr coroutine collected late
         code = _interrupted(args)
     except Exception as exc:
+        _STOPPING.set()
         if args.debug:
             raise
         warnings.simplefilter("ignore")     # the one line is all the command says
@@ -240,23 +245,40 @@ def main(argv=None) -> int:
     return code
 
 
+_STOPPING = threading.Event()
+"""Set once the command has its outcome (done, failed or interrupted): a KeyboardInterrupt
+reported later (a finalizer at shutdown) is not sent again."""
+
+
 def _unraisable(info) -> None:
     """A Ctrl-C that lands in a callback from C (numba's LLVM object cache calls back into
     Python while it compiles or loads a kernel) cannot be raised there: Python would print
     a traceback and carry on.  Send the signal again instead, so that it is raised when
     the callback has returned and the command stops with its one line."""
     if info.exc_type is KeyboardInterrupt:
-        import os
-        import signal
         import threading
 
+        if _STOPPING.is_set():
+            return              # the command already has its outcome: nothing to re-send
         # from another thread, a moment later: a signal sent from here would be handled
         # (and lost) inside this hook
-        t = threading.Timer(0.05, os.kill, args=(os.getpid(), signal.SIGINT))
+        t = threading.Timer(0.05, _resend_sigint)
         t.daemon = True
         t.start()
         return
     sys.__unraisablehook__(info)
+
+
+def _resend_sigint() -> None:
+    """Send SIGINT again, unless the command is already stopping or Python's handler is
+    gone (at interpreter shutdown the default action would kill the process and lose its
+    exit status)."""
+    import os
+    import signal
+
+    if not _STOPPING.is_set() and signal.getsignal(signal.SIGINT) is \
+            signal.default_int_handler:
+        os.kill(os.getpid(), signal.SIGINT)
 
 
 def _exit_watchdog(code: int, seconds: float = 10.0) -> None:
