@@ -177,6 +177,7 @@ def _report(res):
     return sel, cov, methods
 
 
+@pytest.mark.slow     # 13 s; test_r95_coverage_1000_realisations is the acceptance test
 def test_r95_coverage_100_realisations(gta):
     """~100 realisations: every one ends with a position and an error, and the r95
     ellipse covers the truth in 95% of them within the binomial spread of 100 draws

@@ -161,6 +161,7 @@ def test_sigkill_mid_write_then_resume_gives_identical_products(tmp_path):
     _assert_same_products(clean, out)
 
 
+@pytest.mark.slow     # 37 s; the many-regions test runs the example on a local:2 cluster too
 def test_same_numbers_with_a_dask_cluster(tmp_path):
     pytest.importorskip("distributed")
     a, b = tmp_path / "serial", tmp_path / "cluster"
