@@ -36,7 +36,7 @@ from ..errors import EstimatorError
 from ..likelihood.roi import AnalysisState, component_costs
 from . import EstimatorResult, register
 from . import _tscube_kernels as K
-from .tsmap import _bin_mask, _hpx_part, _source_counts, make_test_source
+from .tsmap import _bin_mask, _hpx_part, _source_counts, make_test_source, wcs_placement
 
 __all__ = ["tscube", "KERNEL_RADIUS", "DLNL_UL95"]
 
@@ -76,15 +76,7 @@ def _wcs_part(state, i, out_lon, out_lat, out_frame, ref_binsz, model, radius):
                                         float(lat)) <= radius
             kern[qy * nsub + qx] = cube[(slice(None),) + win] * inside[None]
             foot[qy * nsub + qx] = inside
-    x, y = g.world_to_pix(out_lon, out_lat, frame=out_frame)
-    bad = ~(np.isfinite(x) & np.isfinite(y))
-    x, y = np.where(bad, -1e6, x), np.where(bad, -1e6, y)
-    ix, iy = np.floor(x), np.floor(y)
-    qx = np.rint((x - ix) * nsub).astype(np.int64)
-    qy = np.rint((y - iy) * nsub).astype(np.int64)
-    ix = ix.astype(np.int64) + qx // nsub
-    iy = iy.astype(np.int64) + qy // nsub
-    cls = ((qy % nsub) * nsub + (qx % nsub)).astype(np.int64)
+    ix, iy, cls = wcs_placement(g, nsub, out_lon, out_lat, out_frame)
     return ("wcs", kern, foot, ix, iy, cls, (ne, ny, nx))
 
 

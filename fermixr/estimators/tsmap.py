@@ -115,6 +115,14 @@ def _wcs_part(state, i, out_lon, out_lat, out_frame, ref_binsz, model, radius, m
             k[~mask] = 0.0
             kern[qy * nsub + qx] = k
     _trim_kernel(kern, KERNEL_TOL)
+    ix, iy, cls = wcs_placement(g, nsub, out_lon, out_lat, out_frame)
+    shape3 = (-1, ny, nx)
+    return ("wcs", kern, ix, iy, cls, shape3)
+
+
+def wcs_placement(g, nsub, out_lon, out_lat, out_frame):
+    """(ix, iy, cls): the component pixel under each output pixel centre (grid ``g``) and
+    its sub-pixel offset class (of ``nsub`` x ``nsub``); off-grid centres land far out."""
     x, y = g.world_to_pix(out_lon, out_lat, frame=out_frame)
     bad = ~(np.isfinite(x) & np.isfinite(y))
     x, y = np.where(bad, -1e6, x), np.where(bad, -1e6, y)
@@ -123,9 +131,8 @@ def _wcs_part(state, i, out_lon, out_lat, out_frame, ref_binsz, model, radius, m
     qy = np.rint((y - iy) * nsub).astype(np.int64)
     ix = ix.astype(np.int64) + qx // nsub
     iy = iy.astype(np.int64) + qy // nsub
-    cls = (qy % nsub) * nsub + (qx % nsub)
-    shape3 = (-1, ny, nx)
-    return ("wcs", kern, ix, iy, cls.astype(np.int64), shape3)
+    cls = ((qy % nsub) * nsub + (qx % nsub)).astype(np.int64)
+    return ix, iy, cls
 
 
 def _sep(lon1, lat1, lon2, lat2):
