@@ -99,6 +99,15 @@ def write_atomic(path: Path, write) -> Path:
     return path
 
 
+def kept_files(files: dict, opts: dict) -> dict:
+    """The files of ``files`` (kind -> path: fits, npy, png) that options ``opts`` have
+    written: fits with write_fits, npy with write_npy (both default true), png with
+    make_plots (default false)."""
+    keep = {"fits": opts.get("write_fits", True), "npy": opts.get("write_npy", True),
+            "png": opts.get("make_plots", False)}
+    return {k: p for k, p in files.items() if keep[k]}
+
+
 def save_npy_atomic(path: Path, doc) -> Path:
     """A pickled ``.npy`` document written through :func:`write_atomic`."""
     def save(tmp):

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import EstimatorError
-from .roi_output import save_npy_atomic, write_atomic
+from .roi_output import kept_files, save_npy_atomic, write_atomic
 
 # the step's own parameters (besides the sed section's options)
 STEP_EXTRAS = ("name", "prefix", "outfile", "loge_bins", "optimizer")
@@ -57,10 +57,7 @@ def sed_files(outdir, opts: dict, name: str) -> dict:
 def sed_written(section: dict, params: dict, outdir, name: str) -> dict:
     """The files a sed call with these options writes, by kind."""
     opts = sed_options(section, params)
-    files = sed_files(outdir, opts, name)
-    keep = {"fits": opts.get("write_fits", True), "npy": opts.get("write_npy", True),
-            "png": opts.get("make_plots", False)}
-    return {k: p for k, p in files.items() if keep[k]}
+    return kept_files(sed_files(outdir, opts, name), opts)
 
 
 def run_sed(state, section: dict, outdir, params: dict, *, llscan_npts: int = 20):

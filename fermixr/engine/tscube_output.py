@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import EstimatorError
-from .roi_output import save_npy_atomic, write_atomic
+from .roi_output import kept_files, save_npy_atomic, write_atomic
 
 # the step's own parameters (besides the tscube section's options)
 STEP_EXTRAS = ("prefix",)
@@ -48,10 +48,7 @@ def tscube_files(outdir, opts: dict, make_plots: bool) -> dict:
 def tscube_written(section: dict, params: dict, outdir) -> dict:
     """The files a tscube call with these options writes, by kind."""
     opts = tscube_options(section, params)
-    files = tscube_files(outdir, opts, bool(opts.get("make_plots")))
-    return {k: p for k, p in files.items()
-            if {"fits": opts.get("write_fits", True), "npy": opts.get("write_npy", True),
-                "png": True}[k]}
+    return kept_files(tscube_files(outdir, opts, bool(opts.get("make_plots"))), opts)
 
 
 def run_tscube(state, section: dict, outdir, params: dict):

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import EstimatorError
-from .roi_output import save_npy_atomic, write_atomic
+from .roi_output import kept_files, save_npy_atomic, write_atomic
 
 # the step's own parameters (besides the tsmap section's options)
 STEP_EXTRAS = ("prefix", "map_skydir", "map_size", "threshold", "outfile")
@@ -72,10 +72,7 @@ def tsmap_files(outdir, opts: dict, make_plots: bool) -> dict:
 def tsmap_written(section: dict, params: dict, outdir) -> dict:
     """The files a tsmap call with these options writes, by kind."""
     opts = tsmap_options(section, params)
-    files = tsmap_files(outdir, opts, bool(opts.get("make_plots")))
-    return {k: p for k, p in files.items()
-            if {"fits": opts.get("write_fits", True), "npy": opts.get("write_npy", True),
-                "png": True}[k]}
+    return kept_files(tsmap_files(outdir, opts, bool(opts.get("make_plots"))), opts)
 
 
 def run_tsmap(state, section: dict, outdir, params: dict):
