@@ -15,8 +15,9 @@ from fermixr.errors import FitError, ModelError, RecipeError
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "quickstart.yaml"
 
 
-@pytest.fixture(scope="module")
-def gta(tmp_path_factory):
+def example_fit(outdir, cls=Analysis):
+    """The example recipe (absolute paths, no steps, no energy dispersion) set up in
+    ``outdir``, optimised, SYN_CRAB and the isotropic norm fitted with NEWTON."""
     doc = yaml.safe_load(EXAMPLE.read_text())
     doc.pop("steps")
     base = EXAMPLE.parent
@@ -25,15 +26,20 @@ def gta(tmp_path_factory):
     doc["model"]["catalogs"] = [str((base / c).resolve()) for c in doc["model"]["catalogs"]]
     doc["model"]["isodiff"] = str((base / doc["model"]["isodiff"]).resolve())
     doc["gtlike"]["edisp"] = False
-    doc["fileio"] = {"outdir": str(tmp_path_factory.mktemp("ana"))}
+    doc["fileio"] = {"outdir": str(outdir)}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        a = Analysis(doc).setup()
+        a = cls(doc).setup()
     a.optimize()
     a.free_source("SYN_CRAB")
     a.free_norm("isodiff")
     a.fit(optimizer="NEWTON")
     return a
+
+
+@pytest.fixture(scope="module")
+def gta(tmp_path_factory):
+    return example_fit(tmp_path_factory.mktemp("ana"))
 
 
 def test_fit_recovers_the_simulated_crab(gta):

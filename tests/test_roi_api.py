@@ -4,39 +4,21 @@ and the Fermipy manual's quickstart on the shared Crab day with the 4FGL-DR4 mod
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 
 from fermixr import GTAnalysis
 from fermixr.api import Analysis
 from fermixr.errors import GeometryError, ModelError
 
-EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "quickstart.yaml"
-
 
 @pytest.fixture(scope="module")
 def gta(tmp_path_factory):
-    doc = yaml.safe_load(EXAMPLE.read_text())
-    doc.pop("steps")
-    base = EXAMPLE.parent
-    for k in ("evfile", "scfile", "caldb"):
-        doc["data"][k] = str((base / doc["data"][k]).resolve())
-    doc["model"]["catalogs"] = [str((base / c).resolve()) for c in doc["model"]["catalogs"]]
-    doc["model"]["isodiff"] = str((base / doc["model"]["isodiff"]).resolve())
-    doc["gtlike"]["edisp"] = False
-    doc["fileio"] = {"outdir": str(tmp_path_factory.mktemp("roiapi"))}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        a = GTAnalysis(doc).setup()
-    a.optimize()
-    a.free_source("SYN_CRAB")
-    a.free_norm("isodiff")
-    a.fit(optimizer="NEWTON")
-    return a
+    from test_analysis import example_fit
+
+    return example_fit(tmp_path_factory.mktemp("roiapi"), cls=GTAnalysis)
 
 
 @pytest.fixture
