@@ -9,7 +9,8 @@ isotropic background through the synthetic response FXR_SYNTH_V1) with a 5 deg e
 and an 8 deg background margin, so that 17 years stay a few million events.  The files are
 written under ``$FERMIXR_MISSION_CACHE`` (default ``~/.cache/fermixr/mission-<years>y``)
 with a stamp of the configuration; a folder whose stamp differs is remade, never reused.
-Making 17 years takes a few minutes and ~4 GB of disk (the FT2 file).
+Making 17 years took 12.7 min on one core, 12.8 GB of memory at its peak and 3.3 GB of disk
+(FT2 2.7 GB with 17.9M rows, FT1 0.6 GB with 6.1M events).
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ def mission_dataset(years: float = 17.0, cache=None, **overrides) -> dict:
     stamp_file = root / "config.json"
     if not (stamp_file.exists() and stamp_file.read_text() == stamp
             and all(p.exists() for p in paths.values())):
-        print(f"making the {years:g}-year synthetic mission in {root} (once; a few minutes)",
+        print(f"making the {years:g}-year synthetic mission in {root} (once; ~13 min, ~13 GB of memory)",
               file=sys.stderr, flush=True)
         t0 = time.perf_counter()
         root.mkdir(parents=True, exist_ok=True)
