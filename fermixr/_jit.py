@@ -14,9 +14,12 @@ of its own (e.g. a thin wrapper defined separately), as ``fermixr.exposure._kern
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
+import threading
 
 import numba
+from numba.core import event as _numba_event
 
 
 def _ensure_cache_dir() -> None:
@@ -33,6 +36,43 @@ def _ensure_cache_dir() -> None:
 _ensure_cache_dir()
 
 _POLICY = dict(cache=True, nogil=True, error_model="numpy")
+
+ANNOUNCEMENT = ("fermixr: compiling numba kernels for this machine (first run only: later "
+                "runs load them from the cache) ...")
+
+
+class _FirstCompileNotice(_numba_event.Listener):
+    """Announces, once per process and only on a terminal, that a fermixr kernel is being
+    compiled (a cache miss: numba sends no compile event when it loads a cached kernel).
+    A first run spends tens of seconds there with nothing else to show."""
+
+    def __init__(self):
+        self._done = False
+        self._lock = threading.Lock()
+
+    def on_start(self, event):
+        if self._done:
+            return
+        disp = (event.data or {}).get("dispatcher")
+        module = getattr(getattr(disp, "py_func", None), "__module__", "") or ""
+        if not module.startswith("fermixr."):
+            return
+        with self._lock:
+            if self._done:
+                return
+            self._done = True
+        stream = sys.stderr
+        try:
+            if stream is not None and stream.isatty():
+                print(ANNOUNCEMENT, file=stream, flush=True)
+        except (ValueError, OSError):   # a closed or detached stream: stay quiet
+            pass
+
+    def on_end(self, event):
+        pass
+
+
+_numba_event.register("numba:compile", _FirstCompileNotice())
 
 
 def njit(*args, **kwargs):
