@@ -292,3 +292,74 @@ def test_fit_matches_gammapy(gc_state, gp_dataset):
     for (v, e), gv, ge in pairs:
         assert abs(v - gv) < 0.3 * ge, (v, gv, ge)
         assert e == pytest.approx(ge, rel=0.05)
+
+
+def test_dispersion_and_mask_from_a_mapdataset_file(gp_dataset, tmp_path):
+    """A MapDataset with an energy-dispersion kernel on true-energy bins that extend the
+    counts bins by two at each end, and a safe mask: fermixr's predicted counts of a point
+    source per measured bin agree with Gammapy's npred (measured: within 1.2%; dispersion
+    itself changes them by ~5%), and the mask becomes weights of 0 at the border."""
+    import warnings
+
+    import astropy.units as u
+    from gammapy.datasets import MapDataset
+    from gammapy.irf import EDispKernelMap
+    from gammapy.maps import MapAxis
+    from gammapy.modeling.models import (Models, PointSpatialModel, PowerLawSpectralModel,
+                                         SkyModel)
+
+    from fermixr.engine.gammapy_import import import_gammapy
+    from fermixr.estimators.tsmap import _source_counts
+    from fermixr.model.build import source_from_dict
+
+    e = gp_dataset.counts.geom.axes["energy"].edges.to_value("MeV")
+    r = e[1] / e[0]
+    e_true = np.concatenate([e[0] / r ** np.array([2.0, 1.0]), e, e[-1] * r ** np.array(
+        [1.0, 2.0])])
+    ax_t = MapAxis.from_energy_edges(e_true * u.MeV, name="energy_true")
+    image = gp_dataset.counts.geom.to_image()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        exposure = gp_dataset.exposure.interp_to_geom(image.to_cube([ax_t]))
+        exposure.data[:2] = exposure.data[2]            # held beyond the cube's energies
+        exposure.data[-2:] = exposure.data[-3]
+        edisp = EDispKernelMap.from_gauss(
+            energy_axis=gp_dataset.counts.geom.axes["energy"], energy_axis_true=ax_t,
+            sigma=0.15, bias=0.05, geom=image.to_cube([ax_t]).downsample(10))
+        ds = MapDataset(counts=gp_dataset.counts, background=gp_dataset.background,
+                        exposure=exposure, psf=gp_dataset.psf, edisp=edisp, name="gc-edisp")
+        mask = gp_dataset.counts.copy(data=np.ones(gp_dataset.counts.data.shape, bool))
+        mask.data[:, :, :4] = False                      # a 0.2 deg border on the left
+        ds.mask_safe = mask
+        path = tmp_path / "gc-edisp.fits.gz"
+        ds.write(path)
+        ds.psf = None              # Gammapy's PSF stops at 10 GeV; totals need no PSF
+        pl = PowerLawSpectralModel(index=2, amplitude="1e-14 cm-2 s-1 MeV-1",
+                                   reference=30 * u.GeV)
+        ds.models = Models([SkyModel(spatial_model=PointSpatialModel(
+            lon_0=0.5 * u.deg, lat_0=0.3 * u.deg, frame="galactic"), spectral_model=pl,
+            name="s")])
+        gp_counts = ds.npred_signal().data.sum(axis=(1, 2))
+    st = import_gammapy(path)
+    comp = st.components[0]
+    assert comp.drm is not None and comp.n_extra == 2
+    assert comp.wmap is not None
+    w = comp.wmap.reshape(comp.counts.shape[0], *comp.geom.shape)
+    assert np.all(w[:, :, :4] == 0) and np.all(w[:, :, 4:] == 1)
+    src = source_from_dict({
+        "name": "s", "glon": 0.5, "glat": 0.3, "SpectrumType": "PowerLaw",
+        "spectral_pars": {"Prefactor": {"value": 1.0, "scale": 1e-14},
+                          "Index": {"value": 2.0, "scale": -1.0},
+                          "Scale": {"value": 3e4, "scale": 1.0, "min": 1.0, "max": 1e7}}})
+    fx = _source_counts(st, 0, src).sum(axis=1)
+    np.testing.assert_allclose(fx, gp_counts, rtol=0.02)
+    plain = _source_counts(import_gammapy(gp_dataset_file(gp_dataset, tmp_path)), 0,
+                           src).sum(axis=1)
+    assert np.all(fx / plain > 1.03)          # the dispersion is applied, not ignored
+
+
+def gp_dataset_file(dataset, tmp_path):
+    path = tmp_path / "gc-plain.fits.gz"
+    if not path.exists():
+        dataset.write(path)
+    return path
