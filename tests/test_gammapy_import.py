@@ -79,6 +79,24 @@ def test_missing_hdu_is_one_clear_error(tmp_path):
     assert "\n" not in str(ei.value)
 
 
+def test_loose_cubes_missing_or_unreadable_are_one_clear_error(tmp_path):
+    """A folder of loose cubes without a PSF file, and a counts cube without EBOUNDS:
+    one error each, naming the folder / file and what is missing."""
+    from astropy.io import fits
+
+    from fermixr.engine.gammapy_import import import_gammapy
+    from fermixr.errors import InputFileError
+
+    cube = np.zeros((2, 3, 4), dtype=np.float32)
+    for name in ("x-counts-cube.fits", "x-background-cube.fits", "x-exposure-cube.fits"):
+        fits.PrimaryHDU(cube).writeto(tmp_path / name)
+    with pytest.raises(InputFileError, match=r"expected one psf file.*found 0"):
+        import_gammapy(tmp_path)
+    fits.HDUList([fits.PrimaryHDU()]).writeto(tmp_path / "x-psf.fits")
+    with pytest.raises(FileFormatError, match=r"x-counts-cube\.fits.*no EBOUNDS HDU"):
+        import_gammapy(tmp_path)
+
+
 def test_imported_state_runs_fit_and_sed(gc_state):
     """The imported background reproduces its cube; a 3FHL source added to the model gets
     its maps from the state's map maker; fit and sed run (the fit against Gammapy's in
