@@ -54,6 +54,19 @@ class Analysis:
         gta._state = state
         return gta
 
+    @classmethod
+    def from_gammapy(cls, path_or_files, config=None, outdir=None, **kwargs) -> "Analysis":
+        """An Analysis over Gammapy data: a MapDataset FITS file, or the loose counts /
+        background / exposure / PSF cubes (a folder or a dict of paths); ``kwargs``
+        (``width``, ``center``) go to :func:`fermixr.engine.gammapy_import.import_gammapy`;
+        ``outdir`` (made if missing; default the working folder) receives written files."""
+        from ..engine.gammapy_import import import_gammapy
+
+        state = import_gammapy(path_or_files, **kwargs)
+        if outdir is not None:
+            Path(outdir).mkdir(parents=True, exist_ok=True)
+        return cls.from_state(state, config, outdir)
+
     def copy(self) -> "Analysis":
         """Another Analysis on the same (frozen) state: changes to one never reach the
         other."""
