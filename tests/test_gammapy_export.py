@@ -158,14 +158,16 @@ def test_datasets_yaml_reads_with_models(syn_export):
     from gammapy.datasets import Datasets
 
     dest, _ = syn_export
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         dsets = Datasets.read(dest / "gammapy_datasets.yaml",
                               filename_models=dest / "gammapy_models.yaml")
+    # the YAML files carry the checksum Gammapy verifies
+    assert not [w for w in caught if "Checksum" in str(w.message)]
     assert dsets.names == ["fermixr_00"]
     assert set(dsets.models.names) == {"SYN_CRAB", "fermixr_00-bkg"}
     assert dsets[0].psf is not None and dsets[0].edisp is not None
-    assert dsets[0].mask_safe.data.all()
+    assert dsets[0].mask_safe.data.all() and dsets[0].mask_fit.data.all()
 
 
 # ------------------------------------------------------------------------- bad input --

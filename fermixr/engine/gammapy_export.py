@@ -29,8 +29,8 @@ What Gammapy's ``npred`` then reproduces is fermixr's likelihood model of the fi
   (measured energy, dispersed as fermixr disperses them); the FoVBackgroundModel written
   with it keeps its norm at 1, frozen.
 * **masks**: MASK_SAFE everywhere true (fermixr's counts cube holds only selected
-  events); MASK_FIT from ``gtlike.wmap`` when its weights are 0 or 1 (Gammapy has no
-  likelihood weights: other weights are refused).
+  events); MASK_FIT true everywhere, or where ``gtlike.wmap`` is 1 when its weights are 0
+  or 1 (Gammapy has no likelihood weights: other weights are refused).
 
 Exported sources: ``sources`` names them; by default every point, RadialGaussian or
 RadialDisk source with a free spectral parameter in the fitted model (if none, the one
@@ -285,8 +285,9 @@ def _psf_at(run, sfx, nodes, ra, dec, irfs_of):
 
 
 def _mask_fit(comp, i):
+    """MASK_FIT: where the weights map is 1 (everywhere without one)."""
     if comp.wmap is None:
-        return None
+        return np.ones((comp.counts.shape[0],) + comp.sky_shape, dtype=bool)
     w = comp.wmap
     if not np.all((w == 0.0) | (w == 1.0)):
         raise ProductError(f"component {i}: gtlike.wmap holds weights other than 0 and 1 "

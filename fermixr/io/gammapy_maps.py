@@ -320,15 +320,24 @@ def background_model_dict(dataset_name: str, free_norm: bool = False) -> dict:
                 _par("tilt", 0.0), _par("reference", 1000.0, "MeV")]}}
 
 
-def models_yaml(models: list[dict]) -> str:
+def _yaml_with_checksum(doc: dict) -> str:
+    """``doc`` as Gammapy writes YAML, with its trailing ``checksum`` (the MD5 of the text
+    before it, which ``Models.read`` / ``Datasets.read`` verify and warn about otherwise)."""
+    import hashlib
+
     import yaml
 
-    return yaml.safe_dump({"components": models}, sort_keys=False)
+    text = yaml.dump(doc, sort_keys=False, indent=4, width=80, default_flow_style=False)
+    return text + f"checksum: {hashlib.md5(text.encode('utf-8')).hexdigest()}\n"
+
+
+def models_yaml(models: list[dict]) -> str:
+    """Gammapy's models YAML (``Models.read``) of ``models`` (dicts as
+    :func:`sky_model_dict` and :func:`background_model_dict` give them)."""
+    return _yaml_with_checksum({"components": models})
 
 
 def datasets_yaml(entries: list[tuple[str, str]]) -> str:
     """Gammapy's datasets YAML (``Datasets.read``): (name, file name) per dataset."""
-    import yaml
-
-    return yaml.safe_dump({"datasets": [{"name": n, "type": "MapDataset", "filename": f}
-                                        for n, f in entries]}, sort_keys=False)
+    return _yaml_with_checksum({"datasets": [{"name": n, "type": "MapDataset", "filename": f}
+                                             for n, f in entries]})
