@@ -37,6 +37,11 @@ def export_run(run_dir, fmt: str = "st", dest=None, config=None, sources=None) -
     if fmt != "st":
         raise ValueError(f"export format {fmt!r}: 'st' (Science Tools FITS) or 'gammapy' "
                          "(Gammapy MapDatasets)")
+    if sources:
+        from ..errors import RecipeError
+
+        raise RecipeError(f"--sources {sources}: only the gammapy format exports chosen "
+                          "sources; the st format writes every product of the run")
     run = open_run(run_dir)
     dest = Path(dest) if dest else Path(run_dir) / "export"
     written: list[Path] = []

@@ -223,13 +223,12 @@ def _model_dict(src) -> dict:
                           size)
 
 
-def _exposure_at_nodes(run, sfx, comp, geom, irfs_of):
-    """The exposure cube (n_nodes, ny, nx) at the component's true-energy nodes: the run's
+def _exposure_at_nodes(run, sfx, nodes, geom, irfs_of):
+    """The exposure cube (n_nodes, ny, nx) at the true-energy ``nodes``: the run's
     exposure product where its energies are nodes, computed from the livetime cube for
     the others (the extra nodes of energy dispersion)."""
     from ..exposure.expmap import exposure_map
 
-    nodes = comp.nodes
     out = np.full((nodes.size,) + tuple(geom.shape), np.nan)
     name = f"exposure{sfx}"
     if name in run:
@@ -391,12 +390,14 @@ def export_gammapy(run_dir, dest=None, sources=None, psf_grid_deg: float = PSF_G
                 raise ModelError(f"component {i}: exported source(s) {off_edisp} are in "
                                  "gtlike.edisp_disable while the others are dispersed; one "
                                  "Gammapy energy-dispersion kernel cannot do both")
-        nodes = comp.nodes
+        # fermixr's true-energy nodes: padded by edisp_bins with a response matrix; the
+        # counts-bin edges without one (its maps are then taken at the edges only)
+        nodes = comp.nodes if comp.drm is not None else comp.edges
         ny, nx = geom.shape
         wcs = dict(comp.geom_attrs.get("wcs_header") or geom.to_header())
         dnde, flux = _source_spectrum(state, comp, chosen, nodes)
         lo, hi = true_bin_weights(nodes, dnde, flux)
-        expo = _exposure_at_nodes(run, sfx, comp, geom, irfs_of)
+        expo = _exposure_at_nodes(run, sfx, nodes, geom, irfs_of)
         exposure = scale * (lo[:, None, None] * expo[:-1] + hi[:, None, None] * expo[1:])
         cwcs, cix, ciy = _coarse_grid(geom, wcs, psf_grid_deg)
         cy, cx = cix.shape
