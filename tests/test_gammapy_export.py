@@ -294,3 +294,24 @@ def test_unmapped_spectrum_is_named():
         sky_model_dict("x", "PowerLaw", {k: {"value": 1.0, "free": False, "bounds": (None, None)}
                                          for k in ("Prefactor", "Index", "Scale")},
                        "SpatialMap", 0.0, 0.0)
+
+
+def test_weights_map_becomes_mask_fit_or_is_refused():
+    """A weights map of 0s and 1s is Gammapy's MASK_FIT; other weights have no Gammapy
+    counterpart and are refused, naming their range."""
+    from fermixr.engine.gammapy_export import _mask_fit
+    from fermixr.errors import ProductError
+    from fermixr.likelihood.roi import Component
+
+    counts = np.ones((2, 6))
+    edges = np.array([100.0, 300.0, 1000.0])
+    w = np.ones((2, 6))
+    w[:, :2] = 0.0
+    comp = Component(counts=counts, edges=edges, maps={}, wmap=w, sky_shape=(2, 3))
+    np.testing.assert_array_equal(_mask_fit(comp, 0), (w > 0).reshape(2, 2, 3))
+    assert _mask_fit(Component(counts=counts, edges=edges, maps={}, sky_shape=(2, 3)),
+                     0).all()
+    w[0, 3] = 0.5
+    with pytest.raises(ProductError, match=r"component 0: gtlike.wmap holds weights other "
+                                           r"than 0 and 1 \(range 0..1\)"):
+        _mask_fit(Component(counts=counts, edges=edges, maps={}, wmap=w, sky_shape=(2, 3)), 0)
