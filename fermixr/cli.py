@@ -202,9 +202,13 @@ def _parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("export", help="write a run's products in another format")
     e.add_argument("run_dir")
-    e.add_argument("--format", default="st", choices=["st"],
-                   help="st: the Fermi Science Tools' FITS layouts")
+    e.add_argument("--format", default="st", choices=["st", "gammapy"],
+                   help="st: the Fermi Science Tools' FITS layouts; gammapy: one Gammapy "
+                        "MapDataset FITS per component and the models as Gammapy YAML")
     e.add_argument("--dest", help="folder for the files (default RUN_DIR/export)")
+    e.add_argument("--sources", help="gammapy: the sources to export, comma-separated "
+                                     "(default: the free point-like sources); every other "
+                                     "source goes into the background")
     return p
 
 
@@ -416,9 +420,9 @@ def _dispatch(args) -> int:
         from .engine.export import export_run
 
         dest = Path(args.dest) if args.dest else Path(args.run_dir) / "export"
-        if Path(args.run_dir).is_dir():            # else export_run names the missing run
-            dest.mkdir(parents=True, exist_ok=True)
-        written = export_run(args.run_dir, fmt=args.format, dest=dest)
+        if Path(args.run_dir).is_dir() and args.format == "st":   # else export_run names
+            dest.mkdir(parents=True, exist_ok=True)                # the missing run
+        written = export_run(args.run_dir, fmt=args.format, dest=dest, sources=args.sources)
         for p in written:
             print(p)
         return 0

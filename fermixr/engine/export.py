@@ -23,13 +23,25 @@ def _components(run) -> list[tuple[str, str]]:
     return [(f"/{s}", s) for s in sfx] or [("", "00")]
 
 
-def export_run(run_dir, fmt: str = "st", dest=None, config=None) -> list[Path]:
-    """Write every exportable product of ``run_dir``; return the files written."""
+def export_run(run_dir, fmt: str = "st", dest=None, config=None, sources=None) -> list[Path]:
+    """Write every exportable product of ``run_dir``; return the files written.  ``fmt``
+    "gammapy": one Gammapy MapDataset per component and the models of ``sources`` (see
+    :mod:`fermixr.engine.gammapy_export`)."""
     from ..io.ltcube import write_ltcube
     from ..io.st_fits import write_ccube, write_expcube, write_srcmaps
 
+    if fmt == "gammapy":
+        from .gammapy_export import export_gammapy
+
+        return export_gammapy(run_dir, dest, sources=sources)
     if fmt != "st":
-        raise ValueError(f"export format {fmt!r}: only 'st' (Science Tools FITS) is supported")
+        raise ValueError(f"export format {fmt!r}: 'st' (Science Tools FITS) or 'gammapy' "
+                         "(Gammapy MapDatasets)")
+    if sources:
+        from ..errors import RecipeError
+
+        raise RecipeError(f"--sources {sources}: only the gammapy format exports chosen "
+                          "sources; the st format writes every product of the run")
     run = open_run(run_dir)
     dest = Path(dest) if dest else Path(run_dir) / "export"
     written: list[Path] = []
