@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -71,6 +72,65 @@ def lc_events_step(inputs, params, ctx):
                          tmax=float(params["tmax"]),
                          gti_start=np.asarray(gti["START"].values),
                          gti_stop=np.asarray(gti["STOP"].values), allow_empty=True)
+
+
+@register_step("lc_ltcubes", version="1", product="ltcube_bins")
+def lc_ltcubes_step(inputs, params, ctx):
+    """The livetime cubes of every bin of a curve on the pixels of a cap around the region,
+    from one pass over the spacecraft file (:func:`fermixr.exposure.ltcube_bins.ltcube_bins`)."""
+    import xarray as xr
+
+    from ..exposure.ltcube_bins import ltcube_bins
+    from ..io.ltcube import costheta_edges, THETABIN_SQRT
+
+    gti = inputs["gti"]
+    bins = np.asarray(params["bins"], dtype=float).reshape(-1, 2)
+    r = ltcube_bins(ctx.files["scfile"], np.asarray(gti["START"].values),
+                    np.asarray(gti["STOP"].values), bins, params["region"],
+                    zmax=params["zmax"], binsz=params["binsz"], dcostheta=params["dcostheta"],
+                    progress=lambda done, total: ctx.progress(done, total, "time bins"))
+    edges = costheta_edges(r["nbins_costheta"], 0.0, THETABIN_SQRT)
+    dims = ("time_bin", "pix", "costheta")
+    return xr.Dataset(
+        {"exposure": (dims, r["exposure"], {"units": "s"}),
+         "weighted_exposure": (dims, r["weighted_exposure"], {"units": "s"})},
+        coords={"pix": ("pix", r["pix"]), "tmin": ("time_bin", bins[:, 0]),
+                "tmax": ("time_bin", bins[:, 1]),
+                "costheta_min": ("costheta", edges[1:].copy()),
+                "costheta_max": ("costheta", edges[:-1].copy())},
+        attrs={"fermixr_product": "ltcube_bins", "nside": int(r["nside"]),
+               "ordering": "NESTED", "frame": "CEL", "zmax": float(params["zmax"]),
+               "region": [float(v) for v in params["region"]],
+               "ft2_rows_used": int(r["ft2_rows_used"])})
+
+
+@register_step("lc_ltcube", version="1", product="ltcube")
+def lc_ltcube_step(inputs, params, ctx):
+    """One bin's livetime cube (on the pixels of the curve's cap: a ``pix`` coordinate
+    lists them) out of the curve's one-pass livetime cubes."""
+    from ..io.ltcube import make_ltcube_dataset
+
+    st = inputs["ltcubes"]
+    b = int(params["bin"])
+    tmin, tmax = float(st["tmin"].values[b]), float(st["tmax"].values[b])
+    if abs(tmin - float(params["tmin"])) > 1e-6 or abs(tmax - float(params["tmax"])) > 1e-6:
+        raise RecipeError(f"lc_ltcube: bin {b} of the livetime cubes is MET {tmin}-{tmax}, "
+                          f"the task asks for {params['tmin']}-{params['tmax']}")
+    nside = int(st.attrs["nside"])
+    pix = np.asarray(st["pix"].values, dtype=np.int64)
+    one = st.isel(time_bin=b)
+    exp = np.zeros((12 * nside * nside, st.sizes["costheta"]))
+    wexp = np.zeros_like(exp)
+    exp[pix] = np.asarray(one["exposure"].values)
+    wexp[pix] = np.asarray(one["weighted_exposure"].values)
+    gti = inputs["gti"]
+    ds = make_ltcube_dataset(exp, wexp, nside=nside, ordering=st.attrs["ordering"],
+                             frame=st.attrs["frame"], gti_start=gti["START"].values,
+                             gti_stop=gti["STOP"].values, tstart=tmin, tstop=tmax,
+                             zmax=float(st.attrs["zmax"]),
+                             extra_attrs={"region": list(st.attrs["region"]),
+                                          "weighted": True})
+    return ds.isel(pix=pix)
 
 
 @register_step("lc_scaled_srcmaps", version="1", product="srcmaps")
@@ -130,11 +190,15 @@ def _bin_state(inputs, params, ctx):
     comps = []
     for i, cp in enumerate(params["components"]):
         cds = inputs[f"counts{i:02d}"].load()
-        sm = inputs[f"srcmaps{i:02d}"].load()
         shape = cds["counts"].shape
         edges = np.append(cds["energy_min"].values, cds["energy_max"].values[-1])
-        arr = np.asarray(sm["srcmap"].values, dtype=np.float64)
-        names = [str(v) for v in sm["source"].values]
+        if f"srcmaps{i:02d}" in inputs:
+            sm = inputs[f"srcmaps{i:02d}"].load()
+            arr = np.asarray(sm["srcmap"].values, dtype=np.float64)
+            names = [str(v) for v in sm["source"].values]
+            enodes = np.asarray(sm["energy_true"].values, dtype=np.float64)
+        else:
+            arr, names, enodes = _scaled_maps(inputs, i)
         own = SkyModel.from_dict(cp["model"]) if cp.get("model") else model
         counts = np.asarray(cds["counts"].values, dtype=np.float64).reshape(shape[0], -1)
         drm = None
@@ -146,7 +210,7 @@ def _bin_state(inputs, params, ctx):
         comps.append(Component(
             counts=counts, edges=edges,
             maps={n: arr[k].reshape(arr.shape[1], -1) for k, n in enumerate(names)},
-            nodes=np.asarray(sm["energy_true"].values, dtype=np.float64),
+            nodes=enodes,
             map_keys={s.name: map_key(s) for s in model if s.name in names},
             drm=drm, wmap=wmap, expscale=float(cp["expscale"]),
             src_expscale=dict(cp["src_expscale"] or {}),
@@ -154,6 +218,46 @@ def _bin_state(inputs, params, ctx):
             geom_attrs=dict(cds.attrs), template=cds, model=own))
     return AnalysisState(components=comps, model=model, roi_center=tuple(params["roi_center"]),
                          coordsys=params["coordsys"])
+
+
+_FULL_MAPS: dict = {}           # (product keys) -> full-range maps, names, nodes, exposure
+
+
+def _product_key(ds) -> str:
+    prov = ds.attrs.get("provenance") or {}
+    return str(prov.get("key") or id(ds))
+
+
+def _scaled_maps(inputs, i: int):
+    """Component ``i``'s source maps scaled to the bin (Fermipy's use_scaled_srcmap): the
+    full-range maps times the ratio of the bin's exposure to the full range's, per energy
+    node and pixel.  The full-range maps are read once per process (products are
+    immutable under their keys)."""
+    from ..errors import GeometryError
+
+    roles = sorted(k for k in inputs if k.startswith(f"map{i:02d}_"))
+    key = tuple(_product_key(inputs[k]) for k in roles) + (
+        _product_key(inputs[f"exposure{i:02d}"]),)
+    if key not in _FULL_MAPS:
+        from ..srcmap.build import concat_srcmaps
+
+        full = concat_srcmaps([inputs[k].load() for k in roles])
+        e_full = np.asarray(inputs[f"exposure{i:02d}"]["exposure"].values, dtype=np.float64)
+        arr = np.asarray(full["srcmap"].values, dtype=np.float64)
+        if e_full.shape != arr.shape[1:]:
+            raise GeometryError(f"lightcurve scaled source maps: exposure of shape "
+                                f"{e_full.shape} for source maps of shape {arr.shape[1:]}")
+        if len(_FULL_MAPS) > 8:
+            _FULL_MAPS.clear()
+        _FULL_MAPS[key] = (arr, [str(v) for v in full["source"].values],
+                           np.asarray(full["energy_true"].values, dtype=np.float64), e_full)
+    arr, names, nodes, e_full = _FULL_MAPS[key]
+    e_bin = np.asarray(inputs[f"exposure_bin{i:02d}"]["exposure"].values, dtype=np.float64)
+    if e_bin.shape != e_full.shape:
+        raise GeometryError(f"lightcurve scaled source maps: the bin's exposure has shape "
+                            f"{e_bin.shape}, the full range's {e_full.shape}")
+    ratio = np.divide(e_bin, e_full, out=np.zeros_like(e_bin), where=e_full > 0)
+    return arr * ratio[None], names, nodes
 
 
 def bin_state(curve_dir, b: int):
@@ -176,7 +280,16 @@ def bin_state(curve_dir, b: int):
     for i in range(n):
         sfx = f"/{i:02d}" if n > 1 else ""
         inputs[f"counts{i:02d}"] = run[f"{pfx}/counts{sfx}"]
-        inputs[f"srcmaps{i:02d}"] = run[f"{pfx}/srcmaps{sfx}"]
+        if f"{pfx}/srcmaps{sfx}" in run:
+            inputs[f"srcmaps{i:02d}"] = run[f"{pfx}/srcmaps{sfx}"]
+        else:                       # use_scaled_srcmap: the full-range maps, two exposures
+            from ..model.skymodel import SkyModel
+            from .plan import product_name
+
+            for k, src in enumerate(SkyModel.from_dict(params["model"])):
+                inputs[f"map{i:02d}_{k:04d}"] = run[f"srcmap{sfx}/{product_name(src.name)}"]
+            inputs[f"exposure{i:02d}"] = run[f"exposure_nodes{sfx}"]
+            inputs[f"exposure_bin{i:02d}"] = run[f"{pfx}/exposure{sfx}"]
         if f"{pfx}/drm{sfx}" in run:
             inputs[f"drm{i:02d}"] = run[f"{pfx}/drm{sfx}"]
     from .steps import StepContext
@@ -362,6 +475,25 @@ def plan_curve(recipe, outdir, state, name: str, opts: dict, fit_options: dict,
                 tasks.append(t)
                 maps[f"s{k:04d}"] = t.name
             full[i] = (exp, maps)
+    # every bin's livetime cube from one pass over the spacecraft file, on the pixels of a
+    # cap around the ROI (those the bin's exposure or source maps look up)
+    stacks = {}
+    for i in range(n):
+        sfx = component_suffix(i, n)
+        opts_i = recipe.options[i]
+        ref = next(t for nm, t in setup.items() if nm.startswith(f"srcmap{sfx}/"))
+        ltp = opts_i.ltcube
+        region = _ltcube_region(geom_from_dict(ref.params["geom"]), state, scaled,
+                                float(ltp.binsz))
+        stack = Task(f"ltcubes{sfx}", "lc_ltcubes",
+                     {"bins": [[float(a), float(z)] for a, z in bins], "zmax": ltp.zmax,
+                      "binsz": ltp.binsz, "dcostheta": ltp.dcostheta, "region": region},
+                     inputs={"gti": f"gti{sfx}"}, files={"scfile": _scfiles(opts_i)})
+        if ltp.phibins:
+            raise RecipeError(f"lightcurve: ltcube.phibins is {ltp.phibins}; the bins' "
+                              "livetime cubes have no azimuth bins (give phibins 0)")
+        tasks.append(stack)
+        stacks[i] = stack.name
     bin_tasks, skipped = {}, {}
     srcname = product_name(src.name)
     for b, (a, z) in enumerate(bins):
@@ -387,12 +519,8 @@ def plan_curve(recipe, outdir, state, name: str, opts: dict, fit_options: dict,
             tasks.append(Task(c, "counts", dict(setup[f"counts{sfx}"].params),
                               inputs={"events": ev}))
             lt = f"{pfx}/ltcube{sfx}"
-            ltp = opts_i.ltcube
-            tasks.append(Task(lt, "ltcube", {"zmax": ltp.zmax, "binsz": ltp.binsz,
-                                             "dcostheta": ltp.dcostheta,
-                                             "phibins": ltp.phibins},
-                              inputs={"gti": g},
-                              files={"scfile": _scfiles(opts_i)}))
+            tasks.append(Task(lt, "lc_ltcube", {"bin": b, "tmin": float(a), "tmax": float(z)},
+                              inputs={"ltcubes": stacks[i], "gti": g}))
             ref = next(t for nm, t in setup.items() if nm.startswith(f"srcmap{sfx}/"))
             geom = geom_from_dict(ref.params["geom"])
             sm = f"{pfx}/srcmaps{sfx}"
@@ -401,9 +529,11 @@ def plan_curve(recipe, outdir, state, name: str, opts: dict, fit_options: dict,
                 be = dataclasses.replace(exp, name=f"{pfx}/exposure{sfx}",
                                          inputs={"ltcube": lt})
                 tasks.append(be)
-                tasks.append(Task(sm, "lc_scaled_srcmaps", {"sources": state.model.names},
-                                  inputs={**maps, "exposure": exp.name,
-                                          "exposure_bin": be.name}))
+                # the bin's maps are the full-range ones scaled by the exposure ratio,
+                # made in the fit's task (no per-bin copy of every map in the store)
+                inputs.update({f"map{i:02d}_{k[1:]}": v for k, v in maps.items()})
+                inputs[f"exposure{i:02d}"] = exp.name
+                inputs[f"exposure_bin{i:02d}"] = be.name
             else:
                 maps = {}
                 for k, s in enumerate(state.model):
@@ -416,7 +546,8 @@ def plan_curve(recipe, outdir, state, name: str, opts: dict, fit_options: dict,
                 tasks.append(Task(sm, "srcmaps", {"sources": state.model.names},
                                   inputs=maps))
             inputs[f"counts{i:02d}"] = c
-            inputs[f"srcmaps{i:02d}"] = sm
+            if not scaled:
+                inputs[f"srcmaps{i:02d}"] = sm
             if f"drm{sfx}" in setup and opts_i.gtlike.edisp and scaled:
                 # scaled maps: the full range's response matrix too (as Fermipy's scaled
                 # mode keeps the full range's response)
@@ -440,6 +571,29 @@ def plan_curve(recipe, outdir, state, name: str, opts: dict, fit_options: dict,
         bin_tasks[b] = fit
     return CurvePlan(src.name, bins, tasks, bin_tasks, skipped,
                      outdir / SUBDIR / srcname)
+
+
+def _ltcube_region(geom, state, scaled: bool, ltbinsz: float) -> list[float]:
+    """(ra, dec, radius) deg of the cap of livetime-cube pixels a bin needs: every pixel
+    holding a counts-map pixel centre (the exposure looks up the pixel holding each
+    direction) and, for source maps computed per bin, the model's sources and 5 deg more
+    for the PSF-convolved diffuse maps; plus two livetime-cube pixels of margin."""
+    from ..geom.frames import angular_separation, transform
+    from ..io.ltcube import nside_from_binsz
+
+    lon, lat = geom.pixel_centers()
+    ra, dec = transform(np.ravel(lon), np.ravel(lat), geom.frame, "CEL")
+    c_ra, c_dec = (float(v) for v in state.roi_center)          # (ra, dec)
+    r = float(np.max(angular_separation(np.asarray(ra), np.asarray(dec), c_ra, c_dec)))
+    if not scaled:
+        r += 5.0
+        for s in state.model:
+            if s.skydir is not None:                                # (ra, dec)
+                r = max(r, float(angular_separation(np.array([s.skydir[0]]),
+                                                    np.array([s.skydir[1]]), c_ra,
+                                                    c_dec)[0]))
+    pixdeg = math.degrees(math.sqrt(4 * math.pi / (12 * nside_from_binsz(ltbinsz) ** 2)))
+    return [c_ra, c_dec, min(r + 2.0 * pixdeg, 180.0)]
 
 
 def _scfiles(opts) -> list[str]:
