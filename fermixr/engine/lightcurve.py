@@ -175,9 +175,19 @@ def lc_bin_step(inputs, params, ctx):
         except Exception as exc:      # recorded, never raised: the curve goes on
             rec = LC.failed_bin(tmin, tmax, "fit_failed",
                                 f"the fit raised {type(exc).__name__}: {exc}")
+            rec["retry"] = True
     rec["exposure_s"] = float(params["ontime"])
     rec["n_counts"] = n_counts
-    return curve_dataset([rec], params["name"])
+    ds = curve_dataset([rec], params["name"])
+    if rec.get("retry"):
+        # an exception may not happen again (memory, a killed worker, a bug fixed since):
+        # the curve records it, and the next run computes the bin again
+        ds.attrs[RETRY_ATTR] = True
+    return ds
+
+
+RETRY_ATTR = "retry_on_rerun"
+FORCEABLE = ("lc_bin",)       # sub-steps of a curve that ``--force`` accepts
 
 
 def _bin_state(inputs, params, ctx):
@@ -641,10 +651,12 @@ def _chunks(cplan: CurvePlan, client) -> list[list]:
 
 
 def run_curve(cplan: CurvePlan, store_root, *, client=None, verbose=True,
-              stream=None) -> tuple[list[dict], dict]:
-    """Run every bin's tasks (reusing finished ones) and read the bins back.  Returns the
-    records in time order and counts {"computed", "reused", "no_gti"}."""
-    from .store import open_product_dir
+              stream=None, force=()) -> tuple[list[dict], dict]:
+    """Run every bin's tasks (reusing finished ones; ``force``: steps of :data:`FORCEABLE`
+    computed again) and read the bins back.  Returns the records in time order and counts
+    {"computed", "reused", "no_gti", "retry"}.  A bin whose fit raised is recorded, then
+    its product is dropped from the store so that the next run computes it again."""
+    from .store import _remove_tree, open_product_dir, read_attrs
 
     stream = stream if stream is not None else sys.stderr
     tty = bool(getattr(stream, "isatty", lambda: False)())
@@ -664,7 +676,8 @@ def run_curve(cplan: CurvePlan, store_root, *, client=None, verbose=True,
               flush=True)
 
     ex = _CurveExecutor(cplan.run_dir, store_root, client=client, verbose=False,
-                        stream=stream, n_bins=len(cplan.bin_tasks), progress=progress)
+                        stream=stream, n_bins=len(cplan.bin_tasks), progress=progress,
+                        force=[f for f in force or () if f in FORCEABLE])
     states = {}
     t_run = time.monotonic()
     for chunk in _chunks(cplan, client):
@@ -674,7 +687,7 @@ def run_curve(cplan: CurvePlan, store_root, *, client=None, verbose=True,
     if states:
         ex._write_manifest(states, list(states), time.monotonic() - t_run)
     records: list[dict] = []
-    counts = {"computed": 0, "reused": 0, "no_gti": len(cplan.skipped)}
+    counts = {"computed": 0, "reused": 0, "no_gti": len(cplan.skipped), "retry": 0}
     for b in range(n):
         if b in cplan.skipped:
             records.append(dict(cplan.skipped[b]))
@@ -683,6 +696,10 @@ def run_curve(cplan: CurvePlan, store_root, *, client=None, verbose=True,
         counts["computed" if st.status == "computed" else "reused"] += 1
         ds = open_product_dir(st.path, dask=False)
         records.append(_record(ds))
+        if read_attrs(st.path).get(RETRY_ATTR):
+            records[-1]["reason"] += " (not kept: the next run computes this bin again)"
+            counts["retry"] += 1
+            _remove_tree(st.path)
     return records, counts
 
 
@@ -704,7 +721,7 @@ def _record(ds) -> dict:
 
 def run_lightcurve(state, recipe, outdir, name: str, params: dict | None = None, *,
                    fit_options=None, store_root=None, client=None, verbose=True,
-                   stream=None) -> tuple[object, dict]:
+                   stream=None, force=()) -> tuple[object, dict]:
     """Fermipy's ``lightcurve(name, **params)`` on the analysis ``state`` of a run: plans
     (and checks) every bin, runs them, reduces, writes the files.  Returns (the
     ``lightcurve`` product, {kind: path} of the files written)."""
@@ -718,7 +735,8 @@ def run_lightcurve(state, recipe, outdir, name: str, params: dict | None = None,
     fo.update(params.get("optimizer") or {})
     cplan = plan_curve(recipe, outdir, state, name, opts, fo)
     t0 = time.monotonic()
-    records, counts = run_curve(cplan, root, client=client, verbose=verbose, stream=stream)
+    records, counts = run_curve(cplan, root, client=client, verbose=verbose, stream=stream,
+                                force=force)
     red = LC.reduce_curve(records, float(opts["systematic"]))
     ds = curve_dataset(records, cplan.name, red)
     failed = [(i, r["status"], r["reason"]) for i, r in enumerate(records)
@@ -727,11 +745,16 @@ def run_lightcurve(state, recipe, outdir, name: str, params: dict | None = None,
     # the same whichever run made it)
     ds.attrs.update(bins_failed=len(failed), systematic=float(opts["systematic"]),
                     config=json.dumps(_jsonable(opts)))
+    if counts["retry"]:
+        ds.attrs[RETRY_ATTR] = True     # the curve's step is computed again on a rerun
     if verbose:
         print(f"      lightcurve {cplan.name}: {len(records)} bins: {counts['computed']} "
               f"computed, {counts['reused']} reused, {len(failed)} without a fit "
               f"({counts['no_gti']} without GTIs; recorded with their reasons, the curve is "
-              f"complete) in {time.monotonic() - t0:.1f} s; "
+              f"complete"
+              + (f"; {counts['retry']} whose fit raised, computed again on the next run"
+                 if counts["retry"] else "")
+              + f") in {time.monotonic() - t0:.1f} s; "
               f"ts_var {red['ts_var']:.2f} over {red['n_ok']} bins", file=stream, flush=True)
         for i, status, reason in failed:
             print(f"      lightcurve {cplan.name}: bin {i} ({status}): {reason}",
@@ -849,8 +872,41 @@ def check_step(recipe, params: dict, earlier_steps) -> None:
     s, e = np.asarray(g["START"].values, float), np.asarray(g["STOP"].values, float)
     t0 = float(s.min()) if sel.tmin is None else max(float(s.min()), float(sel.tmin))
     t1 = float(e.max()) if sel.tmax is None else min(float(e.max()), float(sel.tmax))
+    what = "the event files' GTIs within the selection"
+    scfile = recipe.options[0].data.scfile
+    if scfile:                  # the bins' livetime comes from the spacecraft file
+        f0, f1 = ft2_span(_files(scfile, "data.scfile"))
+        if f0 > t0 or f1 < t1:
+            what += f" and the spacecraft file's rows (MET {f0:.1f}-{f1:.1f} s)"
+        t0, t1 = max(t0, f0), min(t1, f1)
     LC.time_bins(t0, t1, binsz=opts["binsz"], nbins=opts["nbins"],
-                 time_bins=opts["time_bins"])
+                 time_bins=opts["time_bins"], span=what)
+
+
+def ft2_span(files) -> tuple[float, float]:
+    """(first START, last STOP) of the rows of the spacecraft files, read from the first
+    and last rows (the header's TSTART/TSTOP when the file cannot seek)."""
+    from ..io.ft2 import open_ft2
+    from ..io.headers import header_float
+
+    t0, t1 = np.inf, -np.inf
+    for f in files:
+        with open_ft2(f) as t:
+            first = t.read_rows(1, ["START", "STOP"])
+            if first is None:
+                continue
+            t0 = min(t0, float(first["START"][0]))
+            last = None
+            try:
+                t._stream.seek((t.nrows - 2) * t.rowbytes, 1)
+                t._rows_read = t.nrows - 1
+                last = t.read_rows(1, ["STOP"])
+            except Exception:        # a stream that cannot seek (gzip): the header's
+                last = None
+            stop = float(last["STOP"][0]) if last is not None else header_float(
+                t.header, "TSTOP", f, float(first["STOP"][0]), hdu="SC_DATA")
+            t1 = max(t1, stop)
+    return float(t0), float(t1)
 
 
 @register_step("lightcurve", version="1", product="lightcurve", kind="result")
@@ -865,10 +921,13 @@ def lightcurve_step(state, params, ctx):
     ds, paths = run_lightcurve(state, ctx.recipe, ctx.outdir, params["name"], params,
                                fit_options=fo, store_root=getattr(ctx, "store_root", None),
                                client=getattr(ctx, "client", None),
-                               stream=ctx.stream)
+                               stream=ctx.stream, force=getattr(ctx, "force", ()))
     if paths:
         ds.attrs["written_files"] = files_record(paths)
     return state, ds
+
+
+lightcurve_step.forced_by = FORCEABLE      # --force lc_bin: the step runs, its fits again
 
 
 def lightcurve_written(recipe, params, outdir, name) -> dict:

@@ -35,13 +35,15 @@ BIN_SCALARS = ("ts", "npred", "loglike", "loglike_fixed", "fit_quality", "fit_st
 
 # ---------------------------------------------------------------------------- bins -----
 def time_bins(data_start: float, data_stop: float, *, binsz: float | None = 86400.0,
-              nbins: int | None = None, time_bins=None) -> np.ndarray:
+              nbins: int | None = None, time_bins=None,
+              span: str = "the selection's GTIs") -> np.ndarray:
     """The (n, 2) array of [tmin, tmax] (MET s) of the light curve's bins: explicit
     ``time_bins`` edges win over ``nbins`` equal bins, which win over bins of ``binsz``
     seconds; bins are clipped to the data's range [``data_start``, ``data_stop``].
 
     Explicit edges that do not increase (overlapping bins) or a bin entirely outside the
-    data raise :class:`~fermixr.errors.RecipeError` naming it."""
+    data raise :class:`~fermixr.errors.RecipeError` naming it (``span``: what the data's
+    range is, for the message)."""
     t0, t1 = float(data_start), float(data_stop)
     if not t1 > t0:
         raise RecipeError(f"lightcurve: the data cover no time (MET {t0:.1f}-{t1:.1f} s)")
@@ -61,7 +63,7 @@ def time_bins(data_start: float, data_stop: float, *, binsz: float | None = 8640
             if b <= t0 or a >= t1:
                 raise RecipeError(
                     f"lightcurve.time_bins: the bin MET {a:.1f}-{b:.1f} s is outside the data "
-                    f"(MET {t0:.1f}-{t1:.1f} s, the selection's GTIs); give bins within it")
+                    f"(MET {t0:.1f}-{t1:.1f} s, {span}); give bins within it")
             out.append((max(a, t0), min(b, t1)))
         return np.array(out, dtype=float)
     if nbins:
