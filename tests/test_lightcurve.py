@@ -430,6 +430,33 @@ def test_bad_input_is_one_clear_error_before_any_work(tmp_path, store, params, m
     assert not out.exists() and not (tmp_path / "store").exists()
 
 
+def test_bins_beyond_the_spacecraft_file_are_refused_before_any_work(tmp_path):
+    """The event file's GTIs cover the whole day but the spacecraft file only its first
+    half: a bin in the second half has no livetime; refused by the recipe's check, naming
+    the spacecraft file's span, before any product is made."""
+    from astropy.io import fits
+
+    from fermixr.engine.run import run_recipe
+
+    ft2 = tmp_path / "ft2_half.fits"
+    with fits.open(EXAMPLE.parent / "data" / "ft2.fits") as h:
+        d = h["SC_DATA"].data
+        h["SC_DATA"] = fits.BinTableHDU(d[d["STOP"] <= T0 + 43200.0],
+                                        header=h["SC_DATA"].header, name="SC_DATA")
+        h.writeto(ft2)
+    out = tmp_path / "out"
+    doc = _doc(out, tmp_path / "store", steps=["setup", {"lightcurve": {
+        "name": SOURCE, "time_bins": [T0 + 50000.0, T0 + 60000.0]}}])
+    doc["data"]["scfile"] = str(ft2)
+    with pytest.raises(RecipeError, match=r"time_bins: the bin MET 300050000\.0-300060000\.0 "
+                                          r"s is outside the data .*spacecraft file's rows "
+                                          r"\(MET 300000000\.0-300043200\.0 s\)"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            run_recipe(doc, verbose=False)
+    assert not out.exists() and not (tmp_path / "store").exists()
+
+
 def test_api_refuses_bad_bins_and_unknown_source_before_any_bin(gta):
     with pytest.raises(RecipeError, match="overlap"):
         gta.lightcurve(SOURCE, time_bins=[T0 + 10.0, T0 + 5.0])

@@ -56,6 +56,9 @@ def lc_gti_step(inputs, params, ctx):
                        normalize=False)
 
 
+_TIMES: dict = {}        # events product key -> (its TIME column, sorted?) in this process
+
+
 @register_step("lc_events", version="1", product="events")
 def lc_events_step(inputs, params, ctx):
     """The selection's events inside one light-curve bin's GTIs (none is not an error)."""
@@ -65,9 +68,21 @@ def lc_events_step(inputs, params, ctx):
 
     gti = inputs["gti"]
     ev = inputs["events"]
-    # read the times, then only the bin's rows (a mission's event list is large)
-    t = np.asarray(ev["TIME"].values)
-    rows = np.flatnonzero((t >= float(params["tmin"])) & (t <= float(params["tmax"])))
+    # the times (read once per process: a mission's event list is large, the product is
+    # immutable under its key), then only the bin's rows
+    key = _product_key(ev)
+    if key not in _TIMES:
+        if len(_TIMES) > 4:
+            _TIMES.clear()
+        t = np.asarray(ev["TIME"].values)
+        _TIMES[key] = (t, bool(np.all(t[1:] >= t[:-1])))
+    t, is_sorted = _TIMES[key]
+    tmin, tmax = float(params["tmin"]), float(params["tmax"])
+    if is_sorted:
+        rows = np.arange(np.searchsorted(t, tmin, side="left"),
+                         np.searchsorted(t, tmax, side="right"))
+    else:
+        rows = np.flatnonzero((t >= tmin) & (t <= tmax))
     return select_events(ev.isel({DIM_EVENT: rows}).load(), tmin=float(params["tmin"]),
                          tmax=float(params["tmax"]),
                          gti_start=np.asarray(gti["START"].values),
