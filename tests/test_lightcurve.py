@@ -175,6 +175,27 @@ def test_a_second_call_reuses_every_bin(gta, curve, capfd):
     np.testing.assert_array_equal(again["flux"], curve["flux"])
 
 
+def test_progress_of_the_bins_on_a_terminal_only(gta, curve):
+    """A bar of bins done / total on a terminal; on a file or pipe only the summary."""
+    import io
+
+    from fermixr.engine.lightcurve import run_lightcurve
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    params = {"nbins": 4, "free_background": True, "write_fits": False, "write_npy": False}
+    outs = {}
+    for label, stream in (("tty", Terminal()), ("pipe", io.StringIO())):
+        run_lightcurve(gta.state, gta.recipe, gta.outdir, SOURCE, dict(params),
+                       fit_options=gta._fit_options(), verbose=True, stream=stream)
+        outs[label] = stream.getvalue()
+    assert re.search(r"lightcurve SYN_CRAB: \[#{30}\] 4/4 bins", outs["tty"]), outs["tty"]
+    assert "bins:" in outs["pipe"] and "4/4 bins" not in outs["pipe"] and "[" not in \
+        outs["pipe"].split("bins:")[0], outs["pipe"]
+
+
 def _steady_ts_var(gta, curve, n_curves, seed):
     """TS_var of ``n_curves`` steady curves: each bin's counts Poisson-redrawn from the
     bin's model at the full-day fit (the same flux in every bin), the source norm fitted

@@ -4,8 +4,13 @@ Each bin has its own tasks, keyed like every product of the store:
 
 * ``lc_gti``: the selection's GTIs intersected with the bin (identity: its content);
 * ``lc_events``: the selection's events inside those GTIs;
-* ``counts``, ``ltcube``, ``srcmap`` (one per source), ``srcmaps``, ``drm``: the same
-  steps as the full-range products, with the bin's events and livetime cube as inputs;
+* ``ltcube`` (step ``lc_ltcube``): the bin's livetime cube on a cap of pixels around the
+  ROI, cut out of ``ltcubes`` (step ``lc_ltcubes``: every bin's cube from one pass over
+  the spacecraft file, a task shared by the bins);
+* ``counts``, ``srcmap`` (one per source), ``srcmaps``, ``drm``: the same steps as the
+  full-range products, with the bin's events and livetime cube as inputs; with
+  ``use_scaled_srcmap`` instead the bin's ``exposure``, and the fit scales the full-range
+  maps by the ratio of the bin's exposure to the full range's (no per-bin map products);
 * ``lc_bin``: the fit of the bin (:func:`fermixr.estimators.lightcurve.fit_bin`), a
   one-bin ``lightcurve`` product.
 
@@ -13,8 +18,10 @@ The bins' tasks run on the engine's executor (on the dask cluster when the run h
 a sub-run folder ``<outdir>/lightcurve/<source>`` (``fermixr.open_run`` reads the finished
 bins while the curve runs: ``products/bins/bin0003``).  A bin with no GTIs (in a gap of the
 data) or no events, and a bin whose fit fails or raises, is a record with ``fit_success``
-false and its ``status`` / ``reason``; it never stops the curve.  A killed curve, run
-again, finds the finished bins in the store and computes only the missing ones.  The
+false and its ``status`` / ``reason``; it never stops the curve (a fit that raised is not
+kept in the store: the next run computes that bin again; ``--force lc_bin`` fits every bin
+again).  A killed curve, run again, finds the finished bins in the store and computes
+only the missing ones.  The
 reduction (the constant flux, ``loglike_const`` and ``ts_var`` over the successful bins)
 then writes the ``lightcurve`` product and Fermipy's files: ``<prefix>_<name>_lightcurve
 .fits`` and ``.npy`` (and the plot with ``make_plots``).
@@ -106,7 +113,7 @@ def lc_ltcubes_step(inputs, params, ctx):
                     progress=lambda done, total: ctx.progress(done, total, "time bins"))
     edges = costheta_edges(r["nbins_costheta"], 0.0, THETABIN_SQRT)
     dims = ("time_bin", "pix", "costheta")
-    return xr.Dataset(
+    ds = xr.Dataset(
         {"exposure": (dims, r["exposure"], {"units": "s"}),
          "weighted_exposure": (dims, r["weighted_exposure"], {"units": "s"})},
         coords={"pix": ("pix", r["pix"]), "tmin": ("time_bin", bins[:, 0]),
@@ -117,6 +124,9 @@ def lc_ltcubes_step(inputs, params, ctx):
                "ordering": "NESTED", "frame": "CEL", "zmax": float(params["zmax"]),
                "region": [float(v) for v in params["region"]],
                "ft2_rows_used": int(r["ft2_rows_used"])})
+    for v in ("exposure", "weighted_exposure"):      # one chunk per bin: a bin reads its own
+        ds[v].encoding["chunks"] = (1,) + ds[v].shape[1:]
+    return ds
 
 
 @register_step("lc_ltcube", version="1", product="ltcube")
@@ -146,30 +156,6 @@ def lc_ltcube_step(inputs, params, ctx):
                              extra_attrs={"region": list(st.attrs["region"]),
                                           "weighted": True})
     return ds.isel(pix=pix)
-
-
-@register_step("lc_scaled_srcmaps", version="1", product="srcmaps")
-def lc_scaled_srcmaps_step(inputs, params, ctx):
-    """One bin's source maps as Fermipy's use_scaled_srcmap makes them: the full-range
-    maps times the ratio of the bin's exposure to the full range's, per energy node and
-    pixel (the PSF stays the full range's exposure-weighted one)."""
-    from ..errors import GeometryError
-    from ..srcmap.build import concat_srcmaps
-
-    parts = [inputs[k].load() for k in sorted(inputs) if k[0] == "s" and k[1:].isdigit()]
-    full = concat_srcmaps(parts)
-    e_full = np.asarray(inputs["exposure"]["exposure"].values, dtype=np.float64)
-    e_bin = np.asarray(inputs["exposure_bin"]["exposure"].values, dtype=np.float64)
-    if e_full.shape != full["srcmap"].shape[1:] or e_bin.shape != e_full.shape:
-        raise GeometryError(f"lightcurve scaled source maps: exposure of shape {e_full.shape} "
-                            f"for source maps of shape {full['srcmap'].shape[1:]}")
-    ratio = np.divide(e_bin, e_full, out=np.zeros_like(e_bin), where=e_full > 0)
-    out = full.assign(srcmap=(full["srcmap"].dims,
-                              np.asarray(full["srcmap"].values) * ratio[None]))
-    out["srcmap"].attrs = dict(full["srcmap"].attrs)
-    out.attrs = dict(full.attrs, sources=list(params["sources"]), scaled_by_exposure=True)
-    out["srcmap"].encoding["chunks"] = (1,) + out["srcmap"].shape[1:]
-    return out
 
 
 @register_step("lc_bin", version="2", product="lightcurve")
