@@ -7,7 +7,7 @@ The data: benchmarks/_mission.py's 17-year FT1/FT2 of the example's region (made
 fermixr's simulator; steady sources, 5 deg event cut).  The analysis: the quickstart
 recipe on those files with a square ROI inside the event cut; the full range's livetime
 cube on the pixels within 12 deg of the ROI (Fermipy's use_local_ltcube; fermixr's setup
-would fill the whole sky, ~2 CPU-hours for 17 years) given as data.ltcube; setup and the
+would fill the whole sky: ~2 CPU-hours for 17 years, extrapolated from the example day) given as data.ltcube; setup and the
 global fit
 (SYN_CRAB's spectrum and the isotropic norm free), then ``lightcurve`` of SYN_CRAB in
 weekly bins with use_scaled_srcmap and the background refitted in every bin
@@ -102,6 +102,9 @@ def main() -> None:
     ap.add_argument("--max-bins", type=int, default=None,
                     help="only the first N bins (a quick look; not the benchmark)")
     ap.add_argument("--workdir", default=None, help="keep the run here (default: a temp dir)")
+    ap.add_argument("--computed-maps", action="store_true",
+                    help="each bin's source maps computed from its livetime cube instead "
+                         "of the scaled full-range maps (use_scaled_srcmap false)")
     ap.add_argument("--local-ltcube", type=float, default=12.0, metavar="DEG",
                     help="the setup's full-range livetime cube on the pixels within DEG of "
                          "the ROI centre (0: the whole sky, as fermixr's setup makes it)")
@@ -132,8 +135,8 @@ def main() -> None:
     if t_lt is None:
         main_doc = json.loads((out / "run.json").read_text())
         t_lt = sum(t["seconds"] for t in main_doc["tasks"] if t["step"] == "ltcube")
-    kw = dict(binsz=args.binsz_days * 86400.0, use_scaled_srcmap=True, free_background=True,
-              write_npy=False)
+    kw = dict(binsz=args.binsz_days * 86400.0, use_scaled_srcmap=not args.computed_maps,
+              free_background=True, write_npy=False)
     if args.max_bins:
         from fermixr.engine.lightcurve import data_range
 

@@ -684,7 +684,10 @@ def run_curve(cplan: CurvePlan, store_root, *, client=None, verbose=True,
     for chunk in _chunks(cplan, client):
         # a few bins at a time, so that finished bins appear while the curve runs (the
         # executor runs a chunk's independent tasks together, on the cluster if any)
-        states.update(ex.run(chunk))
+        for name, st in ex.run(chunk).items():
+            # a shared task computed by an earlier chunk stays "computed" in the record
+            if name not in states or states[name].status != "computed":
+                states[name] = st
     if states:
         ex._write_manifest(states, list(states), time.monotonic() - t_run)
     records: list[dict] = []

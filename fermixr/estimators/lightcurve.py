@@ -331,6 +331,8 @@ class _NormProfile:
             step = np.zeros_like(b)
             Hf = H[np.ix_(free, free)] + 1e-12 * np.eye(int(free.sum()))
             step[free] = np.linalg.solve(Hf, g[free])
+            if 0.5 * float(g[free] @ step[free]) < 1e-10:
+                break           # the Newton decrement: log L within 1e-10 of its maximum
             t = 1.0
             while True:
                 b_new = np.clip(b + t * step, self.lo, self.hi)
