@@ -7,6 +7,7 @@ one process and on a 2-worker dask cluster."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import signal
 import subprocess
@@ -174,6 +175,27 @@ def test_a_second_call_reuses_every_bin(gta, curve, capfd):
     np.testing.assert_array_equal(again["flux"], curve["flux"])
 
 
+def test_progress_of_the_bins_on_a_terminal_only(gta, curve):
+    """A bar of bins done / total on a terminal; on a file or pipe only the summary."""
+    import io
+
+    from fermixr.engine.lightcurve import run_lightcurve
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    params = {"nbins": 4, "free_background": True, "write_fits": False, "write_npy": False}
+    outs = {}
+    for label, stream in (("tty", Terminal()), ("pipe", io.StringIO())):
+        run_lightcurve(gta.state, gta.recipe, gta.outdir, SOURCE, dict(params),
+                       fit_options=gta._fit_options(), verbose=True, stream=stream)
+        outs[label] = stream.getvalue()
+    assert re.search(r"lightcurve SYN_CRAB: \[#{30}\] 4/4 bins", outs["tty"]), outs["tty"]
+    assert "bins:" in outs["pipe"] and "4/4 bins" not in outs["pipe"] and "[" not in \
+        outs["pipe"].split("bins:")[0], outs["pipe"]
+
+
 def _steady_ts_var(gta, curve, n_curves, seed):
     """TS_var of ``n_curves`` steady curves: each bin's counts Poisson-redrawn from the
     bin's model at the full-day fit (the same flux in every bin), the source norm fitted
@@ -237,6 +259,105 @@ def test_a_flare_injected_in_one_bin_is_found(gta, curve):
     assert red["ts_var"] > stats.chi2.ppf(0.999, 3)
 
 
+def test_newton_profile_agrees_with_refits_by_the_fitter(gta, curve):
+    """The norm scan and loglike_fixed with the background normalisations maximised by
+    Newton steps (the default) against a fitter run at every point (the reference), on
+    the four bins of the example day with two background sources refitted.  The
+    fitter stops at tol 1e-3 (EDM), i.e. up to ~1e-3 below the profile's maximum; Newton
+    converges to 1e-10: its log L is never below the fitter's and above it by < 2e-3; the
+    upper limits (read where log L has dropped by 1.353) then agree to 1e-3 relative and
+    TS_var to 0.01."""
+    from fermixr.engine.lightcurve import SUBDIR, bin_state
+
+    plan = LC.free_plan(gta.state, SOURCE, free_background=True)
+    assert len(plan["background"]) == 2         # SYN_HARD and isodiff in the small ROI
+    recs = {"newton": [], "fit": []}
+    for b in range(4):
+        s, params = bin_state(gta.outdir / SUBDIR / SOURCE, b)
+        s = s.with_model(gta.state.model)
+        for prof in recs:
+            recs[prof].append(LC.fit_bin(s, SOURCE, plan, tmin=params["tmin"],
+                                         tmax=params["tmax"], profile=prof,
+                                         fit_options=params["fit_options"]))
+    for new, ref in zip(recs["newton"], recs["fit"]):
+        assert new["fit_success"] and ref["fit_success"]
+        d = new["loglike_scan"] - ref["loglike_scan"]
+        assert np.all(d > -1e-6) and np.all(d < 2e-3), d
+        assert -1e-6 < new["loglike_fixed"] - ref["loglike_fixed"] < 2e-3
+        np.testing.assert_allclose(new["flux_scan"], ref["flux_scan"], rtol=1e-9)
+        np.testing.assert_allclose(new["flux_ul95"], ref["flux_ul95"], rtol=1e-3)
+        for k in ("flux", "flux_err", "ts", "loglike"):
+            assert new[k] == ref[k]
+    a, b = (LC.reduce_curve(recs[k])["ts_var"] for k in ("newton", "fit"))
+    assert abs(a - b) < 0.01 and a > 0
+
+
+def test_one_pass_livetime_cubes_equal_each_bins_own():
+    """ltcube_bins (one pass over the FT2 rows for every bin, a cap of pixels) gives, per
+    bin, exactly the cube compute_ltcube makes from the bin's GTIs; a bin in a gap is 0."""
+    from fermixr.exposure.ltcube import compute_ltcube
+    from fermixr.exposure.ltcube_bins import ltcube_bins
+    from fermixr.io.ft1 import read_ft1_gti
+
+    g = read_ft1_gti(str(EXAMPLE.parent / "data" / "ft1.fits"))
+    s, e = np.asarray(g["START"].values), np.asarray(g["STOP"].values)
+    ft2 = str(EXAMPLE.parent / "data" / "ft2.fits")
+    bins = np.array([[T0, T0 + 3000.0], list(GAP), [GAP[1], T0 + 30000.0],
+                     [T0 + 30000.0, T0 + 86400.0]])
+    region = (83.6, 22.0, 7.0)
+    r = ltcube_bins(ft2, s, e, bins, region, zmax=90.0)
+    assert np.all(r["exposure"][1] == 0)
+    for b in (0, 2, 3):
+        bs, be = LC.gti_in_bin(s, e, *bins[b])
+        ref = compute_ltcube(ft2, bs, be, zmax=90.0, region=region)
+        np.testing.assert_array_equal(r["pix"], np.flatnonzero(ref["in_region"].values))
+        np.testing.assert_allclose(r["exposure"][b], ref["exposure"].values[r["pix"]],
+                                   rtol=1e-13, atol=0)
+        np.testing.assert_allclose(r["weighted_exposure"][b],
+                                   ref["weighted_exposure"].values[r["pix"]], rtol=1e-13)
+        assert r["exposure"][b].max() > 100.0
+
+
+@pytest.mark.slow
+def test_a_flare_simulated_in_one_bin_stands_out(tmp_path):
+    """The simulator with SYN_CRAB 4 times brighter during the third quarter of the day:
+    that bin has the highest flux, about 4 times the others', and TS_var far above
+    chi2(3); the same day without the flare gives a TS_var below its 99.9% quantile."""
+    from fermixr import Analysis
+    from fermixr.simulate import synthetic as S
+
+    quarter = 86400.0 / 4
+    out = {}
+    for label, factor in (("flare", 4.0), ("steady", 1.0)):
+        srcs = tuple(dataclasses.replace(src, variability=(
+            (T0 + 2 * quarter, T0 + 3 * quarter, factor),)) if src.name == SOURCE else src
+            for src in S.DEFAULT_SOURCES)
+        cfg = S.SyntheticConfig(seed=99, roi_radius=5.0, background_margin=6.0,
+                                sources=srcs)
+        d = tmp_path / label
+        paths = S.make_example_dataset(d / "data", cfg, compute_expected=False)
+        doc = _doc(d / "run", d / "store")
+        doc["data"] = {"evfile": str(paths["ft1"]), "scfile": str(paths["ft2"]),
+                       "caldb": str(paths["caldb"])}
+        doc["binning"].update(roiwidth=5.0)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            a = Analysis(doc).setup()
+        a.free_source(SOURCE, pars=["Prefactor"])
+        a.free_norm("isodiff")
+        assert a.fit()["fit_success"]
+        out[label] = a.lightcurve(SOURCE, nbins=4, free_params=["Prefactor"],
+                                  free_background=True, write_fits=False, write_npy=False)
+    lc = out["flare"]
+    assert list(lc["fit_success"]) == [True] * 4
+    assert int(np.argmax(lc["flux"])) == 2
+    others = np.delete(lc["flux"], 2)
+    ratio = lc["flux"][2] / np.mean(others)
+    assert 3.0 < ratio < 5.5, ratio
+    assert lc["ts_var"] > stats.chi2.ppf(1 - 1e-6, 3), lc["ts_var"]
+    assert out["steady"]["ts_var"] < stats.chi2.ppf(0.999, 3), out["steady"]["ts_var"]
+
+
 # ------------------------------------------------------------- failures recorded -------
 def test_gap_bin_and_failed_fit_are_recorded_and_the_curve_completes(gta, monkeypatch,
                                                                       capfd):
@@ -282,17 +403,28 @@ def test_gap_bin_and_failed_fit_are_recorded_and_the_curve_completes(gta, monkey
     assert Path(lc["file"]).name == "gaps_syn_crab_lightcurve.fits"
 
 
-def test_a_bin_whose_fit_raises_is_recorded(gta, monkeypatch):
+def test_a_bin_whose_fit_raises_is_recorded_and_computed_again_on_the_next_run(
+        gta, monkeypatch, capfd):
+    """An exception is recorded in the curve but not kept in the store (it may not happen
+    again): the next call fits the bin."""
+    real = LC.fit_bin
+
     def boom(*a, **k):
         raise FloatingPointError("boom")
 
+    kw = dict(time_bins=[T0 + 9000.0, T0 + 15000.0], free_params=["Prefactor"],
+              shape_ts_threshold=99.0, write_fits=False, write_npy=False, verbose=True)
     monkeypatch.setattr(LC, "fit_bin", boom)
-    lc = gta.lightcurve(SOURCE, time_bins=[T0 + 9000.0, T0 + 15000.0],
-                        free_params=["Prefactor"], shape_ts_threshold=99.0, write_fits=False,
-                        write_npy=False)
+    lc = gta.lightcurve(SOURCE, **kw)
     assert list(lc["status"]) == ["fit_failed"]
     assert "FloatingPointError: boom" in lc["reason"][0]
+    assert "the next run computes this bin again" in lc["reason"][0]
     assert lc["ts_var"] is None or np.isnan(lc["ts_var"])
+    assert "1 whose fit raised, computed again on the next run" in capfd.readouterr().err
+    monkeypatch.setattr(LC, "fit_bin", real)
+    again = gta.lightcurve(SOURCE, **kw)
+    assert list(again["status"]) == ["ok"] and again["ts"][0] > 9
+    assert "1 bins: 1 computed, 0 reused" in capfd.readouterr().err
 
 
 # ------------------------------------------------------------------- bad input ---------
@@ -316,6 +448,33 @@ def test_bad_input_is_one_clear_error_before_any_work(tmp_path, store, params, m
     assert isinstance(err.value, ValueError)
     lines = str(err.value).splitlines()     # one line (the recipe's own check: one problem)
     assert len(lines) == 1 or (lines[0] == "recipe: 1 problem:" and len(lines) == 2)
+    assert not out.exists() and not (tmp_path / "store").exists()
+
+
+def test_bins_beyond_the_spacecraft_file_are_refused_before_any_work(tmp_path):
+    """The event file's GTIs cover the whole day but the spacecraft file only its first
+    half: a bin in the second half has no livetime; refused by the recipe's check, naming
+    the spacecraft file's span, before any product is made."""
+    from astropy.io import fits
+
+    from fermixr.engine.run import run_recipe
+
+    ft2 = tmp_path / "ft2_half.fits"
+    with fits.open(EXAMPLE.parent / "data" / "ft2.fits") as h:
+        d = h["SC_DATA"].data
+        h["SC_DATA"] = fits.BinTableHDU(d[d["STOP"] <= T0 + 43200.0],
+                                        header=h["SC_DATA"].header, name="SC_DATA")
+        h.writeto(ft2)
+    out = tmp_path / "out"
+    doc = _doc(out, tmp_path / "store", steps=["setup", {"lightcurve": {
+        "name": SOURCE, "time_bins": [T0 + 50000.0, T0 + 60000.0]}}])
+    doc["data"]["scfile"] = str(ft2)
+    with pytest.raises(RecipeError, match=r"time_bins: the bin MET 300050000\.0-300060000\.0 "
+                                          r"s is outside the data .*spacecraft file's rows "
+                                          r"\(MET 300000000\.0-300043200\.0 s\)"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            run_recipe(doc, verbose=False)
     assert not out.exists() and not (tmp_path / "store").exists()
 
 
@@ -381,6 +540,13 @@ def test_sigkill_during_the_curve_then_rerun_computes_only_the_missing_bins(tmp_
     r = subprocess.run([sys.executable, "-m", "fermixr.cli", "run", str(rec)], cwd=REPO,
                        capture_output=True, text=True)
     assert r.returncode == 0 and re.search(r"lightcurve\s+cached", r.stderr), r.stderr
+    # --force lc_bin fits every bin again (the bins' data products are reused)
+    r = subprocess.run([sys.executable, "-m", "fermixr.cli", "run", str(rec), "--force",
+                        "lc_bin"], cwd=REPO, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "3 bins: 3 computed, 0 reused" in r.stderr, r.stderr
+    again = open_run(out)["lightcurve"]
+    np.testing.assert_array_equal(again["flux"].values, ds["flux"].values)
 
 
 @pytest.mark.slow

@@ -47,6 +47,7 @@ class AnalysisContext:
     stream: object = None
     client: object = None          # the run's dask client, or None
     store_root: Path | None = None
+    force: frozenset = frozenset()  # --force names (a lightcurve passes lc_bin on)
 
     @property
     def config(self) -> dict:
@@ -492,7 +493,7 @@ def run_analysis_steps(recipe, steps, outdir, store_root, prep_keys, *, verbose=
     names = NameIndex(outdir)
     state = load_state(recipe, outdir, store_root)
     ctx = AnalysisContext(recipe, Path(outdir), stream=stream, client=client,
-                          store_root=Path(store_root))
+                          store_root=Path(store_root), force=frozenset(force or ()))
     chain = digest({"data": prep_keys, "model": state.model.to_dict(),
                     "analysis": analysis_inputs(recipe),
                     "model_files": _model_files(state.model)})
@@ -512,6 +513,8 @@ def run_analysis_steps(recipe, steps, outdir, store_root, prep_keys, *, verbose=
         else:
             kind = step.product
             cached = (store.exists(kind, key) and name not in force
+                      and not (force & set(getattr(step.func, "forced_by", ())))
+                      and not read_attrs(store.path(kind, key)).get("retry_on_rerun")
                       and not _files_missing(state, ctx, name, params,
                                              store.path(kind, key)))
             if cached:

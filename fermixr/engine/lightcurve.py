@@ -4,8 +4,13 @@ Each bin has its own tasks, keyed like every product of the store:
 
 * ``lc_gti``: the selection's GTIs intersected with the bin (identity: its content);
 * ``lc_events``: the selection's events inside those GTIs;
-* ``counts``, ``ltcube``, ``srcmap`` (one per source), ``srcmaps``, ``drm``: the same
-  steps as the full-range products, with the bin's events and livetime cube as inputs;
+* ``ltcube`` (step ``lc_ltcube``): the bin's livetime cube on a cap of pixels around the
+  ROI, cut out of ``ltcubes`` (step ``lc_ltcubes``: every bin's cube from one pass over
+  the spacecraft file, a task shared by the bins);
+* ``counts``, ``srcmap`` (one per source), ``srcmaps``, ``drm``: the same steps as the
+  full-range products, with the bin's events and livetime cube as inputs; with
+  ``use_scaled_srcmap`` instead the bin's ``exposure``, and the fit scales the full-range
+  maps by the ratio of the bin's exposure to the full range's (no per-bin map products);
 * ``lc_bin``: the fit of the bin (:func:`fermixr.estimators.lightcurve.fit_bin`), a
   one-bin ``lightcurve`` product.
 
@@ -13,8 +18,10 @@ The bins' tasks run on the engine's executor (on the dask cluster when the run h
 a sub-run folder ``<outdir>/lightcurve/<source>`` (``fermixr.open_run`` reads the finished
 bins while the curve runs: ``products/bins/bin0003``).  A bin with no GTIs (in a gap of the
 data) or no events, and a bin whose fit fails or raises, is a record with ``fit_success``
-false and its ``status`` / ``reason``; it never stops the curve.  A killed curve, run
-again, finds the finished bins in the store and computes only the missing ones.  The
+false and its ``status`` / ``reason``; it never stops the curve (a fit that raised is not
+kept in the store: the next run computes that bin again; ``--force lc_bin`` fits every bin
+again).  A killed curve, run again, finds the finished bins in the store and computes
+only the missing ones.  The
 reduction (the constant flux, ``loglike_const`` and ``ts_var`` over the successful bins)
 then writes the ``lightcurve`` product and Fermipy's files: ``<prefix>_<name>_lightcurve
 .fits`` and ``.npy`` (and the plot with ``make_plots``).
@@ -24,6 +31,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -55,6 +63,9 @@ def lc_gti_step(inputs, params, ctx):
                        normalize=False)
 
 
+_TIMES: dict = {}        # events product key -> (its TIME column, sorted?) in this process
+
+
 @register_step("lc_events", version="1", product="events")
 def lc_events_step(inputs, params, ctx):
     """The selection's events inside one light-curve bin's GTIs (none is not an error)."""
@@ -64,37 +75,87 @@ def lc_events_step(inputs, params, ctx):
 
     gti = inputs["gti"]
     ev = inputs["events"]
-    # read the times, then only the bin's rows (a mission's event list is large)
-    t = np.asarray(ev["TIME"].values)
-    rows = np.flatnonzero((t >= float(params["tmin"])) & (t <= float(params["tmax"])))
+    # the times (read once per process: a mission's event list is large, the product is
+    # immutable under its key), then only the bin's rows
+    key = _product_key(ev)
+    if key not in _TIMES:
+        if len(_TIMES) > 4:
+            _TIMES.clear()
+        t = np.asarray(ev["TIME"].values)
+        _TIMES[key] = (t, bool(np.all(t[1:] >= t[:-1])))
+    t, is_sorted = _TIMES[key]
+    tmin, tmax = float(params["tmin"]), float(params["tmax"])
+    if is_sorted:
+        rows = np.arange(np.searchsorted(t, tmin, side="left"),
+                         np.searchsorted(t, tmax, side="right"))
+    else:
+        rows = np.flatnonzero((t >= tmin) & (t <= tmax))
     return select_events(ev.isel({DIM_EVENT: rows}).load(), tmin=float(params["tmin"]),
                          tmax=float(params["tmax"]),
                          gti_start=np.asarray(gti["START"].values),
                          gti_stop=np.asarray(gti["STOP"].values), allow_empty=True)
 
 
-@register_step("lc_scaled_srcmaps", version="1", product="srcmaps")
-def lc_scaled_srcmaps_step(inputs, params, ctx):
-    """One bin's source maps as Fermipy's use_scaled_srcmap makes them: the full-range
-    maps times the ratio of the bin's exposure to the full range's, per energy node and
-    pixel (the PSF stays the full range's exposure-weighted one)."""
-    from ..errors import GeometryError
-    from ..srcmap.build import concat_srcmaps
+@register_step("lc_ltcubes", version="1", product="ltcube_bins")
+def lc_ltcubes_step(inputs, params, ctx):
+    """The livetime cubes of every bin of a curve on the pixels of a cap around the region,
+    from one pass over the spacecraft file (:func:`fermixr.exposure.ltcube_bins.ltcube_bins`)."""
+    import xarray as xr
 
-    parts = [inputs[k].load() for k in sorted(inputs) if k[0] == "s" and k[1:].isdigit()]
-    full = concat_srcmaps(parts)
-    e_full = np.asarray(inputs["exposure"]["exposure"].values, dtype=np.float64)
-    e_bin = np.asarray(inputs["exposure_bin"]["exposure"].values, dtype=np.float64)
-    if e_full.shape != full["srcmap"].shape[1:] or e_bin.shape != e_full.shape:
-        raise GeometryError(f"lightcurve scaled source maps: exposure of shape {e_full.shape} "
-                            f"for source maps of shape {full['srcmap'].shape[1:]}")
-    ratio = np.divide(e_bin, e_full, out=np.zeros_like(e_bin), where=e_full > 0)
-    out = full.assign(srcmap=(full["srcmap"].dims,
-                              np.asarray(full["srcmap"].values) * ratio[None]))
-    out["srcmap"].attrs = dict(full["srcmap"].attrs)
-    out.attrs = dict(full.attrs, sources=list(params["sources"]), scaled_by_exposure=True)
-    out["srcmap"].encoding["chunks"] = (1,) + out["srcmap"].shape[1:]
-    return out
+    from ..exposure.ltcube_bins import ltcube_bins
+    from ..io.ltcube import costheta_edges, THETABIN_SQRT
+
+    gti = inputs["gti"]
+    bins = np.asarray(params["bins"], dtype=float).reshape(-1, 2)
+    r = ltcube_bins(ctx.files["scfile"], np.asarray(gti["START"].values),
+                    np.asarray(gti["STOP"].values), bins, params["region"],
+                    zmax=params["zmax"], binsz=params["binsz"], dcostheta=params["dcostheta"],
+                    progress=lambda done, total: ctx.progress(done, total, "time bins"))
+    edges = costheta_edges(r["nbins_costheta"], 0.0, THETABIN_SQRT)
+    dims = ("time_bin", "pix", "costheta")
+    ds = xr.Dataset(
+        {"exposure": (dims, r["exposure"], {"units": "s"}),
+         "weighted_exposure": (dims, r["weighted_exposure"], {"units": "s"})},
+        coords={"pix": ("pix", r["pix"]), "tmin": ("time_bin", bins[:, 0]),
+                "tmax": ("time_bin", bins[:, 1]),
+                "costheta_min": ("costheta", edges[1:].copy()),
+                "costheta_max": ("costheta", edges[:-1].copy())},
+        attrs={"fermixr_product": "ltcube_bins", "nside": int(r["nside"]),
+               "ordering": "NESTED", "frame": "CEL", "zmax": float(params["zmax"]),
+               "region": [float(v) for v in params["region"]],
+               "ft2_rows_used": int(r["ft2_rows_used"])})
+    for v in ("exposure", "weighted_exposure"):      # one chunk per bin: a bin reads its own
+        ds[v].encoding["chunks"] = (1,) + ds[v].shape[1:]
+    return ds
+
+
+@register_step("lc_ltcube", version="1", product="ltcube")
+def lc_ltcube_step(inputs, params, ctx):
+    """One bin's livetime cube (on the pixels of the curve's cap: a ``pix`` coordinate
+    lists them) out of the curve's one-pass livetime cubes."""
+    from ..io.ltcube import make_ltcube_dataset
+
+    st = inputs["ltcubes"]
+    b = int(params["bin"])
+    tmin, tmax = float(st["tmin"].values[b]), float(st["tmax"].values[b])
+    if abs(tmin - float(params["tmin"])) > 1e-6 or abs(tmax - float(params["tmax"])) > 1e-6:
+        raise RecipeError(f"lc_ltcube: bin {b} of the livetime cubes is MET {tmin}-{tmax}, "
+                          f"the task asks for {params['tmin']}-{params['tmax']}")
+    nside = int(st.attrs["nside"])
+    pix = np.asarray(st["pix"].values, dtype=np.int64)
+    one = st.isel(time_bin=b)
+    exp = np.zeros((12 * nside * nside, st.sizes["costheta"]))
+    wexp = np.zeros_like(exp)
+    exp[pix] = np.asarray(one["exposure"].values)
+    wexp[pix] = np.asarray(one["weighted_exposure"].values)
+    gti = inputs["gti"]
+    ds = make_ltcube_dataset(exp, wexp, nside=nside, ordering=st.attrs["ordering"],
+                             frame=st.attrs["frame"], gti_start=gti["START"].values,
+                             gti_stop=gti["STOP"].values, tstart=tmin, tstop=tmax,
+                             zmax=float(st.attrs["zmax"]),
+                             extra_attrs={"region": list(st.attrs["region"]),
+                                          "weighted": True})
+    return ds.isel(pix=pix)
 
 
 @register_step("lc_bin", version="2", product="lightcurve")
@@ -115,9 +176,19 @@ def lc_bin_step(inputs, params, ctx):
         except Exception as exc:      # recorded, never raised: the curve goes on
             rec = LC.failed_bin(tmin, tmax, "fit_failed",
                                 f"the fit raised {type(exc).__name__}: {exc}")
+            rec["retry"] = True
     rec["exposure_s"] = float(params["ontime"])
     rec["n_counts"] = n_counts
-    return curve_dataset([rec], params["name"])
+    ds = curve_dataset([rec], params["name"])
+    if rec.get("retry"):
+        # an exception may not happen again (memory, a killed worker, a bug fixed since):
+        # the curve records it, and the next run computes the bin again
+        ds.attrs[RETRY_ATTR] = True
+    return ds
+
+
+RETRY_ATTR = "retry_on_rerun"
+FORCEABLE = ("lc_bin",)       # sub-steps of a curve that ``--force`` accepts
 
 
 def _bin_state(inputs, params, ctx):
@@ -130,11 +201,15 @@ def _bin_state(inputs, params, ctx):
     comps = []
     for i, cp in enumerate(params["components"]):
         cds = inputs[f"counts{i:02d}"].load()
-        sm = inputs[f"srcmaps{i:02d}"].load()
         shape = cds["counts"].shape
         edges = np.append(cds["energy_min"].values, cds["energy_max"].values[-1])
-        arr = np.asarray(sm["srcmap"].values, dtype=np.float64)
-        names = [str(v) for v in sm["source"].values]
+        if f"srcmaps{i:02d}" in inputs:
+            sm = inputs[f"srcmaps{i:02d}"].load()
+            arr = np.asarray(sm["srcmap"].values, dtype=np.float64)
+            names = [str(v) for v in sm["source"].values]
+            enodes = np.asarray(sm["energy_true"].values, dtype=np.float64)
+        else:
+            arr, names, enodes = _scaled_maps(inputs, i)
         own = SkyModel.from_dict(cp["model"]) if cp.get("model") else model
         counts = np.asarray(cds["counts"].values, dtype=np.float64).reshape(shape[0], -1)
         drm = None
@@ -146,7 +221,7 @@ def _bin_state(inputs, params, ctx):
         comps.append(Component(
             counts=counts, edges=edges,
             maps={n: arr[k].reshape(arr.shape[1], -1) for k, n in enumerate(names)},
-            nodes=np.asarray(sm["energy_true"].values, dtype=np.float64),
+            nodes=enodes,
             map_keys={s.name: map_key(s) for s in model if s.name in names},
             drm=drm, wmap=wmap, expscale=float(cp["expscale"]),
             src_expscale=dict(cp["src_expscale"] or {}),
@@ -154,6 +229,46 @@ def _bin_state(inputs, params, ctx):
             geom_attrs=dict(cds.attrs), template=cds, model=own))
     return AnalysisState(components=comps, model=model, roi_center=tuple(params["roi_center"]),
                          coordsys=params["coordsys"])
+
+
+_FULL_MAPS: dict = {}           # (product keys) -> full-range maps, names, nodes, exposure
+
+
+def _product_key(ds) -> str:
+    prov = ds.attrs.get("provenance") or {}
+    return str(prov.get("key") or id(ds))
+
+
+def _scaled_maps(inputs, i: int):
+    """Component ``i``'s source maps scaled to the bin (Fermipy's use_scaled_srcmap): the
+    full-range maps times the ratio of the bin's exposure to the full range's, per energy
+    node and pixel.  The full-range maps are read once per process (products are
+    immutable under their keys)."""
+    from ..errors import GeometryError
+
+    roles = sorted(k for k in inputs if k.startswith(f"map{i:02d}_"))
+    key = tuple(_product_key(inputs[k]) for k in roles) + (
+        _product_key(inputs[f"exposure{i:02d}"]),)
+    if key not in _FULL_MAPS:
+        from ..srcmap.build import concat_srcmaps
+
+        full = concat_srcmaps([inputs[k].load() for k in roles])
+        e_full = np.asarray(inputs[f"exposure{i:02d}"]["exposure"].values, dtype=np.float64)
+        arr = np.asarray(full["srcmap"].values, dtype=np.float64)
+        if e_full.shape != arr.shape[1:]:
+            raise GeometryError(f"lightcurve scaled source maps: exposure of shape "
+                                f"{e_full.shape} for source maps of shape {arr.shape[1:]}")
+        if len(_FULL_MAPS) > 8:
+            _FULL_MAPS.clear()
+        _FULL_MAPS[key] = (arr, [str(v) for v in full["source"].values],
+                           np.asarray(full["energy_true"].values, dtype=np.float64), e_full)
+    arr, names, nodes, e_full = _FULL_MAPS[key]
+    e_bin = np.asarray(inputs[f"exposure_bin{i:02d}"]["exposure"].values, dtype=np.float64)
+    if e_bin.shape != e_full.shape:
+        raise GeometryError(f"lightcurve scaled source maps: the bin's exposure has shape "
+                            f"{e_bin.shape}, the full range's {e_full.shape}")
+    ratio = np.divide(e_bin, e_full, out=np.zeros_like(e_bin), where=e_full > 0)
+    return arr * ratio[None], names, nodes
 
 
 def bin_state(curve_dir, b: int):
@@ -176,7 +291,16 @@ def bin_state(curve_dir, b: int):
     for i in range(n):
         sfx = f"/{i:02d}" if n > 1 else ""
         inputs[f"counts{i:02d}"] = run[f"{pfx}/counts{sfx}"]
-        inputs[f"srcmaps{i:02d}"] = run[f"{pfx}/srcmaps{sfx}"]
+        if f"{pfx}/srcmaps{sfx}" in run:
+            inputs[f"srcmaps{i:02d}"] = run[f"{pfx}/srcmaps{sfx}"]
+        else:                       # use_scaled_srcmap: the full-range maps, two exposures
+            from ..model.skymodel import SkyModel
+            from .plan import product_name
+
+            for k, src in enumerate(SkyModel.from_dict(params["model"])):
+                inputs[f"map{i:02d}_{k:04d}"] = run[f"srcmap{sfx}/{product_name(src.name)}"]
+            inputs[f"exposure{i:02d}"] = run[f"exposure_nodes{sfx}"]
+            inputs[f"exposure_bin{i:02d}"] = run[f"{pfx}/exposure{sfx}"]
         if f"{pfx}/drm{sfx}" in run:
             inputs[f"drm{i:02d}"] = run[f"{pfx}/drm{sfx}"]
     from .steps import StepContext
@@ -362,6 +486,25 @@ def plan_curve(recipe, outdir, state, name: str, opts: dict, fit_options: dict,
                 tasks.append(t)
                 maps[f"s{k:04d}"] = t.name
             full[i] = (exp, maps)
+    # every bin's livetime cube from one pass over the spacecraft file, on the pixels of a
+    # cap around the ROI (those the bin's exposure or source maps look up)
+    stacks = {}
+    for i in range(n):
+        sfx = component_suffix(i, n)
+        opts_i = recipe.options[i]
+        ref = next(t for nm, t in setup.items() if nm.startswith(f"srcmap{sfx}/"))
+        ltp = opts_i.ltcube
+        region = _ltcube_region(geom_from_dict(ref.params["geom"]), state, scaled,
+                                float(ltp.binsz))
+        stack = Task(f"ltcubes{sfx}", "lc_ltcubes",
+                     {"bins": [[float(a), float(z)] for a, z in bins], "zmax": ltp.zmax,
+                      "binsz": ltp.binsz, "dcostheta": ltp.dcostheta, "region": region},
+                     inputs={"gti": f"gti{sfx}"}, files={"scfile": _scfiles(opts_i)})
+        if ltp.phibins:
+            raise RecipeError(f"lightcurve: ltcube.phibins is {ltp.phibins}; the bins' "
+                              "livetime cubes have no azimuth bins (give phibins 0)")
+        tasks.append(stack)
+        stacks[i] = stack.name
     bin_tasks, skipped = {}, {}
     srcname = product_name(src.name)
     for b, (a, z) in enumerate(bins):
@@ -387,12 +530,8 @@ def plan_curve(recipe, outdir, state, name: str, opts: dict, fit_options: dict,
             tasks.append(Task(c, "counts", dict(setup[f"counts{sfx}"].params),
                               inputs={"events": ev}))
             lt = f"{pfx}/ltcube{sfx}"
-            ltp = opts_i.ltcube
-            tasks.append(Task(lt, "ltcube", {"zmax": ltp.zmax, "binsz": ltp.binsz,
-                                             "dcostheta": ltp.dcostheta,
-                                             "phibins": ltp.phibins},
-                              inputs={"gti": g},
-                              files={"scfile": _scfiles(opts_i)}))
+            tasks.append(Task(lt, "lc_ltcube", {"bin": b, "tmin": float(a), "tmax": float(z)},
+                              inputs={"ltcubes": stacks[i], "gti": g}))
             ref = next(t for nm, t in setup.items() if nm.startswith(f"srcmap{sfx}/"))
             geom = geom_from_dict(ref.params["geom"])
             sm = f"{pfx}/srcmaps{sfx}"
@@ -401,9 +540,11 @@ def plan_curve(recipe, outdir, state, name: str, opts: dict, fit_options: dict,
                 be = dataclasses.replace(exp, name=f"{pfx}/exposure{sfx}",
                                          inputs={"ltcube": lt})
                 tasks.append(be)
-                tasks.append(Task(sm, "lc_scaled_srcmaps", {"sources": state.model.names},
-                                  inputs={**maps, "exposure": exp.name,
-                                          "exposure_bin": be.name}))
+                # the bin's maps are the full-range ones scaled by the exposure ratio,
+                # made in the fit's task (no per-bin copy of every map in the store)
+                inputs.update({f"map{i:02d}_{k[1:]}": v for k, v in maps.items()})
+                inputs[f"exposure{i:02d}"] = exp.name
+                inputs[f"exposure_bin{i:02d}"] = be.name
             else:
                 maps = {}
                 for k, s in enumerate(state.model):
@@ -416,7 +557,8 @@ def plan_curve(recipe, outdir, state, name: str, opts: dict, fit_options: dict,
                 tasks.append(Task(sm, "srcmaps", {"sources": state.model.names},
                                   inputs=maps))
             inputs[f"counts{i:02d}"] = c
-            inputs[f"srcmaps{i:02d}"] = sm
+            if not scaled:
+                inputs[f"srcmaps{i:02d}"] = sm
             if f"drm{sfx}" in setup and opts_i.gtlike.edisp and scaled:
                 # scaled maps: the full range's response matrix too (as Fermipy's scaled
                 # mode keeps the full range's response)
@@ -440,6 +582,29 @@ def plan_curve(recipe, outdir, state, name: str, opts: dict, fit_options: dict,
         bin_tasks[b] = fit
     return CurvePlan(src.name, bins, tasks, bin_tasks, skipped,
                      outdir / SUBDIR / srcname)
+
+
+def _ltcube_region(geom, state, scaled: bool, ltbinsz: float) -> list[float]:
+    """(ra, dec, radius) deg of the cap of livetime-cube pixels a bin needs: every pixel
+    holding a counts-map pixel centre (the exposure looks up the pixel holding each
+    direction) and, for source maps computed per bin, the model's sources and 5 deg more
+    for the PSF-convolved diffuse maps; plus two livetime-cube pixels of margin."""
+    from ..geom.frames import angular_separation, transform
+    from ..io.ltcube import nside_from_binsz
+
+    lon, lat = geom.pixel_centers()
+    ra, dec = transform(np.ravel(lon), np.ravel(lat), geom.frame, "CEL")
+    c_ra, c_dec = (float(v) for v in state.roi_center)          # (ra, dec)
+    r = float(np.max(angular_separation(np.asarray(ra), np.asarray(dec), c_ra, c_dec)))
+    if not scaled:
+        r += 5.0
+        for s in state.model:
+            if s.skydir is not None:                                # (ra, dec)
+                r = max(r, float(angular_separation(np.array([s.skydir[0]]),
+                                                    np.array([s.skydir[1]]), c_ra,
+                                                    c_dec)[0]))
+    pixdeg = math.degrees(math.sqrt(4 * math.pi / (12 * nside_from_binsz(ltbinsz) ** 2)))
+    return [c_ra, c_dec, min(r + 2.0 * pixdeg, 180.0)]
 
 
 def _scfiles(opts) -> list[str]:
@@ -487,10 +652,12 @@ def _chunks(cplan: CurvePlan, client) -> list[list]:
 
 
 def run_curve(cplan: CurvePlan, store_root, *, client=None, verbose=True,
-              stream=None) -> tuple[list[dict], dict]:
-    """Run every bin's tasks (reusing finished ones) and read the bins back.  Returns the
-    records in time order and counts {"computed", "reused", "no_gti"}."""
-    from .store import open_product_dir
+              stream=None, force=()) -> tuple[list[dict], dict]:
+    """Run every bin's tasks (reusing finished ones; ``force``: steps of :data:`FORCEABLE`
+    computed again) and read the bins back.  Returns the records in time order and counts
+    {"computed", "reused", "no_gti", "retry"}.  A bin whose fit raised is recorded, then
+    its product is dropped from the store so that the next run computes it again."""
+    from .store import _remove_tree, open_product_dir, read_attrs
 
     stream = stream if stream is not None else sys.stderr
     tty = bool(getattr(stream, "isatty", lambda: False)())
@@ -510,17 +677,21 @@ def run_curve(cplan: CurvePlan, store_root, *, client=None, verbose=True,
               flush=True)
 
     ex = _CurveExecutor(cplan.run_dir, store_root, client=client, verbose=False,
-                        stream=stream, n_bins=len(cplan.bin_tasks), progress=progress)
+                        stream=stream, n_bins=len(cplan.bin_tasks), progress=progress,
+                        force=[f for f in force or () if f in FORCEABLE])
     states = {}
     t_run = time.monotonic()
     for chunk in _chunks(cplan, client):
         # a few bins at a time, so that finished bins appear while the curve runs (the
         # executor runs a chunk's independent tasks together, on the cluster if any)
-        states.update(ex.run(chunk))
+        for name, st in ex.run(chunk).items():
+            # a shared task computed by an earlier chunk stays "computed" in the record
+            if name not in states or states[name].status != "computed":
+                states[name] = st
     if states:
         ex._write_manifest(states, list(states), time.monotonic() - t_run)
     records: list[dict] = []
-    counts = {"computed": 0, "reused": 0, "no_gti": len(cplan.skipped)}
+    counts = {"computed": 0, "reused": 0, "no_gti": len(cplan.skipped), "retry": 0}
     for b in range(n):
         if b in cplan.skipped:
             records.append(dict(cplan.skipped[b]))
@@ -529,6 +700,10 @@ def run_curve(cplan: CurvePlan, store_root, *, client=None, verbose=True,
         counts["computed" if st.status == "computed" else "reused"] += 1
         ds = open_product_dir(st.path, dask=False)
         records.append(_record(ds))
+        if read_attrs(st.path).get(RETRY_ATTR):
+            records[-1]["reason"] += " (not kept: the next run computes this bin again)"
+            counts["retry"] += 1
+            _remove_tree(st.path)
     return records, counts
 
 
@@ -550,7 +725,7 @@ def _record(ds) -> dict:
 
 def run_lightcurve(state, recipe, outdir, name: str, params: dict | None = None, *,
                    fit_options=None, store_root=None, client=None, verbose=True,
-                   stream=None) -> tuple[object, dict]:
+                   stream=None, force=()) -> tuple[object, dict]:
     """Fermipy's ``lightcurve(name, **params)`` on the analysis ``state`` of a run: plans
     (and checks) every bin, runs them, reduces, writes the files.  Returns (the
     ``lightcurve`` product, {kind: path} of the files written)."""
@@ -564,7 +739,8 @@ def run_lightcurve(state, recipe, outdir, name: str, params: dict | None = None,
     fo.update(params.get("optimizer") or {})
     cplan = plan_curve(recipe, outdir, state, name, opts, fo)
     t0 = time.monotonic()
-    records, counts = run_curve(cplan, root, client=client, verbose=verbose, stream=stream)
+    records, counts = run_curve(cplan, root, client=client, verbose=verbose, stream=stream,
+                                force=force)
     red = LC.reduce_curve(records, float(opts["systematic"]))
     ds = curve_dataset(records, cplan.name, red)
     failed = [(i, r["status"], r["reason"]) for i, r in enumerate(records)
@@ -573,11 +749,16 @@ def run_lightcurve(state, recipe, outdir, name: str, params: dict | None = None,
     # the same whichever run made it)
     ds.attrs.update(bins_failed=len(failed), systematic=float(opts["systematic"]),
                     config=json.dumps(_jsonable(opts)))
+    if counts["retry"]:
+        ds.attrs[RETRY_ATTR] = True     # the curve's step is computed again on a rerun
     if verbose:
         print(f"      lightcurve {cplan.name}: {len(records)} bins: {counts['computed']} "
               f"computed, {counts['reused']} reused, {len(failed)} without a fit "
               f"({counts['no_gti']} without GTIs; recorded with their reasons, the curve is "
-              f"complete) in {time.monotonic() - t0:.1f} s; "
+              f"complete"
+              + (f"; {counts['retry']} whose fit raised, computed again on the next run"
+                 if counts["retry"] else "")
+              + f") in {time.monotonic() - t0:.1f} s; "
               f"ts_var {red['ts_var']:.2f} over {red['n_ok']} bins", file=stream, flush=True)
         for i, status, reason in failed:
             print(f"      lightcurve {cplan.name}: bin {i} ({status}): {reason}",
@@ -695,8 +876,41 @@ def check_step(recipe, params: dict, earlier_steps) -> None:
     s, e = np.asarray(g["START"].values, float), np.asarray(g["STOP"].values, float)
     t0 = float(s.min()) if sel.tmin is None else max(float(s.min()), float(sel.tmin))
     t1 = float(e.max()) if sel.tmax is None else min(float(e.max()), float(sel.tmax))
+    what = "the event files' GTIs within the selection"
+    scfile = recipe.options[0].data.scfile
+    if scfile:                  # the bins' livetime comes from the spacecraft file
+        f0, f1 = ft2_span(_files(scfile, "data.scfile"))
+        if f0 > t0 or f1 < t1:
+            what += f" and the spacecraft file's rows (MET {f0:.1f}-{f1:.1f} s)"
+        t0, t1 = max(t0, f0), min(t1, f1)
     LC.time_bins(t0, t1, binsz=opts["binsz"], nbins=opts["nbins"],
-                 time_bins=opts["time_bins"])
+                 time_bins=opts["time_bins"], span=what)
+
+
+def ft2_span(files) -> tuple[float, float]:
+    """(first START, last STOP) of the rows of the spacecraft files, read from the first
+    and last rows (the header's TSTART/TSTOP when the file cannot seek)."""
+    from ..io.ft2 import open_ft2
+    from ..io.headers import header_float
+
+    t0, t1 = np.inf, -np.inf
+    for f in files:
+        with open_ft2(f) as t:
+            first = t.read_rows(1, ["START", "STOP"])
+            if first is None:
+                continue
+            t0 = min(t0, float(first["START"][0]))
+            last = None
+            try:
+                t._stream.seek((t.nrows - 2) * t.rowbytes, 1)
+                t._rows_read = t.nrows - 1
+                last = t.read_rows(1, ["STOP"])
+            except Exception:        # a stream that cannot seek (gzip): the header's
+                last = None
+            stop = float(last["STOP"][0]) if last is not None else header_float(
+                t.header, "TSTOP", f, float(first["STOP"][0]), hdu="SC_DATA")
+            t1 = max(t1, stop)
+    return float(t0), float(t1)
 
 
 @register_step("lightcurve", version="1", product="lightcurve", kind="result")
@@ -711,10 +925,13 @@ def lightcurve_step(state, params, ctx):
     ds, paths = run_lightcurve(state, ctx.recipe, ctx.outdir, params["name"], params,
                                fit_options=fo, store_root=getattr(ctx, "store_root", None),
                                client=getattr(ctx, "client", None),
-                               stream=ctx.stream)
+                               stream=ctx.stream, force=getattr(ctx, "force", ()))
     if paths:
         ds.attrs["written_files"] = files_record(paths)
     return state, ds
+
+
+lightcurve_step.forced_by = FORCEABLE      # --force lc_bin: the step runs, its fits again
 
 
 def lightcurve_written(recipe, params, outdir, name) -> dict:

@@ -679,9 +679,9 @@ NO_EFFECT: dict[tuple[str, str], str] = {
                                   "them out around the ROI changes no number",
     ("ltcube", "use_local_ltcube"): "the livetime cube is computed on the whole sky; a "
                                     "local one gives the same exposure inside the ROI",
-    ("lightcurve", "use_local_ltcube"): "each bin's livetime cube is computed on the whole "
-                                        "sky; a local one gives the same exposure inside "
-                                        "the ROI",
+    ("lightcurve", "use_local_ltcube"): "each bin's livetime cube is always local: the "
+                                        "pixels of a cap around the ROI, every bin from "
+                                        "one pass over the spacecraft file",
     ("lightcurve", "save_bin_data"): "each bin's products (GTIs, events, counts, livetime "
                                      "cube, source maps, fit) are always kept in the store, "
                                      "readable under <outdir>/lightcurve/<source>",

@@ -117,6 +117,10 @@ def run_recipe(recipe, *, outdir=None, scheduler=None, force=(), verbose=True, s
     analysis = [(n, p) for n, p in rec.steps if n in ANALYSIS_STEPS]
     if force:
         known = {t.step for t in tasks} | {t.name for t in tasks} | {n for n, _ in analysis}
+        if any(n == "lightcurve" for n, _ in analysis):
+            from .lightcurve import FORCEABLE
+
+            known |= set(FORCEABLE)     # the fits of the curve's bins
         bad = [f for f in force if f not in known]
         if bad:
             raise RecipeError(

@@ -35,13 +35,15 @@ BIN_SCALARS = ("ts", "npred", "loglike", "loglike_fixed", "fit_quality", "fit_st
 
 # ---------------------------------------------------------------------------- bins -----
 def time_bins(data_start: float, data_stop: float, *, binsz: float | None = 86400.0,
-              nbins: int | None = None, time_bins=None) -> np.ndarray:
+              nbins: int | None = None, time_bins=None,
+              span: str = "the selection's GTIs") -> np.ndarray:
     """The (n, 2) array of [tmin, tmax] (MET s) of the light curve's bins: explicit
     ``time_bins`` edges win over ``nbins`` equal bins, which win over bins of ``binsz``
     seconds; bins are clipped to the data's range [``data_start``, ``data_stop``].
 
     Explicit edges that do not increase (overlapping bins) or a bin entirely outside the
-    data raise :class:`~fermixr.errors.RecipeError` naming it."""
+    data raise :class:`~fermixr.errors.RecipeError` naming it (``span``: what the data's
+    range is, for the message)."""
     t0, t1 = float(data_start), float(data_stop)
     if not t1 > t0:
         raise RecipeError(f"lightcurve: the data cover no time (MET {t0:.1f}-{t1:.1f} s)")
@@ -61,7 +63,7 @@ def time_bins(data_start: float, data_stop: float, *, binsz: float | None = 8640
             if b <= t0 or a >= t1:
                 raise RecipeError(
                     f"lightcurve.time_bins: the bin MET {a:.1f}-{b:.1f} s is outside the data "
-                    f"(MET {t0:.1f}-{t1:.1f} s, the selection's GTIs); give bins within it")
+                    f"(MET {t0:.1f}-{t1:.1f} s, {span}); give bins within it")
             out.append((max(a, t0), min(b, t1)))
         return np.array(out, dtype=float)
     if nbins:
@@ -180,7 +182,7 @@ def failed_bin(tmin: float, tmax: float, status: str, reason: str, **extra) -> d
 
 def fit_bin(state: AnalysisState, name: str, plan: dict, *, tmin: float, tmax: float,
             shape_ts_threshold: float = 16.0, fit_options=None,
-            npts: int = SCAN_NPTS) -> dict:
+            npts: int = SCAN_NPTS, profile: str = "newton") -> dict:
     """Fit one time bin (``state``: the bin's counts and maps, the model of the global fit).
 
     The normalisations of the source and of ``plan["background"]`` are fitted; when the
@@ -191,7 +193,12 @@ def fit_bin(state: AnalysisState, name: str, plan: dict, *, tmin: float, tmax: f
     the global fit, the background refitted), the normalisation scan (``norm_scan``,
     ``flux_scan``, ``eflux_scan``, ``loglike_scan``; the background refitted at each point,
     the source's shape held at the bin's values), ``status`` "ok" or "fit_failed" and
-    ``reason``.  A fit that fails is a record with ``fit_success`` False, not an error."""
+    ``reason``.  A fit that fails is a record with ``fit_success`` False, not an error.
+
+    ``profile``: how the scan and ``loglike_fixed`` refit the background normalisations:
+    "newton" (default) maximises log L over them by Newton steps on the model cubes (log L
+    is concave in normalisations: the same maximum as a fit, in milliseconds), "fit" with
+    the fitter at every point (the reference; :func:`_scan_refit`)."""
     from .fit import fit_state
     from .sourcedict import source_dict
     from .ts import ts_value
@@ -221,12 +228,170 @@ def fit_bin(state: AnalysisState, name: str, plan: dict, *, tmin: float, tmax: f
                fit_quality=float(fit_out["fit_quality"]),
                fit_status=float(fit_out["fit_status"]))
     g = global_model.find(name).param(plan["norm"]).value
-    rec.update(_scan(st, name, plan, fo, npts, rec, float(g)))
-    rec["loglike_fixed"] = _loglike_fixed(st, global_model, name, plan, fo)
+    fast = None
+    if profile == "newton":
+        fast = _NormProfile.make(st, name, plan)
+    elif profile != "fit":
+        raise ValueError(f"fit_bin: profile {profile!r}; expected 'newton' or 'fit'")
+    if fast is not None:
+        rec.update(_scan(st, name, plan, fo, npts, rec, float(g), fast=fast))
+        rec["loglike_fixed"] = fast.loglike_fixed(global_model.find(name))
+    else:
+        rec.update(_scan(st, name, plan, fo, npts, rec, float(g)))
+        rec["loglike_fixed"] = _loglike_fixed(st, global_model, name, plan, fo)
     return rec
 
 
-def _scan(st, name, plan, fo, npts, rec, global_norm) -> dict:
+class _NormProfile:
+    """log L of a bin as a function of the normalisations of the source (``a``, scaled
+    units) and of the background sources refitted in it: m = F + (a / a0) S + sum_k b_k B_k
+    on the bins in use of every component (S, B_k: the sources' model counts at the fit,
+    b_k their relative normalisations, F the rest), maximised over b within the
+    parameters' bounds by Newton steps (log L is concave in b).  log L = sum w n log m -
+    sum w m: the first sum runs over the bins with counts only, the second is linear in
+    the normalisations (sums of the cubes, once).  ``make`` returns None when it cannot
+    reproduce the state's log L (the caller then refits with the fitter)."""
+
+    def __init__(self, st, name, wn, fixed, src, bkg, lin, lo, hi, a0):
+        self.st, self.name, self.wn = st, name, wn
+        self.fixed, self.src, self.bkg = fixed, src, bkg    # on the bins with counts
+        self.lin = lin          # (sum w F, sum w S, [sum w B_k]) over every bin
+        self.lo, self.hi, self.a0, self.offset = lo, hi, a0, 0.0
+
+    @classmethod
+    def make(cls, st, name, plan):
+        from ..likelihood.roi import bin_range
+        from .ts import model_cubes
+
+        src = st.model.find(name)
+        a0 = float(src.param(plan["norm"]).value)
+        if not a0 > 0:
+            return None
+        total = model_cubes(st)
+        s_cubes = model_cubes(st, name)
+        bkg, lo, hi = [], [], []
+        for b in plan["background"]:
+            o = st.model.find(b)
+            par = o.param(st.spectral(o).norm_param)
+            if not par.value > 0:
+                return None
+            bkg.append(model_cubes(st, o.name))
+            lo.append(par.min / par.value if par.min is not None else 0.0)
+            hi.append(par.max / par.value if par.max is not None else np.inf)
+        wn, fx, sx, bx = [], [], [], []
+        lin = np.zeros(2 + len(bkg))
+        for i, comp in enumerate(st.components):
+            k0, k1 = bin_range(comp, st.loge_bounds)
+            n = np.asarray(comp.counts, float)[k0:k1].ravel()
+            w = np.ones_like(n) if comp.wmap is None else \
+                np.asarray(comp.wmap, float)[k0:k1].ravel()
+            bk = [np.asarray(c[i], float)[k0:k1].ravel() for c in bkg]
+            sc = np.asarray(s_cubes[i], float)[k0:k1].ravel()
+            fc = np.asarray(total[i], float)[k0:k1].ravel() - sc - sum(bk, 0.0)
+            lin += [np.sum(w * fc), np.sum(w * sc)] + [np.sum(w * c) for c in bk]
+            pos = n > 0
+            wn.append(w[pos] * n[pos])
+            fx.append(fc[pos])
+            sx.append(sc[pos])
+            bx.append([c[pos] for c in bk])
+        bcubes = np.array([np.concatenate([b[k] for b in bx]) for k in range(len(bkg))]) \
+            if bkg else np.zeros((0, sum(x.size for x in wn)))
+        prof = cls(st, name, np.concatenate(wn), np.concatenate(fx), np.concatenate(sx),
+                   bcubes, lin, np.array(lo, float), np.array(hi, float), a0)
+        ll_state = float(loglike(st))
+        ll_here = prof._ll(prof.fixed + prof.src + bcubes.sum(axis=0), 1.0,
+                           np.ones(len(bkg)))
+        # the same log L as the fitter's cost (to rounding), or no fast profile
+        if not abs(ll_here - ll_state) <= 1e-7 * max(abs(ll_state), 1.0):
+            return None
+        prof.offset = ll_state - ll_here
+        return prof
+
+    def _ll(self, m, a_rel, b) -> float:
+        if np.any(m <= 0):
+            return -np.inf
+        lin = self.lin[0] + a_rel * self.lin[1] + float(b @ self.lin[2:])
+        return float(self.wn @ np.log(m)) - lin
+
+    def _max_b(self, a_rel, base, b):
+        """max over b of log L with m = base + b . B (projected Newton within bounds)."""
+        B = self.bkg
+        if B.shape[0] == 0:
+            return self._ll(base, a_rel, b), b
+        lin_b = self.lin[2:]
+        m = base + b @ B
+        ll = self._ll(m, a_rel, b)
+        for _ in range(50):
+            u = self.wn / m
+            g = B @ u - lin_b
+            H = (B * (u / m)) @ B.T
+            free = ~(((b <= self.lo) & (g < 0)) | ((b >= self.hi) & (g > 0)))
+            if not np.any(free):
+                break
+            step = np.zeros_like(b)
+            Hf = H[np.ix_(free, free)] + 1e-12 * np.eye(int(free.sum()))
+            step[free] = np.linalg.solve(Hf, g[free])
+            if 0.5 * float(g[free] @ step[free]) < 1e-10:
+                break           # the Newton decrement: log L within 1e-10 of its maximum
+            t = 1.0
+            while True:
+                b_new = np.clip(b + t * step, self.lo, self.hi)
+                m_new = base + b_new @ B
+                ll_new = self._ll(m_new, a_rel, b_new)
+                if ll_new >= ll - 1e-12 * abs(ll) or t < 1e-6:
+                    break
+                t *= 0.5
+            done = abs(ll_new - ll) < 1e-10 * max(abs(ll), 1.0) and \
+                np.max(np.abs(b_new - b)) < 1e-9
+            if ll_new >= ll:
+                b, m, ll = b_new, m_new, ll_new
+            if done or t < 1e-6:
+                break
+        return ll, b
+
+    def scan(self, xs) -> np.ndarray:
+        """log L at each source normalisation of ``xs`` (scaled units), the background
+        normalisations refitted (warm-started from the nearest point done)."""
+        xs = np.asarray(xs, float)
+        out = np.empty(xs.size)
+        done: dict = {}
+        for j in np.argsort(np.abs(xs - self.a0), kind="stable"):
+            a_rel = float(xs[j]) / self.a0
+            near = min(done, key=lambda v: abs(v - a_rel)) if done else None
+            start = np.ones(self.bkg.shape[0]) if near is None else done[near]
+            ll, b = self._max_b(a_rel, self.fixed + a_rel * self.src, start.copy())
+            out[j] = ll + self.offset
+            done[a_rel] = b
+        return out
+
+    def loglike_fixed(self, global_src) -> float:
+        """log L with the source at the global fit's parameters, the background refitted."""
+        from ..likelihood.roi import bin_range
+        from .ts import model_cubes
+
+        held = global_src
+        for p in held.spectral:
+            if p.free:
+                held = held.with_param(p.name, free=False)
+        stg = self.st.with_model(self.st.model.replace_source(held), fit=None)
+        cubes = model_cubes(stg, self.name)
+        wsum, parts = 0.0, []
+        for i, comp in enumerate(self.st.components):
+            k0, k1 = bin_range(comp, self.st.loge_bounds)
+            n = np.asarray(comp.counts, float)[k0:k1].ravel()
+            w = np.ones_like(n) if comp.wmap is None else \
+                np.asarray(comp.wmap, float)[k0:k1].ravel()
+            c = np.asarray(cubes[i], float)[k0:k1].ravel()
+            wsum += float(np.sum(w * c))
+            parts.append(c[n > 0])
+        # the source's linear term: its cube's sum in place of a_rel * sum w S
+        a_rel = wsum / self.lin[1] if self.lin[1] > 0 else 0.0
+        ll, _ = self._max_b(a_rel, self.fixed + np.concatenate(parts),
+                            np.ones(self.bkg.shape[0]))
+        return float(ll + self.offset)
+
+
+def _scan(st, name, plan, fo, npts, rec, global_norm, fast=None) -> dict:
     """The normalisation scan (0 to well past the fit and to 3 times the global fit's
     value, so that the curve's constant flux falls inside every bin's scan, plus the best
     fit itself) with the background refitted at each point, and the 95% upper limits read
@@ -252,13 +417,20 @@ def _scan(st, name, plan, fo, npts, rec, global_norm) -> dict:
         i = int(np.argmax(np.diff(xs)))
         xs = np.insert(xs, i + 1, 0.5 * (xs[i] + xs[i + 1]))
     xs = xs[:npts]
-    reopt = bool(plan["background"])
-    prof = profile_values(sth, name, norm.name, xvals=xs, reoptimize=reopt,
-                          fit_options=fo)
-    ll = np.asarray(prof["loglike"], dtype=float)
+    if fast is not None:
+        # flux and energy flux are proportional to the normalisation (shape held)
+        ll = fast.scan(xs)
+        flux = float(rec["flux"]) * xs / norm.value
+        eflux = float(rec["eflux"]) * xs / norm.value
+    else:
+        reopt = bool(plan["background"])
+        prof = profile_values(sth, name, norm.name, xvals=xs, reoptimize=reopt,
+                              fit_options=fo)
+        ll = np.asarray(prof["loglike"], dtype=float)
+        flux = np.asarray(prof["flux"], float)
+        eflux = np.asarray(prof["eflux"], float)
     lmax = max(float(np.nanmax(ll)), float(rec["loglike"]))
-    out = {"norm_scan": xs, "flux_scan": np.asarray(prof["flux"], float),
-           "eflux_scan": np.asarray(prof["eflux"], float), "loglike_scan": ll,
+    out = {"norm_scan": xs, "flux_scan": flux, "eflux_scan": eflux, "loglike_scan": ll,
            "dloglike_scan": ll - lmax}
     out.update(_ul_family(st, held, norm.name, _ul_norm(xs, ll - lmax)))
     return out

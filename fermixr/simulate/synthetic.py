@@ -75,7 +75,11 @@ class SyntheticSource:
     """A point source with a power law dN/dE ~ E**-index.
 
     ``flux`` is the photon flux (ph cm-2 s-1) between ``flux_emin`` and ``flux_emax`` (MeV),
-    the Science Tools' PowerLaw2 normalisation.
+    the Science Tools' PowerLaw2 normalisation.  ``variability``: optional time
+    variability, a tuple of (tstart, tstop, factor) (MET s): the flux is ``factor`` times
+    ``flux`` within [tstart, tstop) (the first interval holding a time wins) and ``flux``
+    elsewhere; the photons are drawn per FT2 row with the factor at the row's midpoint.
+    Empty (the default): a steady source, drawn exactly as without the field.
     """
 
     name: str
@@ -85,6 +89,28 @@ class SyntheticSource:
     index: float
     flux_emin: float = 100.0
     flux_emax: float = 100000.0
+    variability: tuple = ()
+
+    def __repr__(self) -> str:
+        # the dataclass's repr, without ``variability`` when empty: configuration stamps
+        # made from reprs (benchmarks/_mission.py) stay those of steady sources
+        parts = [f"{f.name}={getattr(self, f.name)!r}" for f in dataclasses.fields(self)
+                 if f.name != "variability" or self.variability]
+        return f"{type(self).__name__}({', '.join(parts)})"
+
+    def multiplier(self, met) -> np.ndarray:
+        """The flux factor at times ``met`` (1 outside the ``variability`` intervals)."""
+        t = np.asarray(met, dtype=float)
+        out = np.ones(t.shape)
+        done = np.zeros(t.shape, dtype=bool)
+        for a, b, f in self.variability:
+            if not (float(b) > float(a) and float(f) >= 0):
+                raise ValueError(f"SyntheticSource {self.name!r}: variability interval "
+                                 f"({a}, {b}, {f}); expected tstart < tstop and factor >= 0")
+            inside = (t >= float(a)) & (t < float(b)) & ~done
+            out[inside] = float(f)
+            done |= inside
+        return out
 
     def prefactor(self, scale: float = 1000.0) -> float:
         """dN/dE at ``scale`` MeV (ph cm-2 s-1 MeV-1)."""
@@ -910,13 +936,18 @@ def _detect(cfg, rng, spectrum, directions_fn, solid_angle, ft2, chunk=200_000):
     start = np.asarray(ft2["START"], float)
     dt = np.asarray(ft2["STOP"], float) - start
     ltfrac = np.where(dt > 0, live / dt, 0.0)
-    total_live = live.sum()
+    if getattr(spectrum, "variability", ()):
+        # a variable source: each row's livetime weighted by the flux factor at its middle
+        weight = live * spectrum.multiplier(start + 0.5 * dt)
+    else:
+        weight = live
+    total_live = weight.sum()
     edges, fint, env = _energy_envelope(cfg, spectrum, ltfrac.max())
     w = fint * env
     lam = w.sum() * total_live * solid_angle
     ncand = int(rng.poisson(lam))
     bin_cdf = np.cumsum(w) / w.sum()
-    row_cdf = np.cumsum(live) / total_live
+    row_cdf = np.cumsum(weight) / total_live
     horizon = horizon_zenith_angle(cfg)
     keep = {k: [] for k in ("time", "energy", "dir", "cth", "conv")}
     done = 0
@@ -1175,7 +1206,10 @@ def expected_detected(cfg: SyntheticConfig, ft2: dict, substeps: int = 6,
         vis = np.ones_like(c, bool)
         if cfg.earth_occultation:
             vis = _angle_deg(st["zenith"], dvec) < horizon
-        return np.sum(wt * g_of(c) * vis * (s_slope * f_row + s_off))
+        w_t = wt
+        if getattr(spectrum, "variability", ()):   # as drawn: the factor at row middles
+            w_t = wt * np.repeat(spectrum.multiplier(start + 0.5 * dt), substeps)[keep]
+        return np.sum(w_t * g_of(c) * vis * (s_slope * f_row + s_off))
 
     for src in cfg.sources:
         out[src.name] = float(time_sum(_radec_to_vec(src.ra, src.dec), src))
@@ -1431,6 +1465,9 @@ def _truth_dict(cfg, truth_counts, expected, n_events, gti):
                           LowerLimit=s.flux_emin, UpperLimit=s.flux_emax,
                           Prefactor_at_1000MeV=float(f"{s.prefactor(1000.0):.6e}")),
             expected_detected=round(expected[s.name], 3), **truth_counts[s.name]))
+        if s.variability:
+            srcs[-1]["variability"] = [[float(a), float(b), float(f)]
+                                       for a, b, f in s.variability]
     b = cfg.background
     return dict(
         description=("Synthetic LAT data set of fermixr (not real data). Events drawn from "
