@@ -76,3 +76,28 @@ def test_spatial_widths():
     assert DISK_R68 == pytest.approx(math.sqrt(0.68), rel=1e-12)
     with pytest.raises(ModelError, match="unknown spatial model 'Blob'"):
         spatial_type("Blob")
+
+
+def test_source_from_dict_keeps_the_models_parameter_order_when_keys_are_sorted():
+    """spectral_values() is positional: a dict with sorted keys (a JSON marker) must give
+    the same values in the same order, hence the same spectrum."""
+    import json
+
+    import numpy as np
+
+    from fermixr.model.skymodel import SkyModel
+    from fermixr.model.source import Source
+    from fermixr.model.xml import spectral_defaults
+
+    names = [p.name for p in spectral_defaults("LogParabola")[1]]
+    assert names != sorted(names)          # otherwise this test could not fail
+    src = Source.from_dict({
+        "name": "x", "SpectrumType": "LogParabola", "SpatialModel": "PointSource",
+        "spectral_pars": {n: {"value": v, "scale": 1.0, "free": False}
+                          for n, v in zip(names, (3.0, 2.1, 0.05, 1000.0))},
+        "spatial_pars": {"RA": {"value": 10.0, "scale": 1.0, "free": False},
+                         "DEC": {"value": 20.0, "scale": 1.0, "free": False}}})
+    d = json.loads(json.dumps(SkyModel((src,)).to_dict(), sort_keys=True))
+    back = SkyModel.from_dict(d).sources[0]
+    assert [p.name for p in back.spectral] == names
+    np.testing.assert_array_equal(back.spectral_values(), src.spectral_values())

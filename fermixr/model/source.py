@@ -129,7 +129,8 @@ class Source:
         return cls(
             name=d["name"],
             spectrum=d["SpectrumType"],
-            spectral=tuple(Parameter(name=k, **v) for k, v in d["spectral_pars"].items()),
+            spectral=_in_model_order(d["SpectrumType"], tuple(
+                Parameter(name=k, **v) for k, v in d["spectral_pars"].items())),
             spatial_model=d["SpatialModel"],
             spatial=tuple(Parameter(name=k, **v) for k, v in d.get("spatial_pars", {}).items()),
             spatial_file=d.get("Spatial_Filename"),
@@ -146,3 +147,24 @@ class Source:
                 "spatial_pars": {p.name: p.physical for p in self.spatial
                                  if p.name not in ("Prefactor", "Normalization", "Value")},
                 "Spatial_Filename": self.spatial_file}
+
+
+def _in_model_order(spectrum: str, pars: tuple) -> tuple:
+    """``pars`` in the spectral model's own order when they are exactly its parameters.
+
+    :meth:`Source.spectral_values` is positional, so a dict whose keys were reordered on
+    the way (sorted by a JSON writer, a task marker) must not reorder the values the
+    spectral function receives.  Types the registry does not know, or parameter sets that
+    differ from the model's, keep the order given."""
+    from ..errors import FermixrError
+
+    try:
+        from .xml import spectral_defaults
+
+        order = [p.name for p in spectral_defaults(spectrum)[1]]
+    except FermixrError:
+        return pars
+    by_name = {p.name: p for p in pars}
+    if len(by_name) != len(pars) or set(by_name) != set(order):
+        return pars
+    return tuple(by_name[n] for n in order)
