@@ -52,6 +52,30 @@ def gather_inputs(state, recipe, outdir):
     return events, gti[0], gti[1], ft2, irfs, zmax
 
 
+def precheck_cells(recipe, outdir, opts) -> None:
+    """Refuse a recipe without FT2 and cells outside the FT2 span from the run's GTIs and
+    the FT2 headers alone."""
+    from ..estimators.lightcurve import time_bins
+    from ..estimators.wtlike import _merge, check_cells_in_ft2, ft2_span
+    from .plan import _files
+    from .run import open_run
+    from .state import component_suffix
+
+    scfile = recipe.options[0].data.scfile
+    if not scfile:
+        raise InputFileError("weighted_lightcurve: no spacecraft (FT2) file (data.scfile); "
+                             "the cells' exposure comes from its rows: give data.scfile")
+    run = open_run(outdir, dask=False)
+    sfx = component_suffix(0, len(recipe.components))
+    if f"gti{sfx}" not in run:
+        raise RecipeError(f"the run {str(outdir)!r} has no gti{sfx}: call setup() first")
+    g = run[f"gti{sfx}"]
+    gs, ge = _merge(g["START"].values, g["STOP"].values)
+    cells = time_bins(float(gs[0]), float(ge[-1]), binsz=opts.get("binsz", 86400.0),
+                      nbins=opts.get("nbins"), time_bins=opts.get("time_bins"))
+    check_cells_in_ft2(cells, ft2_span(_files(scfile, "data.scfile")))
+
+
 def run_weighted_lightcurve(state, recipe, outdir, name, options: dict, timing=None):
     """(Dataset, written paths) of the weighted-photon light curve of ``name``."""
     from ..estimators.wtlike import _source, weighted_lightcurve
@@ -62,6 +86,7 @@ def run_weighted_lightcurve(state, recipe, outdir, name, options: dict, timing=N
         raise RecipeError(f"weighted_lightcurve: unknown option(s) {sorted(unknown)}; "
                           f"known: {', '.join(WTLIKE_KEYS + OUT_KEYS)}")
     src = _source(state, name)              # an unknown source stops here, before any work
+    precheck_cells(recipe, outdir, opts)    # no FT2, or cells outside it: before any work
     events, gs, ge, ft2, irfs, zmax = gather_inputs(state, recipe, outdir)
     est = {k: opts[k] for k in WTLIKE_KEYS if k in opts}
     ds = weighted_lightcurve(state, src.name, events, ft2, gs, ge, irf_sets=irfs,

@@ -278,16 +278,13 @@ def bayesian_blocks_dp(CL, CD, grid, ncp_prior):
     return out
 
 
-def bayesian_blocks_reference(cell_ll, ncp_prior):
-    """Reference: the same recursion with an exact block fitness ``cell_ll(l, r)`` (max of
-    the summed log L of cells l..r-1, any callable)."""
-    n = None
-    # cell_ll carries its own size
-    n = cell_ll.n
+def bayesian_blocks_reference(n, fitness, ncp_prior):
+    """Reference of :func:`bayesian_blocks_dp`: the same recursion over ``n`` cells with an
+    exact block fitness ``fitness(l, r)`` (max of the summed log L of cells l..r-1)."""
     best = np.zeros(n + 1)
     last = np.zeros(n + 1, dtype=int)
     for r in range(1, n + 1):
-        vals = [best[l] + cell_ll(l, r) - ncp_prior for l in range(r)]
+        vals = [best[l] + fitness(l, r) - ncp_prior for l in range(r)]
         last[r] = int(np.argmax(vals))
         best[r] = vals[last[r]]
     starts = []

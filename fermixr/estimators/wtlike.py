@@ -198,6 +198,7 @@ class RowExposure:
     stop: np.ndarray
     counts: np.ndarray
     livetime: np.ndarray
+    exposure: tuple = ()        # per component, (n_bins,) cm2 s at the source
 
     def cumulative(self, t) -> np.ndarray:
         """Expected counts from the first row to each time ``t`` (linear within a row)."""
@@ -339,6 +340,7 @@ def source_exposure(state: AnalysisState, name: str, ft2_files, gti_start, gti_s
     j = np.minimum(np.floor(u).astype(np.int64), g - 1)
     f = u - j
     counts = np.zeros(start.size)
+    exposures = []
     for ic, (comp, (aeff, f1, f2)) in enumerate(zip(comps, tables)):
         keep = czen >= math.cos(math.radians(zlim[ic])) - 1e-12
         d1 = np.where(keep, dt, 0.0)
@@ -347,12 +349,14 @@ def source_exposure(state: AnalysisState, name: str, ft2_files, gti_start, gti_s
         h1 = np.bincount(j, d1 * (1 - f), g + 1) + np.bincount(j + 1, d1 * f, g + 1)
         h2 = np.bincount(j, d2 * (1 - f), g + 1) + np.bincount(j + 1, d2 * f, g + 1)
         expo = f1 * (aeff @ h1) + f2 * (aeff @ h2)           # (n_bins,) cm2 s
+        exposures.append(expo)
         with np.errstate(invalid="ignore", divide="ignore"):
             a = np.where(expo > 0, src_counts[ic] / expo, 0.0)
         t1 = (a * f1) @ aeff                                  # (N_COSTHETA,)
         t2 = (a * f2) @ aeff
         counts += d1 * ((1 - f) * t1[j] + f * t1[j + 1]) + d2 * ((1 - f) * t2[j] + f * t2[j + 1])
-    return RowExposure(start=start, stop=stop, counts=counts, livetime=dt)
+    return RowExposure(start=start, stop=stop, counts=counts, livetime=dt,
+                       exposure=tuple(exposures))
 
 
 # --------------------------------------------------------------------- Bayesian blocks ---
@@ -505,7 +509,7 @@ def weighted_lightcurve(state: AnalysisState, name: str, events, ft2_files, gti_
         block_id = np.zeros(len(cells), dtype=np.int64)
         for k, (a, b) in enumerate(zip(starts, ends)):
             block_id[a:b] = k
-        data["block"] = ("time", block_id)
+        data["block_index"] = ("time", block_id)
         data["block_tmin"] = ("block", cells[starts, 0], {"units": "s"})
         data["block_tmax"] = ("block", cells[ends - 1, 1], {"units": "s"})
         data["block_norm"] = ("block", bfit[:, 0])
