@@ -11,8 +11,9 @@ evaluated from cumulative tables of log L and d log L / dn on a grid of n with a
 Hermite step between the two grid points that bracket the maximum.
 
 ``log L`` is concave in n (each term is), so every maximum and every level crossing is
-found by a safeguarded Newton step inside a bracket.  Every numba kernel has a slow numpy
-reference beside it (``*_reference``), tested against it on random inputs.
+found by a safeguarded Newton step inside a bracket.  Every numba kernel has a slow reference (``bayesian_blocks_reference`` here;
+``fermixr.estimators.wtlike.fit_cells_reference``, which uses scipy), tested against it on
+random inputs.
 """
 
 from __future__ import annotations
@@ -140,41 +141,6 @@ def fit_cells(w, offsets, S):
     out = np.empty((nc, 6))
     for c in prange(nc):
         _fit_one(w, offsets[c], offsets[c + 1], S[c], out[c])
-    return out
-
-
-def fit_cells_reference(w, offsets, S):
-    """numpy/scipy reference of :func:`fit_cells` (bracketing with brentq)."""
-    from scipy.optimize import brentq, minimize_scalar
-
-    out = np.full((S.size, 6), np.nan)
-    for c in range(S.size):
-        ww = w[offsets[c]:offsets[c + 1]]
-        s = S[c]
-        if not s > 0:
-            continue
-
-        def ll(n):
-            return float(np.sum(np.log1p(ww * (n - 1.0))) - n * s)
-
-        top = max(ww.size / s, 1e-9)
-        r = minimize_scalar(lambda n: -ll(n), bounds=(0.0, top), method="bounded",
-                            options={"xatol": 1e-12})
-        nhat = float(r.x)
-        if ll(0.0) >= ll(nhat):
-            nhat = 0.0
-        lmax, l0 = ll(nhat), ll(0.0)
-
-        def up(dl):
-            hi = nhat + max(nhat, 1.0 / s)
-            while ll(hi) > lmax - dl:
-                hi = nhat + 2 * (hi - nhat)
-            return brentq(lambda n: ll(n) - (lmax - dl), nhat, hi, xtol=1e-12)
-
-        lo = 0.0 if l0 >= lmax - 0.5 else brentq(lambda n: ll(n) - (lmax - 0.5), 0.0,
-                                                   nhat, xtol=1e-12)
-        out[c] = (nhat, nhat - lo, up(0.5) - nhat, up(UL95_DLOGLIKE), max(2 * (lmax - l0), 0),
-                  lmax)
     return out
 
 

@@ -43,7 +43,7 @@ from . import _wtlike_kernels as K
 
 __all__ = ["photon_weights", "source_exposure", "RowExposure", "weighted_lightcurve",
            "bayesian_blocks", "default_ncp_prior", "check_cells_in_ft2", "ft2_span",
-           "WEIGHT_MAX"]
+           "WEIGHT_MAX", "fit_cells_reference"]
 
 WEIGHT_MAX = 1.0 - 1e-9          # a weight of exactly 1 makes log L(0) = -inf
 FT2_COLUMNS = ("START", "STOP", "LIVETIME", "RA_SCZ", "DEC_SCZ", "RA_ZENITH", "DEC_ZENITH")
@@ -381,6 +381,41 @@ def bayesian_blocks(w, offsets, S, ncp_prior: float, grid=None) -> np.ndarray:
     CL = np.vstack([np.zeros(grid.size), np.cumsum(L, axis=0)])
     CD = np.vstack([np.zeros(grid.size), np.cumsum(D, axis=0)])
     return K.bayesian_blocks_dp(CL, CD, grid, float(ncp_prior))
+
+
+def fit_cells_reference(w, offsets, S):
+    """numpy/scipy reference of :func:`~fermixr.estimators._wtlike_kernels.fit_cells` (bracketing with brentq)."""
+    from scipy.optimize import brentq, minimize_scalar
+
+    out = np.full((S.size, 6), np.nan)
+    for c in range(S.size):
+        ww = w[offsets[c]:offsets[c + 1]]
+        s = S[c]
+        if not s > 0:
+            continue
+
+        def ll(n):
+            return float(np.sum(np.log1p(ww * (n - 1.0))) - n * s)
+
+        top = max(ww.size / s, 1e-9)
+        r = minimize_scalar(lambda n: -ll(n), bounds=(0.0, top), method="bounded",
+                            options={"xatol": 1e-12})
+        nhat = float(r.x)
+        if ll(0.0) >= ll(nhat):
+            nhat = 0.0
+        lmax, l0 = ll(nhat), ll(0.0)
+
+        def up(dl):
+            hi = nhat + max(nhat, 1.0 / s)
+            while ll(hi) > lmax - dl:
+                hi = nhat + 2 * (hi - nhat)
+            return brentq(lambda n: ll(n) - (lmax - dl), nhat, hi, xtol=1e-12)
+
+        lo = 0.0 if l0 >= lmax - 0.5 else brentq(lambda n: ll(n) - (lmax - 0.5), 0.0,
+                                                   nhat, xtol=1e-12)
+        out[c] = (nhat, nhat - lo, up(0.5) - nhat, up(K.UL95_DLOGLIKE), max(2 * (lmax - l0), 0),
+                  lmax)
+    return out
 
 
 # -------------------------------------------------------------------------- the curve ---
