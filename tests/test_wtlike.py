@@ -282,3 +282,32 @@ def test_weekly_fluxes_agree_with_the_full_likelihood_curve(tmp_path):
     assert d_full.size >= 25
     # within 1 sigma of the full-likelihood bin's error in >= 90% of the bins
     assert np.mean(d_full < 1.0) >= 0.9, d_full
+
+
+@pytest.mark.slow
+def test_the_recipe_step_makes_the_product(tmp_path):
+    import yaml
+
+    import fermixr
+    from fermixr.conventions import validate_product
+    from fermixr.engine.run import run_recipe
+
+    example = Path(__file__).resolve().parent.parent / "examples" / "quickstart.yaml"
+    doc = yaml.safe_load(example.read_text())
+    base = example.parent
+    for k in ("evfile", "scfile", "caldb"):
+        doc["data"][k] = str((base / doc["data"][k]).resolve())
+    doc["model"]["catalogs"] = [str((base / c).resolve()) for c in doc["model"]["catalogs"]]
+    doc["model"]["isodiff"] = str((base / doc["model"]["isodiff"]).resolve())
+    doc["gtlike"]["edisp"] = False
+    doc["steps"] = ["setup", {"free_source": "SYN_CRAB"}, {"free_norm": "isodiff"}, "fit",
+                    {"weighted_lightcurve": {"name": "SYN_CRAB", "binsz": 21600.0,
+                                             "blocks": True}}]
+    run_recipe(doc, outdir=tmp_path, verbose=False)
+    ds = fermixr.open_run(tmp_path)["weighted_lightcurve"].load()
+    validate_product(ds)
+    assert ds.sizes["time"] == 4 and ds.attrs["nblocks"] == 1
+    assert (tmp_path / "syn_crab_wtlike.fits").is_file()
+    bad = dict(doc, steps=["setup", {"weighted_lightcurve": {"name": "NOPE"}}])
+    with pytest.raises(FermixrError, match="NOPE"):
+        run_recipe(bad, outdir=tmp_path / "bad", verbose=False)

@@ -100,6 +100,7 @@ def photon_weights(state: AnalysisState, name: str, events, *,
     either).  Returns per component ``{"time", "weight", "energy_bin"}`` sorted by time.
     ``interpolate`` False takes the ratio of the photon's own bin and pixel."""
     from ..geom import EnergyAxis, WcsGeom
+    from ..select._kernels import fits_pixel_index
     from ..select.binning import energy_bin_index, pixel_index, sky_coords_in_frame
 
     src = _source(state, name)
@@ -118,8 +119,18 @@ def photon_weights(state: AnalysisState, name: str, events, *,
         ie = energy_bin_index(energy, axis)
         k0, k1 = bin_range(comp, state.loge_bounds)
         view = _EventView(ev)
-        sp = pixel_index(view, geom)
-        inside = (ie >= k0) & (ie < k1) & np.all(np.stack([p >= 0 for p in sp]), axis=0)
+        wcs = isinstance(geom, WcsGeom)
+        if wcs:
+            # one projection serves the pixel test (gtbin's rule) and the interpolation
+            lon, lat = sky_coords_in_frame(view, geom.frame)
+            x1, y1 = (np.ascontiguousarray(v, dtype=np.float64)
+                      for v in geom._world_to_fits_pix(lon, lat))
+            sp = (fits_pixel_index(y1, geom.ny), fits_pixel_index(x1, geom.nx))
+        else:
+            sp = pixel_index(view, geom)
+        inside = (ie >= k0) & (ie < k1)
+        for p in sp:
+            inside &= p >= 0
         idx = np.flatnonzero(inside)
         nb = comp.counts.shape[0]
         if not interpolate or idx.size == 0:
@@ -128,14 +139,11 @@ def photon_weights(state: AnalysisState, name: str, events, *,
         else:
             lc = 0.5 * (np.log10(comp.edges[:-1]) + np.log10(comp.edges[1:]))
             # only the bins in use: the model is zero outside them
-            lcu = lc[k0:k1]
-            ka, kb, fe = _interp_energy(np.log10(energy[idx]), lcu)
+            ka, kb, fe = _interp_energy(np.log10(energy[idx]), lc[k0:k1])
             ka, kb = ka + k0, kb + k0
-            if isinstance(geom, WcsGeom):
-                lon, lat = sky_coords_in_frame(view.subset(idx), geom.frame)
-                x1, y1 = geom._world_to_fits_pix(lon, lat)
-                x = np.clip(np.asarray(x1) - 1.0, 0.0, geom.nx - 1.0)
-                y = np.clip(np.asarray(y1) - 1.0, 0.0, geom.ny - 1.0)
+            if wcs:
+                x = np.clip(x1[idx] - 1.0, 0.0, geom.nx - 1.0)
+                y = np.clip(y1[idx] - 1.0, 0.0, geom.ny - 1.0)
                 ix0 = np.minimum(np.floor(x).astype(np.int64), max(geom.nx - 2, 0))
                 iy0 = np.minimum(np.floor(y).astype(np.int64), max(geom.ny - 2, 0))
                 fx = x - ix0 if geom.nx > 1 else np.zeros_like(x)
