@@ -198,7 +198,8 @@ def test_example_curve_is_consistent_with_the_fit(example):
     assert chi2 < ok.sum() + 4 * math.sqrt(2 * ok.sum())
     # the source's exposure from the FT2 rows = the exposure cube at the source
     events, gs, ge, ft2, irfs, zmax = gather_inputs(gta.state, gta.recipe, gta.outdir)
-    rows = source_exposure(gta.state, "SYN_CRAB", ft2, gs, ge, irf_sets=irfs, zmax=zmax)
+    rows = source_exposure(gta.state, "SYN_CRAB", ft2, gs, ge, irf_sets=irfs, zmax=zmax,
+                           containment=False)
     from fermixr.engine.run import open_run
 
     expo = open_run(gta.outdir, dask=False)["exposure"]

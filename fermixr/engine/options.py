@@ -903,6 +903,8 @@ STEPS: dict[str, StepSpec] = {
                                              minimum=0),
                 "p0": num(0.05, "False-positive rate per change point of the default "
                                 "prior.", exclusive_minimum=0, maximum=1),
+                "psf_containment": flag(True, "The cells' expected counts follow the PSF's "
+                                              "containment in the ROI at each inclination."),
                 "write_fits": flag(True, "Write <prefix>_<name>_wtlike.fits."),
                 "make_plots": flag(False, "Write <prefix>_<name>_wtlike.png."),
                 "prefix": _PREFIX},

@@ -15,7 +15,7 @@ import numpy as np
 from ..errors import InputFileError, RecipeError
 
 WTLIKE_KEYS = ("binsz", "nbins", "time_bins", "interpolate", "blocks",
-               "bayesian_blocks_prior", "p0")
+               "bayesian_blocks_prior", "p0", "psf_containment")
 OUT_KEYS = ("write_fits", "make_plots", "prefix")
 
 
