@@ -12,6 +12,7 @@ comparison of the weekly fluxes with the full-likelihood curve (Fermipy-style, f
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
@@ -88,6 +89,9 @@ def main() -> None:
               f"photons, wall {wall:.1f} s = weights {tm['weights']:.1f} + exposure "
               f"{tm['exposure']:.1f} + cells {tm['cells']:.2f} s (+ {wall - sum(tm.values()):.1f}"
               f" s reading the run's events and writing)")
+        print(f"   process CPU: weights {tm['cpu_weights']:.1f} + exposure "
+              f"{tm['cpu_exposure']:.1f} + cells {tm['cpu_cells']:.1f} s (all threads); "
+              f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
         print(f"   sum of weights {ds.attrs['sum_weights_total']:.1f} vs model npred "
               f"{ds.attrs['npred_model']:.1f}; cells with exposure {ok.sum()}; "
               f"chi2/ndf of norm vs 1: {np.sum(((n - 1) / e) ** 2) / max(ok.sum(), 1):.3f}")
