@@ -87,7 +87,7 @@ def main() -> None:
         e = ds["norm_err"].values[ok]
         print(f"{label} curve: {ds.sizes['time']} cells, {ds.attrs['n_photons_total']} "
               f"photons, wall {wall:.1f} s = weights {tm['weights']:.1f} + exposure "
-              f"{tm['exposure']:.1f} + cells {tm['cells']:.2f} s (+ {wall - sum(tm.values()):.1f}"
+              f"{tm['exposure']:.1f} + cells {tm['cells']:.2f} s (+ {wall - tm['weights'] - tm['exposure'] - tm['cells']:.1f}"
               f" s reading the run's events and writing)")
         print(f"   process CPU: weights {tm['cpu_weights']:.1f} + exposure "
               f"{tm['cpu_exposure']:.1f} + cells {tm['cpu_cells']:.1f} s (all threads); "
