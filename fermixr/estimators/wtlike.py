@@ -59,12 +59,13 @@ def _unit(ra, dec):
 
 
 def _source(state: AnalysisState, name: str):
+    from ..errors import ModelError
+
     try:
         src = state.model.find(name)
-    except Exception:
-        names = ", ".join(s.name for s in state.model)
-        raise EstimatorError(f"weighted_lightcurve: no source {name!r} in the model (its "
-                             f"sources: {names})") from None
+    except ModelError as exc:
+        raise EstimatorError(f"weighted_lightcurve: no source {name!r} in the model "
+                             f"({exc})") from None
     if src.skydir is None:
         raise EstimatorError(f"weighted_lightcurve: {src.name!r} is a diffuse source; "
                              "weighted-photon light curves need a source with a position")
