@@ -621,6 +621,20 @@ class Analysis:
                                        verbose=verbose)
         return lightcurve_dict(ds, paths.get("fits"))
 
+    def weighted_lightcurve(self, name, binsz=86400.0, timing=None, **kwargs):
+        """A weighted-photon light curve of ``name`` (Kerr 2019, as wtlike) from this
+        fitted model: photon weights from the model cubes, each cell's exposure from the
+        FT2 rows; keywords nbins, time_bins, interpolate, blocks, bayesian_blocks_prior,
+        p0, write_fits, make_plots, prefix.  Returns the ``wtlike`` Dataset."""
+        from ..engine.wtlike_output import run_weighted_lightcurve
+
+        if self.recipe is None:
+            raise RecipeError("weighted_lightcurve() needs an Analysis made from a recipe "
+                              "(the events and FT2 come from its files)")
+        ds, _ = run_weighted_lightcurve(self.state, self.recipe, self.outdir, name,
+                                        dict(kwargs, binsz=binsz), timing=timing)
+        return ds
+
 
     # ------------------------------------------------ localize / find_sources -----------
     def localize(self, name, **kwargs) -> dict:

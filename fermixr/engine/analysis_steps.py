@@ -366,6 +366,7 @@ def _tscube(state, params, ctx):
 
 
 from . import lightcurve as _lightcurve  # noqa: E402,F401  (registers the lightcurve steps)
+from . import wtlike_step as _wtlike_step  # noqa: E402,F401  (weighted_lightcurve)
 
 
 @register_step("localize", version="1", product="localize", kind="result")

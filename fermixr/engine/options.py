@@ -885,6 +885,30 @@ STEPS: dict[str, StepSpec] = {
                                                              "step.")},
                           positional="name", required=("name",),
                           sub_sections=("optimizer",)),
+    "weighted_lightcurve": StepSpec(
+        "weighted_lightcurve", "Weighted-photon light curve of a source (Kerr 2019, as "
+                               "wtlike) from the fitted model: photon weights from the model "
+                               "cubes, cell exposure from the FT2 rows (a 'wtlike' product).",
+        extras={"name": _name_opt("whose light curve is computed"),
+                "binsz": num(86400.0, "Cell width.", unit="s", exclusive_minimum=0),
+                "nbins": integer(None, "Number of equal cells; wins over binsz.", minimum=1),
+                "time_bins": numbers(None, "Explicit cell edges (MET); win over binsz and "
+                                           "nbins.", unit="s"),
+                "interpolate": flag(True, "Interpolate the model's source fraction at each "
+                                          "photon (log energy, position); false: the "
+                                          "photon's bin and pixel."),
+                "blocks": flag(False, "Also the Bayesian-blocks partition of the cells."),
+                "bayesian_blocks_prior": num(None, "Prior ncp_prior of the blocks; null: "
+                                                   "Scargle et al. (2013) eq. 21 at p0.",
+                                             minimum=0),
+                "p0": num(0.05, "False-positive rate per change point of the default "
+                                "prior.", exclusive_minimum=0, maximum=1),
+                "psf_containment": flag(True, "The cells' expected counts follow the PSF's "
+                                              "containment in the ROI at each inclination."),
+                "write_fits": flag(True, "Write <prefix>_<name>_wtlike.fits."),
+                "make_plots": flag(False, "Write <prefix>_<name>_wtlike.png."),
+                "prefix": _PREFIX},
+        positional="name", required=("name",)),
     "lightcurve": StepSpec("lightcurve", "Light curve of a source.", section="lightcurve",
                            extras={"name": _name_opt("whose light curve is computed"),
                                    "prefix": _PREFIX,
