@@ -61,7 +61,7 @@ def test_regions_share_the_store_keep_going_and_match_a_lone_run(tmp_path):
     assert table == {"crab": "done", "broken": "failed", "crab_east": "done"}
     ta, tb = _tasks(out / "crab"), _tasks(out / "crab_east")
     # one livetime cube: computed by the first region, found in the shared store by the next
-    assert ta["ltcube"] == "computed" and tb["ltcube"] == "cached"
+    assert ta["ltcube"] == "computed" and tb["ltcube"] == "shared"
     assert tb["counts"] == "computed"                 # its own counts (another centre)
     assert len(list((out / ".store").glob("ltcube-*"))) == 1
     assert not (out / "broken" / "run.json").exists()
