@@ -129,6 +129,7 @@ def _marked(args):
     return i * 10
 
 
+@pytest.mark.slow
 def test_a_killed_worker_loses_no_finished_item(tmp_path):
     with dask_client("local:2") as c:
         pids = list(c.run(os.getpid).values())

@@ -116,7 +116,7 @@ def jobqueue_kwargs(opts: Mapping) -> dict:
 
 def make_jobqueue_cluster(kind: str, opts: Mapping, jobs: int | None = None):
     """A started dask-jobqueue cluster of ``kind`` ("slurm" or "pbs") asking for ``jobs``
-    jobs (default ``opts["jobs"]``)."""
+    jobs (default ``opts["jobs"]``; 0 submits none, e.g. to look at ``job_script()``)."""
     import importlib
 
     spec = JOBQUEUE_CLASSES[kind]
@@ -124,7 +124,9 @@ def make_jobqueue_cluster(kind: str, opts: Mapping, jobs: int | None = None):
         mod, _, cls = spec.rpartition(".")
         spec = getattr(importlib.import_module(mod), cls)
     cluster = spec(**jobqueue_kwargs(opts))
-    cluster.scale(jobs=int(jobs or opts["jobs"]))
+    n = int(opts.get("jobs") or 1) if jobs is None else int(jobs)
+    if n:
+        cluster.scale(jobs=n)
     return cluster
 
 

@@ -257,7 +257,8 @@ def expand_regions(recipe) -> list[RegionSpec]:
             try:
                 m = find_target(name, cats, base=base)
             except ModelError as exc:
-                bad.append((name, str(exc)))
+                bad.append((name, str(exc).replace(f"selection.target {name!r}: ", "")
+                            .replace(" or give selection.ra/dec", "")))
                 continue
             out.append(RegionSpec(region_name(name), path, _centre(m.ra, m.dec)))
         if bad:
