@@ -124,7 +124,7 @@ def make_jobqueue_cluster(kind: str, opts: Mapping, jobs: int | None = None):
         mod, _, cls = spec.rpartition(".")
         spec = getattr(importlib.import_module(mod), cls)
     cluster = spec(**jobqueue_kwargs(opts))
-    n = int(opts.get("jobs") or 1) if jobs is None else int(jobs)
+    n = int(opts.get("jobs", 1)) if jobs is None else int(jobs)
     if n:
         cluster.scale(jobs=n)
     return cluster
