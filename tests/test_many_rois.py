@@ -308,3 +308,45 @@ def test_scheduler_slurm_runs_on_a_local_stand_in(tmp_path, monkeypatch, capsys)
     assert main(["run", str(a), "--scheduler", "slurm", "--cluster", str(spec)]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "unknown option 'gpus'" in err
+
+
+@pytest.mark.slow
+def test_a_worker_killed_mid_run_loses_no_finished_product(tmp_path):
+    """SIGKILL one of two workers while the regions' data products are being made: the
+    run completes (Dask reruns the lost tasks on the other), the products finished before
+    the kill stay in the store, and a rerun computes nothing."""
+    import signal
+    import threading
+    import time
+
+    from fermixr.engine.cluster import dask_client
+    from fermixr.engine.many import run_many
+    from fermixr.engine.store import read_marker
+
+    recipes = [_write(tmp_path, f"r{i}", shift=0.25 * i) for i in range(4)]
+    store = tmp_path / "o" / ".store"
+    seen = {}
+    with dask_client("local:2") as c:
+        pids = list(c.run(os.getpid).values())
+
+        def killer():
+            deadline = time.monotonic() + 150
+            while time.monotonic() < deadline:
+                if store.is_dir() and any(read_marker(p) for p in store.glob("srcmaps-*")):
+                    seen["before"] = {p.name for p in store.iterdir() if read_marker(p)}
+                    os.kill(pids[0], signal.SIGKILL)
+                    seen["killed"] = True
+                    return
+                time.sleep(0.05)
+
+        t = threading.Thread(target=killer)
+        t.start()
+        outs = run_many(recipes, tmp_path / "o", client=c, verbose=False)
+        t.join()
+    assert seen.get("killed"), "no product appeared before the deadline"
+    assert [o.status for o in outs] == ["done"] * 4, [o.error for o in outs]
+    after = {p.name for p in store.iterdir() if p.is_dir()}
+    assert seen["before"] <= after                     # nothing finished was lost
+    again = run_many(recipes, tmp_path / "o", verbose=False)
+    assert [o.status for o in again] == ["done"] * 4
+    assert sum(o.computed for o in again) == 0         # the rerun found everything
