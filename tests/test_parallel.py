@@ -150,3 +150,62 @@ def test_a_killed_worker_loses_no_finished_item(tmp_path):
     # the killed worker finished something before it died; what it had not reported was
     # run again on the survivor
     assert any(p.name.endswith(f"-{pids[0]}") for p in tmp_path.glob("done-*"))
+
+
+# ----------------------------------------------------------- the executor's loop ---------
+def _gti(n):
+    import xarray as xr
+
+    start = np.arange(n) * 10.0
+    return xr.Dataset(
+        {"START": ("gti", start, {"units": "s"}), "STOP": ("gti", start + 5.0, {"units": "s"})},
+        attrs={"fermixr_product": "gti", "TSTART": 0.0, "TSTOP": float(start[-1] + 5.0),
+               "MJDREF": 51910.0})
+
+
+def _register_toys():
+    from fermixr.engine.steps import _REGISTRY, register_step
+
+    if "_par_make" in _REGISTRY:
+        return
+
+    @register_step("_par_make", version="1", product="gti")
+    def _make(inputs, params, ctx):
+        return _gti(params["n"])
+
+    @register_step("_par_fail", version="1", product="gti")
+    def _fail(inputs, params, ctx):
+        raise RuntimeError("this step always fails")
+
+
+def test_keep_going_records_a_failed_task_and_skips_what_needs_it(tmp_path):
+    from fermixr.engine.executor import Executor, Task
+
+    _register_toys()
+    tasks = [Task("a", "_par_make", {"n": 2}),
+             Task("bad", "_par_fail", {"x": 1}, inputs={"a": "a"}),
+             Task("after_bad", "_par_make", {"n": 4}, inputs={"b": "bad"}),
+             Task("b", "_par_make", {"n": 3})]
+    with pytest.raises(FermixrError, match="always fails"):
+        Executor(tmp_path / "strict", verbose=False).run(tasks)
+    st = Executor(tmp_path / "kg", verbose=False, keep_going=True).run(tasks)
+    assert {n: s.status for n, s in st.items()} == {
+        "a": "computed", "bad": "failed", "after_bad": "failed", "b": "computed"}
+    assert "always fails" in str(st["bad"].error)
+    assert "its input 'bad' failed" in str(st["after_bad"].error)
+
+
+def test_memory_estimate_of_the_livetime_cube_covers_its_arrays():
+    from fermixr.engine.executor import Task, estimate_memory
+
+    # binsz 1 deg -> nside 64, dcostheta 0.025 -> 40 bins: two float64 tables of 31.5 MB
+    t = Task("ltcube", "ltcube", {"zmax": 90.0, "binsz": 1.0, "dcostheta": 0.025,
+                                  "phibins": 0})
+    cube = 12 * 64 ** 2 * 40 * 2 * 8
+    assert 3 * cube < estimate_memory(t) < 20 * cube
+    finer = dict(t.params, binsz=0.5)                   # nside 128: four times the pixels
+    assert estimate_memory(Task("ltcube", "ltcube", finer)) > 3.5 * (estimate_memory(t)
+                                                                     - 384 * 2 ** 20)
+    geom = {"type": "wcs", "npix": [100, 100]}
+    big = Task("s", "srcmap", {"geom": geom, "energies": list(range(33)), "rfactor": 2})
+    assert estimate_memory(big) >= 100 * 100 * 33 * 8 * 4
