@@ -110,7 +110,7 @@ def _yaml(path: Path):
 
     try:
         return yaml.safe_load(Path(path).read_text()) or {}
-    except (OSError, yaml.YAMLError):
+    except (OSError, ValueError, yaml.YAMLError):   # ValueError: not UTF-8
         return {}           # load_recipe says what is wrong with it
 
 
