@@ -78,9 +78,24 @@ def load_cluster_options(source=None, recipe=None) -> dict:
             if k not in opts:
                 raise RecipeError(f"--cluster {source}: unknown option {k!r}; options: "
                                   f"{', '.join(opts)}")
-            O.check_value("cluster", k, v, where=f"{source}: {k}")
+            if O.SECTIONS["cluster"][k].listify and isinstance(v, str):
+                v = [v]
+            _check_type(O.SECTIONS["cluster"][k], v, f"--cluster {source}: {k}")
+            O.check_value("cluster", k, v, where=f"--cluster {source}: {k}")
             opts[k] = v
     return opts
+
+
+def _check_type(opt, v, where: str) -> None:
+    want = opt.types
+    ok = ((v is None and "null" in want)
+          or ("integer" in want and isinstance(v, int) and not isinstance(v, bool))
+          or ("string" in want and isinstance(v, str))
+          or ("array" in want and isinstance(v, list) and all(isinstance(x, str) for x in v)))
+    if not ok:
+        kinds = {"integer": "an integer", "string": "a string", "array": "a list of strings"}
+        expected = " or ".join(kinds[t] for t in want if t in kinds)
+        raise RecipeError(f"{where}: got {v!r}; expected {expected}")
 
 
 def jobqueue_kwargs(opts: Mapping) -> dict:
