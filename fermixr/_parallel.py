@@ -103,7 +103,8 @@ def ordered_map(client, func: Callable, items: Iterable, *, shared: tuple = (),
     Dask as the ``MEMORY`` resource (see the module docstring).  ``errors``: "raise" (the
     first failure in item order is raised, the tasks not started are cancelled) or
     "return" (the exception takes the failed item's place and the others run on).
-    ``window``: most items submitted ahead of the fold (default 3 per worker).
+    ``window``: most tasks running at once (default 3 per worker); finished results wait
+    for their turn in the fold, at most 4 x ``window`` items held.
     ``on_result(index, item, result)`` is called in item order (progress, bookkeeping).
     ``scatter``: send each item to the cluster ahead of its task (large arrays).
     ``local``: the function to call in this process instead of ``func`` (e.g. a variant
@@ -165,28 +166,36 @@ def ordered_map(client, func: Callable, items: Iterable, *, shared: tuple = (),
 
     try:
         while True:
-            while not exhausted and len(inflight) < window:
+            # keep ``window`` tasks running; finished ones wait for their turn in the fold
+            # (at most 4 x window items held)
+            running = sum(not f.done() for _, f in inflight.values())
+            while not exhausted and running < window and len(inflight) < 4 * window:
                 try:
                     i, item = next(it)
                 except StopIteration:
                     exhausted = True
                     break
                 submit(i, item)
+                running += 1
             if not inflight:
                 break
-            item, fut = inflight[next_i]
-            wait([fut])
-            try:
-                res = fut.result()
-            except Exception as exc:        # noqa: BLE001 -- recorded or re-raised
-                if errors == "raise":
-                    raise
-                res = exc
-            finally:
-                fut.release()
-            del inflight[next_i]
-            take(next_i, item, res)
-            next_i += 1
+            folded = False
+            while next_i in inflight and inflight[next_i][1].done():
+                item, fut = inflight.pop(next_i)
+                try:
+                    res = fut.result()
+                except Exception as exc:    # noqa: BLE001 -- recorded or re-raised
+                    if errors == "raise":
+                        raise
+                    res = exc
+                finally:
+                    fut.release()
+                take(next_i, item, res)
+                next_i += 1
+                folded = True
+            if not folded:
+                wait([f for _, f in inflight.values() if not f.done()],
+                     return_when="FIRST_COMPLETED")
     finally:
         for _, fut in inflight.values():
             fut.cancel()
