@@ -134,11 +134,17 @@ def test_a_killed_worker_loses_no_finished_item(tmp_path):
     with dask_client("local:2") as c:
         pids = list(c.run(os.getpid).values())
 
-        def killer():
+        killed = []
+
+        def killer():               # the worker that wrote the first marker
             deadline = time.monotonic() + 60
-            while not list(tmp_path.glob("done-*")) and time.monotonic() < deadline:
-                time.sleep(0.05)
-            os.kill(pids[0], signal.SIGKILL)
+            while time.monotonic() < deadline:
+                marks = list(tmp_path.glob("done-*"))
+                if marks:
+                    killed.append(int(marks[0].name.rsplit("-", 1)[1]))
+                    os.kill(killed[0], signal.SIGKILL)
+                    return
+                time.sleep(0.02)
 
         t = threading.Thread(target=killer)
         t.start()
@@ -147,9 +153,11 @@ def test_a_killed_worker_loses_no_finished_item(tmp_path):
     assert got == [i * 10 for i in range(8)]
     done = {int(p.name.split("-")[1]) for p in tmp_path.glob("done-*")}
     assert done == set(range(8))
-    # the killed worker finished something before it died; what it had not reported was
-    # run again on the survivor
-    assert any(p.name.endswith(f"-{pids[0]}") for p in tmp_path.glob("done-*"))
+    # the killed worker finished an item before it died; the survivor ran the rest,
+    # including what the killed one had not reported
+    assert killed and killed[0] in pids
+    assert any(p.name.endswith(f"-{pids[1 - pids.index(killed[0])]}")
+               for p in tmp_path.glob("done-*"))
 
 
 # ----------------------------------------------------------- the executor's loop ---------
