@@ -345,9 +345,9 @@ def run_many(recipes, outdir, *, scheduler=None, client=None, force=(), verbose=
         except Exception as exc:                        # noqa: BLE001 -- recorded, the rest run
             out[g.name] = RoiOutcome(g.name, str(g.recipe), root / g.name, "failed",
                                      time.monotonic() - t0, exc)
-    root.mkdir(parents=True, exist_ok=True)
     phase_a: dict[str, dict] = {n: {} for n in loaded}
     with (dask_client(scheduler) if client is None else _given_client(client)) as client:
+        root.mkdir(parents=True, exist_ok=True)     # a bad --scheduler leaves nothing
         # pass 1: the data products of every region sharing the store, one graph
         merged, owner = [], {}
         for n, (g, rec, tasks, ov, steps) in loaded.items():
