@@ -11,8 +11,8 @@ the fold, so a loop over the row blocks of a large FT2 file never holds them all
 Memory is a Dask resource: workers started by fermixr declare ``MEMORY`` (bytes, from
 their memory limit, see :func:`memory_resources`) and a task given an estimate asks for
 that much, so a worker never runs together more tasks than its memory holds.  A task whose
-estimate exceeds what every worker declares would wait forever; it is refused before
-anything is submitted with :class:`~fermixr.errors.ResourceError`.
+estimate exceeds what every worker declares would wait forever; it is refused, never
+submitted, with :class:`~fermixr.errors.ResourceError`.
 
 Used by the livetime cube's row blocks (:mod:`fermixr.exposure.ltcube`), the engine's
 independent tasks -- products, time bins of a light curve, regions of a many-ROI run --
@@ -111,6 +111,9 @@ def ordered_map(client, func: Callable, items: Iterable, *, shared: tuple = (),
     that uses this process's threads); same arguments."""
     if errors not in ("raise", "return"):
         raise ValueError(f"errors must be 'raise' or 'return', got {errors!r}")
+    if errors == "return" and reduce is not None:
+        # a failed item left out of a fold would be a silently wrong sum
+        raise ValueError("errors='return' cannot be combined with reduce")
     acc = initial
     results: list = []
 
