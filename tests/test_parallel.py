@@ -120,6 +120,9 @@ def test_a_failed_item_is_recorded_and_the_others_finish(two):
         assert isinstance(got[2], ValueError)
         with pytest.raises(ValueError, match="item two is broken"):
             ordered_map(c, _maybe_fail, range(5))
+    # a fold that would leave a failed item out of its sum is refused
+    with pytest.raises(ValueError, match="cannot be combined with reduce"):
+        ordered_map(None, _maybe_fail, range(5), errors="return", reduce=lambda a, b: b)
 
 
 def _marked(args):
