@@ -97,7 +97,12 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--outdir", help="run directory (default: fileio.outdir, else the recipe's "
                                     "folder); required with several recipes")
     r.add_argument("--scheduler", default="local",
-                   help="local (in process), local:N (dask LocalCluster of N workers) or tcp://HOST:PORT")
+                   help="local (in process), local:N (dask LocalCluster of N workers), "
+                        "tcp://HOST:PORT, or slurm[:JOBS] / pbs[:JOBS] (batch jobs through "
+                        "dask-jobqueue, described by the recipe's cluster section or --cluster)")
+    r.add_argument("--cluster", metavar="FILE",
+                   help="YAML file of the batch jobs' options (cores, processes, memory, "
+                        "walltime, queue, account, job_extra, jobs) for --scheduler slurm|pbs")
     r.add_argument("--force", action="append", default=[], metavar="STEP",
                    help="recompute this step (or product name) even if cached; repeatable")
     r.add_argument("-q", "--quiet", action="store_true", help="print only the summary")
@@ -353,12 +358,16 @@ def _dispatch(args) -> int:
               f"{len(rec.components)} component(s)")
         return 0
     if args.command == "run":
-        if len(args.recipe) > 1:
+        from .engine.many import has_targets
+
+        if len(args.recipe) > 1 or has_targets(args.recipe[0]):
             return _run_many(args)
         from .engine.run import run_recipe
 
-        run_recipe(args.recipe[0], outdir=args.outdir, scheduler=args.scheduler,
-                   force=tuple(args.force), verbose=not args.quiet, summary=True)
+        with _batch_client(args) as client:
+            run_recipe(args.recipe[0], outdir=args.outdir, scheduler=args.scheduler,
+                       force=tuple(args.force), verbose=not args.quiet, summary=True,
+                       client=client)
         return 0
     if args.command == "ls":
         from .engine.run import list_run, verify_run
@@ -429,6 +438,28 @@ def _dispatch(args) -> int:
     raise AssertionError(args.command)
 
 
+def _batch_client(args):
+    """The client of a batch cluster (--scheduler slurm|pbs), its jobs described by the
+    first recipe's cluster section updated by --cluster FILE; a null context otherwise
+    (run_recipe / run_many start the other kinds of scheduler themselves)."""
+    import contextlib
+
+    from .engine.cluster import JOBQUEUE_CLASSES, dask_client, load_cluster_options
+    from .errors import RecipeError
+
+    kind = str(args.scheduler or "").split(":", 1)[0]
+    if kind not in JOBQUEUE_CLASSES:
+        if getattr(args, "cluster", None):
+            raise RecipeError(f"--cluster {args.cluster}: batch job options need --scheduler "
+                              "slurm or pbs")
+        return contextlib.nullcontext(None)
+    from .engine.recipe import load_recipe
+
+    rec = load_recipe(args.recipe[0])
+    return dask_client(args.scheduler,
+                       cluster_options=load_cluster_options(args.cluster, rec))
+
+
 def _run_many(args) -> int:
     """Several recipes: each into its own sub-folder of --outdir; the failed regions are
     named at the end, each with its one line; exit 1 if any computation failed, else 2 if
@@ -437,10 +468,13 @@ def _run_many(args) -> int:
     from .errors import RecipeError
 
     if not args.outdir:
-        raise RecipeError(f"{len(args.recipe)} recipes given: give --outdir DIR (each runs "
-                          "into DIR/<recipe name>)")
-    outcomes = run_many(args.recipe, args.outdir, scheduler=args.scheduler,
-                        force=tuple(args.force), verbose=not args.quiet)
+        what = (f"{len(args.recipe)} recipes given" if len(args.recipe) > 1 else
+                f"{args.recipe[0]} has a targets section (one region per target)")
+        raise RecipeError(f"{what}: give --outdir DIR (each region runs into "
+                          "DIR/<region name>)")
+    with _batch_client(args) as client:
+        outcomes = run_many(args.recipe, args.outdir, scheduler=args.scheduler,
+                            client=client, force=tuple(args.force), verbose=not args.quiet)
     width = max(len(o.name) for o in outcomes)
     print(f"{'region':<{width}}  {'status':<7} {'computed':>8} {'seconds':>8}  folder")
     codes = []

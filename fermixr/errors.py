@@ -68,3 +68,7 @@ class FitError(FermixrError, ValueError):
 
 class EstimatorError(FermixrError, ValueError):
     """An estimator's options or inputs are invalid (names the estimator and option)."""
+
+
+class ResourceError(FermixrError, MemoryError):
+    """A task needs more of a resource (memory) than any worker of the cluster offers."""

@@ -10,7 +10,7 @@ from pathlib import Path
 PKG = Path(__file__).resolve().parent.parent / "fermixr"
 ORDER = ["io", "select", "irf", "exposure", "model", "srcmap", "likelihood", "simulate",
          "fit", "estimators", "plot", "engine", "api", "cli"]
-BASE = {"errors", "conventions", "geom", "_jit", "_version", "__init__"}
+BASE = {"errors", "conventions", "geom", "_jit", "_parallel", "_version", "__init__"}
 COMPUTE = ORDER[:ORDER.index("fit") + 1]
 KERNEL_OK = {"numpy", "numba", "math", "types", "__future__"}
 # known imports against the order, each for a reason

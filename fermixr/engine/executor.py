@@ -5,7 +5,14 @@ and an input whose identity is its content (the GTIs) must exist first.  A task 
 is committed in the store is *cached*; otherwise it is computed, checked against its data
 contract, written atomically, and linked under its run-level name.  Independent tasks that
 are ready together are submitted to the dask cluster when there is one; a task that runs
-alone runs in this process and may use the cluster itself (``ctx.client``).
+alone runs in this process and may use the cluster itself (``ctx.client``).  Tasks sent
+to the cluster go through :func:`fermixr._parallel.ordered_map`, each with its memory
+estimate (:func:`estimate_memory`) as the Dask resource ``MEMORY``; a product is committed
+to the store by the worker that made it, so a worker lost later loses no finished product
+(Dask runs the lost tasks again on the others; a rerun finds the finished ones cached).
+
+``keep_going=True`` records a failed task (status "failed", its exception in ``error``),
+fails the tasks that need it without running them, and runs every other task.
 """
 
 from __future__ import annotations
@@ -41,9 +48,56 @@ class Task:
 class TaskState:
     task: Task
     key: str | None = None
-    status: str = "pending"  # pending | cached | computed | shared
+    status: str = "pending"  # pending | cached | computed | shared | failed
     seconds: float = 0.0
     path: Path | None = None
+    error: BaseException | None = None
+
+
+_MIB = 2 ** 20
+
+
+def _map_size(geom) -> int:
+    """Pixels of a planned geometry (WCS ``npix`` [nx, ny] or HEALPix ``nside``)."""
+    if not isinstance(geom, dict):
+        return 0
+    npix = geom.get("npix")
+    if isinstance(npix, (list, tuple)) and npix:
+        n = 1
+        for v in npix[:2]:
+            n *= int(v)
+        return n
+    if isinstance(npix, (int, float)):
+        return int(npix)
+    if geom.get("nside"):
+        return 12 * int(geom["nside"]) ** 2
+    return 0
+
+
+def estimate_memory(task: Task) -> int:
+    """A rough upper estimate (bytes) of the memory one task needs beyond its worker's
+    own: 128 MiB of working room plus a few copies of the arrays it makes (the all-sky
+    livetime cube; a map cube of the task's geometry and energies, oversampled by
+    ``rfactor`` for source maps).  Handed to Dask as the ``MEMORY`` resource."""
+    p = task.params or {}
+    est = 128 * _MIB
+    if task.step == "ltcube":
+        import math
+
+        binsz = float(p.get("binsz") or 1.0)
+        nside = 1
+        while 12 * nside * nside * binsz * binsz < 41252.96:
+            nside *= 2
+        nbins = int(1.0 / float(p.get("dcostheta") or 0.025))
+        cols = nbins * (1 + int(p.get("phibins") or 0))
+        est += 4 * 12 * nside * nside * cols * 2 * 8 + int(math.ceil(256 * _MIB))
+    npix = _map_size(p.get("geom"))
+    if npix:
+        energy = p.get("energies") or (p.get("energy") or {}).get("edges") or [0, 0]
+        ne = max(1, len(energy))
+        rf = int(p.get("rfactor") or 1)
+        est += 6 * npix * ne * 8 * rf * rf
+    return int(est)
 
 
 def task_key(task: Task, input_ids: dict, file_hashes: dict) -> str:
@@ -61,11 +115,12 @@ def task_key(task: Task, input_ids: dict, file_hashes: dict) -> str:
 
 class Executor:
     def __init__(self, run_dir, store_root=None, client=None, force=(), verbose=True,
-                 stream=None):
+                 stream=None, keep_going=False):
         self.run_dir = Path(run_dir)
         self.store = ProductStore(store_root or self.run_dir / ".store")
         self.names = NameIndex(self.run_dir)
         self.client = client
+        self.keep_going = bool(keep_going)
         self.force = set(force or ())
         self.verbose = verbose
         self.stream = stream if stream is not None else sys.stderr
@@ -142,6 +197,13 @@ class Executor:
                 to_compute: list[TaskState] = []
                 for name in ready:
                     st = states[name]
+                    bad = [d for d in st.task.inputs.values() if states[d].status == "failed"]
+                    if bad:
+                        st.status = "failed"
+                        st.error = StepError(f"{name}: not made, its input {bad[0]!r} failed")
+                        self._finish(st, len(done) + 1, n)
+                        done.add(name)
+                        continue
                     st.key = self.resolve_key(st, states)
                     kind = get_step(st.task.step).product
                     forced = st.task.step in self.force or st.task.name in self.force
@@ -162,13 +224,20 @@ class Executor:
                     done.add(name)
                 self._compute(to_compute)
                 for st in to_compute:
-                    committed_by_key.setdefault(st.key, st.task.name)
+                    if st.status != "failed":
+                        committed_by_key.setdefault(st.key, st.task.name)
                     self._finish(st, len(done) + 1, n)
                     done.add(st.task.name)
+                failed_keys = {st.key: st for st in to_compute if st.status == "failed"}
                 for name in ready:
                     st = states[name]
                     if name not in done and st.status == "shared":
                         kind = get_step(st.task.step).product
+                        if st.key in failed_keys:      # the one computing it failed
+                            st.status, st.error = "failed", failed_keys[st.key].error
+                            self._finish(st, len(done) + 1, n)
+                            done.add(name)
+                            continue
                         st.path = self.store.path(kind, st.key)
                         self._finish(st, len(done) + 1, n)
                         done.add(name)
@@ -178,6 +247,9 @@ class Executor:
         return states
 
     def _finish(self, st: TaskState, i: int, n: int) -> None:
+        if st.status == "failed":
+            self._say(f"[{i}/{n}] {st.task.name:<16} failed: {st.error}")
+            return
         self.names.link(st.task.name, st.path)
         if st.status == "computed":
             self._say(f"[{i}/{n}] {st.task.name:<16} computed in {st.seconds:.2f} s  ({st.key[:12]})")
@@ -205,18 +277,33 @@ class Executor:
             }
             overwrite = st.task.step in self.force or st.task.name in self.force
             jobs.append((st, (step.name, st.task.params, inputs, files, os.fspath(self.store.root),
-                              step.product, st.key, prov, overwrite)))
+                              step.product, st.key, prov, overwrite,
+                              estimate_memory(st.task))))
         if self.client is not None and len(jobs) > 1:
+            from .._parallel import ordered_map
+
             self._say(f"      submitting {len(jobs)} independent tasks to the dask cluster")
-            futures = [self.client.submit(execute_task, *args, False, pure=False) for _, args in jobs]
-            results = self.client.gather(futures)
-            for (st, _), (path, secs) in zip(jobs, results):
-                st.path, st.seconds, st.status = Path(path), secs, "computed"
+            results = ordered_map(
+                self.client, _execute_job, [args for _, args in jobs],
+                memory=lambda args: args[-1], errors="return", name="fermixr-task")
         else:
+            results = []
             for st, args in jobs:
                 self._say(f"      {st.task.name}: computing ({st.task.step})")
-                path, secs = execute_task(*args, self.verbose, client=self.client)
-                st.path, st.seconds, st.status = Path(path), secs, "computed"
+                try:
+                    results.append(execute_task(*args[:-1], self.verbose, client=self.client))
+                except Exception as exc:     # noqa: BLE001 -- recorded or re-raised below
+                    if not self.keep_going:
+                        raise
+                    results.append(exc)
+        for (st, _), res in zip(jobs, results):
+            if isinstance(res, BaseException):
+                if not self.keep_going:
+                    raise res
+                st.status, st.error = "failed", res
+                continue
+            path, secs = res
+            st.path, st.seconds, st.status = Path(path), secs, "computed"
 
     def _input_path(self, dep: str) -> Path:
         p = self.names.resolve(dep)
@@ -253,6 +340,12 @@ class Executor:
         os.replace(tmp, self.run_dir / "run.json")
 
 
+def _execute_job(args):
+    """:func:`execute_task` of one job tuple (its last item, the memory estimate, is for
+    the scheduler), quietly, on a worker."""
+    return execute_task(*args[:-1], False)
+
+
 def execute_task(step_name, params, input_paths, files, store_root, product, key, prov,
                  overwrite, verbose=True, client=None):
     """Compute one product and commit it; runs in this process or on a dask worker.
@@ -262,6 +355,10 @@ def execute_task(step_name, params, input_paths, files, store_root, product, key
     step = get_step(step_name)
     store = ProductStore(store_root)
     t0 = time.monotonic()
+    if not overwrite and store.exists(product, key):
+        # committed already: by this task on a worker that was lost before it reported,
+        # or by another run sharing the store
+        return os.fspath(store.path(product, key)), time.monotonic() - t0
     inputs = {role: open_product_dir(p, dask=False) for role, p in input_paths.items()}
     ctx = StepContext(prov.get("name", step_name), files=files, client=client, verbose=verbose)
     try:

@@ -263,6 +263,11 @@ SECTION_DESCRIPTIONS: dict[str, str] = {
     "lightcurve": "Light curve (lightcurve step).",
     "plotting": "Appearance of plots.",
     "mc": "Simulation options.",
+    "targets": "Many regions from one recipe (fermixr run RECIPE --outdir DIR): one region "
+               "per target, centred on it (as selection.target), named after it, all run "
+               "in one plan sharing one product store.",
+    "cluster": "Batch jobs of a SLURM or PBS cluster (fermixr run --scheduler slurm|pbs), "
+               "started through dask-jobqueue.",
 }
 
 SECTIONS: dict[str, dict[str, Option]] = {
@@ -637,6 +642,37 @@ SECTIONS: dict[str, dict[str, Option]] = {
     },
     "mc": {
         "seed": integer(None, "Seed of the random generator of simulations.", minimum=0),
+    },
+    "targets": {
+        "names": strings(None, "Source names or associations, each the centre of one region "
+                               "(resolved as selection.target, in model.catalogs or "
+                               "targets.catalog).", fermixr=True),
+        "catalog": text(None, "Catalog (name such as 4FGL-DR4, or FITS file) whose sources "
+                              "passing targets.where become the regions; also where "
+                              "targets.names are looked up first.", path="name",
+                        fermixr=True),
+        "where": text(None, "Cut on the catalog's columns selecting the regions' sources, a "
+                            "Python-like expression such as 'Signif_Avg > 30 and abs(GLAT) > "
+                            "10' (and, or, not, comparisons, abs).", fermixr=True),
+        "max": integer(None, "Keep at most this many of the sources passing targets.where, "
+                             "the most significant (Signif_Avg) first.", minimum=1,
+                       fermixr=True),
+    },
+    "cluster": {
+        "cores": integer(1, "Cores of each batch job.", minimum=1, fermixr=True),
+        "processes": integer(1, "Dask worker processes per job (they share its cores and "
+                                "memory).", minimum=1, fermixr=True),
+        "memory": text("4GB", "Memory of each batch job, e.g. '16GB'; split among its worker "
+                              "processes, each declaring its share as the MEMORY resource.",
+                       fermixr=True),
+        "walltime": text("01:00:00", "Wall-time limit of each job (HH:MM:SS).", fermixr=True),
+        "queue": text(None, "Queue (SLURM partition, PBS queue).", fermixr=True),
+        "account": text(None, "Account (project) the jobs are charged to.", fermixr=True),
+        "job_extra": strings([], "Extra directives of the job script, e.g. "
+                                 "['--constraint=cpu'] (SLURM) or ['-l place=scatter'] (PBS).",
+                             fermixr=True),
+        "jobs": integer(1, "Jobs started (--scheduler slurm:N overrides).", minimum=1,
+                        fermixr=True),
     },
 }
 

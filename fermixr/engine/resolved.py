@@ -168,6 +168,11 @@ _PLAN_MODEL = _PLAN_GEOM + ("fermixr.model.build",)
 READS: dict[str, Reads] = {
     # --- the recipe machinery -------------------------------------------------------
     "run": Reads("fermixr.engine.run", ("fileio.outdir", "fileio.cachedir")),
+    "many": Reads("fermixr.engine.many", (
+        "targets.names", "targets.catalog", "targets.where", "targets.max")),
+    "cluster": Reads("fermixr.engine.cluster", (
+        "cluster.cores", "cluster.processes", "cluster.memory", "cluster.walltime",
+        "cluster.queue", "cluster.account", "cluster.job_extra", "cluster.jobs")),
     "recipe.resolve": Reads("fermixr.engine.recipe", (
         "data.caldb", "binning.roiwidth", "binning.npix", "binning.binsz",
         "binning.binsperdec", "selection.logemin", "selection.logemax", "selection.glon",

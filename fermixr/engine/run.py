@@ -48,44 +48,13 @@ def store_root(recipe, outdir: Path) -> Path:
     return Path(resolve(recipe.config).fileio.cachedir).expanduser().resolve()
 
 
-@contextlib.contextmanager
-def dask_client(scheduler: str | None):
+def dask_client(scheduler: str | None, **kw):
     """``None``/"local": no cluster; "local:N": a LocalCluster of N single-threaded workers
-    (numba limited to one thread each); "tcp://host:port": an existing scheduler."""
-    if scheduler in (None, "", "local"):
-        yield None
-        return
-    from distributed import Client, LocalCluster
+    (numba limited to one thread each); "tcp://host:port": an existing scheduler;
+    "slurm"/"pbs": a batch cluster (see :mod:`fermixr.engine.cluster`)."""
+    from .cluster import dask_client as _client
 
-    if scheduler.startswith("local:"):
-        try:
-            n = int(scheduler.split(":", 1)[1])
-            if n < 1:
-                raise ValueError
-        except ValueError:
-            raise RecipeError(
-                f"--scheduler {scheduler!r}: expected local, local:N with N >= 1, or tcp://HOST:PORT"
-            ) from None
-        cluster = LocalCluster(
-            n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
-            env={"NUMBA_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"},
-        )
-        client = Client(cluster)
-        try:
-            yield client
-        finally:
-            client.close()
-            cluster.close()
-    elif scheduler.startswith("tcp://"):
-        client = Client(scheduler)
-        try:
-            yield client
-        finally:
-            client.close()
-    else:
-        raise RecipeError(
-            f"--scheduler {scheduler!r}: expected local, local:N or tcp://HOST:PORT"
-        )
+    return _client(scheduler, **kw)
 
 
 def run_recipe(recipe, *, outdir=None, scheduler=None, force=(), verbose=True, stream=None,
@@ -107,6 +76,11 @@ def run_recipe(recipe, *, outdir=None, scheduler=None, force=(), verbose=True, s
         fio["outdir"] = str(Path(outdir).expanduser().resolve())
         overrides["fileio"] = fio
     rec = _load(recipe, overrides)
+    tg = rec.options[0].targets
+    if tg.names or tg.where:
+        raise RecipeError(f"{rec.path or 'recipe'}: its targets section makes one region per "
+                          "target; run it with 'fermixr run RECIPE --outdir DIR' "
+                          "(fermixr.engine.many.run_many), not as one region")
     out = resolve_outdir(rec)
     tasks = plan_tasks(rec)
     from .preflight import check_data

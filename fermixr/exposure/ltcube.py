@@ -424,25 +424,9 @@ def compute_ltcube(
     kw = dict(cosmin=cosmin, nbins=nbins, coszmax=coszmax, use_zenith=use_zenith,
               phibins=phibins, region_vec=region_vec, region_radius=region_radius, zmax=zmax)
 
-    out = np.zeros((geom.npix, ncol, 2))
-    done = 0
-    nrows_used = 0
-    if client is None:
-        for chunk in chunks:
-            n = int(np.asarray(chunk["START"]).size) if "START" in chunk else 0
-            rows = prepare_rows(chunk, gs, ge, phibins=phibins, rotation=geom.rotation,
-                                source=source)
-            nrows_used += rows["dt"].size
-            _fill(out, garr, reg_lo, reg_cnt, use_region, rows, parallel=parallel, **kw)
-            done += n
-            if progress is not None:
-                progress(done, total)
-        if progress is not None and total is not None and done != total:
-            progress(total, total)  # rows outside the GTI span were skipped unread
-    else:
-        done, nrows_used = _compute_distributed(
-            client, chunks, out, garr, reg_lo, reg_cnt, use_region, gs, ge, geom, phibins,
-            ncol, kw, progress, total, source)
+    out, done, nrows_used = _fill_blocks(
+        client, chunks, garr, reg_lo, reg_cnt, use_region, gs, ge, geom, phibins, ncol, kw,
+        progress, total, source, parallel)
 
     cov = stats["coverage"]
     cs = np.concatenate([c[0] for c in cov]) if cov else np.zeros(0)
@@ -491,49 +475,64 @@ def compute_ltcube(
     return ds
 
 
-def _compute_distributed(client, chunks, out, garr, reg_lo, reg_cnt, use_region, gs, ge,
-                         geom, phibins, ncol, kw, progress, total, source):
-    """Submit prepared row blocks to the workers (at most 2 per worker in flight) and
-    sum their partial cubes into ``out``."""
-    from dask.distributed import as_completed
+def _block_task(rows, geom_arrays, reg_lo, reg_cnt, use_region, params):
+    """One block of prepared rows -> its partial cube (RING order); with the block's row
+    count and number of rows used."""
+    return _fill_task(geom_arrays, reg_lo, reg_cnt, use_region, rows, params)
 
-    nworkers = max(1, len(client.scheduler_info().get("workers", {})))
-    params = dict(kw, ncol=ncol, parallel=True)
-    [g_f] = client.scatter([garr], broadcast=True)
-    lo_f, cnt_f = client.scatter([reg_lo, reg_cnt], broadcast=True)
-    pending = as_completed()
-    inflight = 0
-    done = 0
-    used = 0
-    sizes = {}
 
-    def collect(fut):
-        nonlocal done
-        part = fut.result()
-        np.add(out, part, out=out)
-        done += sizes.pop(fut.key)
-        fut.release()
+def _fill_blocks(client, chunks, garr, reg_lo, reg_cnt, use_region, gs, ge, geom, phibins,
+                 ncol, kw, progress, total, source, parallel):
+    """Every block of FT2 rows to its partial cube -- here, or on the workers of
+    ``client`` -- summed in block order (:func:`fermixr._parallel.ordered_map`), so that
+    the cube is bit-identical whatever the number of workers, and equal to the one made
+    without a cluster."""
+    from .._parallel import ordered_map
+
+    npix = geom.npix
+    counts = {"done": 0, "used": 0}
+    sizes: list[int] = []
+
+    def blocks():
+        for chunk in chunks:
+            n = int(np.asarray(chunk["START"]).size) if "START" in chunk else 0
+            rows = prepare_rows(chunk, gs, ge, phibins=phibins, rotation=geom.rotation,
+                                source=source)
+            counts["used"] += rows["dt"].size
+            sizes.append(n)
+            yield rows
+
+    def mem(rows):      # the partial cube, the block's rows, the kernel's scratch
+        return 2 * npix * ncol * 2 * 8 + 4 * sum(v.nbytes for v in rows.values()
+                                                 if hasattr(v, "nbytes")) + 64 * 2**20
+
+    def on_result(i, rows, part):
+        counts["done"] += sizes[i]
         if progress is not None:
-            progress(done, total)
+            progress(counts["done"], total)
 
-    for chunk in chunks:
-        n = int(np.asarray(chunk["START"]).size)
-        rows = prepare_rows(chunk, gs, ge, phibins=phibins, rotation=geom.rotation,
-                            source=source)
-        used += rows["dt"].size
-        [rows_f] = client.scatter([rows])
-        fut = client.submit(_fill_task, g_f, lo_f, cnt_f, use_region, rows_f, params, pure=False)
-        sizes[fut.key] = n
-        pending.add(fut)
-        inflight += 1
-        while inflight >= 2 * nworkers:
-            collect(next(pending))
-            inflight -= 1
-    for fut in pending:
-        collect(fut)
+    def add(acc, part):
+        if acc is None:
+            return part            # 0 + part == part: the first block starts the sum
+        np.add(acc, part, out=acc)
+        return acc
+
+    params = dict(kw, ncol=ncol, parallel=True)
+    local_params = dict(kw, ncol=ncol, parallel=parallel)
+
+    def local(rows, g, lo, cnt, use, _params):
+        return _fill_task(g, lo, cnt, use, rows, local_params)
+
+    out = ordered_map(client, _block_task, blocks(), shared=(garr, reg_lo, reg_cnt,
+                                                               use_region, params),
+                      reduce=add, initial=None, memory=mem, on_result=on_result,
+                      scatter=True, name="ltcube-rows", local=local)
+    if out is None:
+        out = np.zeros((npix, ncol, 2))
+    done = counts["done"]
     if progress is not None and total is not None and done != total:
-        progress(total, total)
-    return done, used
+        progress(total, total)  # rows outside the GTI span were skipped unread
+    return out, done, counts["used"]
 
 
 def compute_ltcube_reference(ft2: Mapping, gti_start, gti_stop, *, zmax=180.0, nside=16,
