@@ -40,3 +40,34 @@ def crab_day(shared_data) -> Path:
 @pytest.fixture(scope="session")
 def caldb_dir(shared_data) -> Path:
     return shared_data / "caldb"
+
+
+# ------------------------------------------------- expensive set-ups made once a session --
+# Several modules start from the same set-up ROI or the same run of the example recipe: the
+# work is done once a session here.  Analysis states are frozen, run folders are not (tests
+# write into them): a test that writes into a session folder gets a copy of its own, except
+# where the fixture says otherwise.
+
+_EXAMPLE = _REPO / "examples" / "quickstart.yaml"
+
+
+@pytest.fixture(scope="session")
+def example_cli_run(tmp_path_factory):
+    """``fermixr run examples/quickstart.yaml --outdir DIR`` once a session: (DIR, the
+    completed process, the tasks' statuses in run.json right after that first run).
+    Tests read DIR; two write into it: test_run_example reruns the example there (a
+    cached rerun: the same products) and test_report adds report.html, which nothing else
+    reads.  Any other test that writes there takes a copy.  (A copy is not the same run:
+    its recorded files and fileio.workdir name the original folder, so write_roi runs
+    again there and loading its recipe warns.)"""
+    import json
+    import subprocess
+    import sys
+
+    out = tmp_path_factory.mktemp("example_cli_run") / "run"
+    r = subprocess.run([sys.executable, "-m", "fermixr.cli", "run", str(_EXAMPLE), "--outdir",
+                        str(out)], capture_output=True, text=True, cwd=_REPO)
+    assert r.returncode == 0, r.stderr
+    statuses = {t["name"]: t["status"]
+                for t in json.loads((out / "run.json").read_text())["tasks"]}
+    return out, r, statuses
