@@ -48,6 +48,57 @@ def caldb_dir(shared_data) -> Path:
 # write into them): a test that writes into a session folder gets a copy of its own, except
 # where the fixture says otherwise.
 
+def _copy_run(src: Path, dest: Path) -> Path:
+    """A copy of the run folder ``src`` at ``dest`` (the product links are relative, so the
+    copy's ``products/`` point into the copy's own ``.store``)."""
+    import shutil
+
+    shutil.copytree(src, dest, symlinks=True)
+    return dest
+
+
+@pytest.fixture(scope="session")
+def _roi_setups(tmp_path_factory):
+    """mode -> the session's run folder of the conformance ROI (test_estimators_conformance's
+    ``_doc``) after ``setup``; made on first use."""
+    import warnings
+
+    from fermixr import Analysis
+    from test_estimators_conformance import _doc
+
+    root = tmp_path_factory.mktemp("roi_setups")
+    done: dict[str, Path] = {}
+
+    def get(mode: str) -> Path:
+        if mode not in done:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                done[mode] = Analysis(_doc(mode, root)).setup().outdir
+        return done[mode]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def roi_setup(_roi_setups):
+    """``roi_setup(mode, root)``: an Analysis of its own on the conformance ROI in
+    ``root/<mode>``, as ``Analysis(_doc(mode, root)).setup()`` gives it; the products are
+    the session's (a copy of its run folder), so this setup finds every one in the store."""
+    import warnings
+
+    from fermixr import Analysis
+    from test_estimators_conformance import _doc
+
+    def make(mode: str, root: Path):
+        doc = _doc(mode, Path(root))
+        _copy_run(_roi_setups(mode), Path(doc["fileio"]["outdir"]))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return Analysis(doc).setup()
+
+    return make
+
+
 _EXAMPLE = _REPO / "examples" / "quickstart.yaml"
 
 
