@@ -99,6 +99,30 @@ def roi_setup(_roi_setups):
     return make
 
 
+@pytest.fixture(scope="session")
+def _example_setup_dir(tmp_path_factory) -> Path:
+    """The session's run folder of test_analysis's ``example_doc`` (the example recipe,
+    absolute paths, no energy dispersion) after ``setup``."""
+    import warnings
+
+    from fermixr import Analysis
+    from test_analysis import example_doc
+
+    out = tmp_path_factory.mktemp("example_setup") / "run"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        Analysis(example_doc(out)).setup()
+    return out
+
+
+@pytest.fixture(scope="session")
+def example_setup(_example_setup_dir):
+    """``example_setup(dest)``: a copy at ``dest`` of the session's run folder of the
+    example recipe without energy dispersion after ``setup`` (its data products in the
+    store, so that a setup or run of that recipe into ``dest`` finds them); returns dest."""
+    return lambda dest: _copy_run(_example_setup_dir, Path(dest))
+
+
 _EXAMPLE = _REPO / "examples" / "quickstart.yaml"
 
 
