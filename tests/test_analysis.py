@@ -15,9 +15,9 @@ from fermixr.errors import FitError, ModelError, RecipeError
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "quickstart.yaml"
 
 
-def example_fit(outdir, cls=Analysis):
-    """The example recipe (absolute paths, no steps, no energy dispersion) set up in
-    ``outdir``, optimised, SYN_CRAB and the isotropic norm fitted with NEWTON."""
+def example_doc(outdir) -> dict:
+    """The example recipe with absolute paths, no steps, no energy dispersion, its run
+    folder ``outdir``."""
     doc = yaml.safe_load(EXAMPLE.read_text())
     doc.pop("steps")
     base = EXAMPLE.parent
@@ -27,9 +27,15 @@ def example_fit(outdir, cls=Analysis):
     doc["model"]["isodiff"] = str((base / doc["model"]["isodiff"]).resolve())
     doc["gtlike"]["edisp"] = False
     doc["fileio"] = {"outdir": str(outdir)}
+    return doc
+
+
+def example_fit(outdir, cls=Analysis):
+    """The example recipe (:func:`example_doc`) set up in ``outdir``, optimised, SYN_CRAB
+    and the isotropic norm fitted with NEWTON."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        a = cls(doc).setup()
+        a = cls(example_doc(outdir)).setup()
     a.optimize()
     a.free_source("SYN_CRAB")
     a.free_norm("isodiff")
@@ -38,8 +44,8 @@ def example_fit(outdir, cls=Analysis):
 
 
 @pytest.fixture(scope="module")
-def gta(tmp_path_factory):
-    return example_fit(tmp_path_factory.mktemp("ana"))
+def gta(tmp_path_factory, example_setup):
+    return example_fit(example_setup(tmp_path_factory.mktemp("ana") / "run"))
 
 
 def test_fit_recovers_the_simulated_crab(gta):

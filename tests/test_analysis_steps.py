@@ -48,7 +48,7 @@ STEPS = [
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
+def run(tmp_path_factory, example_setup):
     doc = yaml.safe_load(EXAMPLE.read_text())
     base = EXAMPLE.parent
     for k in ("evfile", "scfile", "caldb"):
@@ -57,7 +57,7 @@ def run(tmp_path_factory):
     doc["model"]["isodiff"] = str((base / doc["model"]["isodiff"]).resolve())
     doc["gtlike"]["edisp"] = False
     doc["steps"] = STEPS
-    out = tmp_path_factory.mktemp("steps")
+    out = example_setup(tmp_path_factory.mktemp("steps") / "run")   # the data products
     run_recipe(doc, outdir=out, verbose=False)
     first = json.loads((out / "run.json").read_text())["analysis_steps"]
     return doc, out, first

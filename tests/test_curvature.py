@@ -8,7 +8,6 @@ pivot; bad input gives one clear error and changes nothing."""
 from __future__ import annotations
 
 import json
-import warnings
 
 import numpy as np
 import pytest
@@ -20,19 +19,13 @@ from fermixr.estimators import edits
 from fermixr.estimators.curvature import convert_spectrum
 from fermixr.model.spectral import get_spectral_model
 
-from test_estimators_conformance import _doc
 
 SRC = "SYN_CRAB"
 
 
 @pytest.fixture(scope="module")
-def gta(tmp_path_factory):
-    from fermixr import Analysis
-
-    root = tmp_path_factory.mktemp("curvature")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        g = Analysis(_doc("wcs_no_edisp", root)).setup()
+def gta(tmp_path_factory, roi_setup):
+    g = roi_setup("wcs_no_edisp", tmp_path_factory.mktemp("curvature"))
     g.state.components
     return g
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import copy
 import math
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -52,17 +51,13 @@ def _doc(mode: str, outdir: Path) -> dict:
 
 
 @pytest.fixture(scope="module")
-def states(tmp_path_factory):
+def states(tmp_path_factory, roi_setup):
     """mode -> (state without weights, state with a weights map of ones): SYN_CRAB's norm
     and index and the isotropic norm free."""
-    from fermixr import Analysis
-
     root = tmp_path_factory.mktemp("conformance")
     out = {}
     for mode in MODES:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            gta = Analysis(_doc(mode, root)).setup()
+        gta = roi_setup(mode, root)
         gta.free_source(SOURCE, pars=["Prefactor", "Index"])
         gta.free_norm("isodiff")
         st = gta.state

@@ -10,7 +10,6 @@ from __future__ import annotations
 import copy
 import json
 import math
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -29,13 +28,8 @@ SRC = "SYN_CRAB"
 
 
 @pytest.fixture(scope="module")
-def gta(tmp_path_factory):
-    from fermixr import Analysis
-
-    root = tmp_path_factory.mktemp("extension")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        g = Analysis(_doc("wcs_no_edisp", root)).setup()
+def gta(tmp_path_factory, roi_setup):
+    g = roi_setup("wcs_no_edisp", tmp_path_factory.mktemp("extension"))
     g.state.components
     return g
 

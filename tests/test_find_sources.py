@@ -11,7 +11,6 @@ from __future__ import annotations
 import copy
 import json
 import math
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -29,12 +28,8 @@ from test_estimators_conformance import _doc
 EXPSCALE = 3000.0
 
 
-def _setup(mode, root):
-    from fermixr import Analysis
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        g = Analysis(_doc(mode, root)).setup()
+def _setup(roi_setup, mode, root):
+    g = roi_setup(mode, root)
     st = g.state
     st = st.replace(components=tuple(c.replace(expscale=EXPSCALE) for c in st.components))
     g.state = st
@@ -42,13 +37,13 @@ def _setup(mode, root):
 
 
 @pytest.fixture(scope="module")
-def gtas(tmp_path_factory):
+def gtas(tmp_path_factory, roi_setup):
     root = tmp_path_factory.mktemp("find_sources")
     cache = {}
 
     def get(mode):
         if mode not in cache:
-            cache[mode] = _setup(mode, root)
+            cache[mode] = _setup(roi_setup, mode, root)
         return cache[mode]
 
     return get

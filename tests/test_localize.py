@@ -29,13 +29,8 @@ SRC = "SYN_CRAB"
 
 
 @pytest.fixture(scope="module")
-def gta(tmp_path_factory):
-    from fermixr import Analysis
-
-    root = tmp_path_factory.mktemp("localize")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        g = Analysis(_doc("wcs_no_edisp", root)).setup()
+def gta(tmp_path_factory, roi_setup):
+    g = roi_setup("wcs_no_edisp", tmp_path_factory.mktemp("localize"))
     g.state.components
     return g
 
@@ -96,13 +91,8 @@ def test_tangent_plane_round_trip():
 
 # ----------------------------------------------------------- the approximation -----
 @pytest.fixture(scope="module")
-def hpx_state(tmp_path_factory):
-    from fermixr import Analysis
-
-    root = tmp_path_factory.mktemp("localize_hpx")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return Analysis(_doc("healpix", root)).setup().state
+def hpx_state(tmp_path_factory, roi_setup):
+    return roi_setup("healpix", tmp_path_factory.mktemp("localize_hpx")).state
 
 
 @pytest.mark.parametrize("which", ["wcs", "healpix"])

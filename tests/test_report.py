@@ -8,7 +8,6 @@ import re
 import shutil
 import subprocess
 import sys
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -17,19 +16,13 @@ import pytest
 import fermixr
 
 REPO = Path(__file__).resolve().parent.parent
-EXAMPLE = REPO / "examples" / "quickstart.yaml"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    from fermixr.engine.run import run_recipe
-
-    out = tmp_path_factory.mktemp("report") / "run"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        run_recipe(str(EXAMPLE), outdir=out, verbose=False)
-    return out
+def run_dir(example_cli_run):
+    """The session's run of the example recipe (the report adds report.html to it)."""
+    return example_cli_run[0]
 
 
 @pytest.fixture(scope="module")

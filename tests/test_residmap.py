@@ -33,8 +33,8 @@ def _analysis(tmp_path, mode="wcs_no_edisp", **binning):
 
 
 @pytest.fixture(scope="module")
-def gta(tmp_path_factory):
-    return _analysis(tmp_path_factory.mktemp("residmap"))
+def gta(tmp_path_factory, roi_setup):
+    return roi_setup("wcs_no_edisp", tmp_path_factory.mktemp("residmap"))
 
 
 def _bright(state, factor):
@@ -141,10 +141,10 @@ def test_analysis_method_writes_fermipys_fits(gta, tmp_path):
     assert not list(tmp_path.glob(".*.tmp*"))
 
 
-def test_healpix_fits_has_the_hdus(tmp_path):
+def test_healpix_fits_has_the_hdus(tmp_path, roi_setup):
     from astropy.io import fits
 
-    a = _analysis(tmp_path, "healpix")
+    a = roi_setup("healpix", tmp_path)
     a.outdir = tmp_path
     out = a.residmap(write_npy=False)
     with fits.open(out["file"]) as h:

@@ -15,10 +15,11 @@ from fermixr.errors import GeometryError, ModelError
 
 
 @pytest.fixture(scope="module")
-def gta(tmp_path_factory):
+def gta(tmp_path_factory, example_setup):
     from test_analysis import example_fit
 
-    return example_fit(tmp_path_factory.mktemp("roiapi"), cls=GTAnalysis)
+    return example_fit(example_setup(tmp_path_factory.mktemp("roiapi") / "run"),
+                       cls=GTAnalysis)
 
 
 @pytest.fixture

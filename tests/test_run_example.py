@@ -73,11 +73,9 @@ def _assert_same_products(a, b):
         xr.testing.assert_identical(da, db)
 
 
-def test_example_runs_validates_and_reruns_cached(tmp_path):
-    out = tmp_path / "run"
-    r1 = _cli("run", EXAMPLE, "--outdir", out)
+def test_example_runs_validates_and_reruns_cached(example_cli_run):
+    out, r1, first = example_cli_run          # `fermixr run EXAMPLE --outdir out`, once a session
     assert "computed" in r1.stderr
-    first = _statuses(out)
     assert set(first.values()) == {"computed"}, first
     r2 = _cli("run", EXAMPLE, "--outdir", out)
     assert set(_statuses(out).values()) == {"cached"}
@@ -129,9 +127,8 @@ def test_changing_the_last_step_recomputes_only_it(tmp_path):
     assert lt.sizes["costheta"] == 20
 
 
-def test_sigkill_mid_write_then_resume_gives_identical_products(tmp_path):
-    clean = tmp_path / "clean"
-    _cli("run", EXAMPLE, "--outdir", clean)
+def test_sigkill_mid_write_then_resume_gives_identical_products(tmp_path, example_cli_run):
+    clean = example_cli_run[0]                # an uninterrupted run of the example
     out = tmp_path / "killed"
     env = dict(os.environ, FERMIXR_DEBUG_PAUSE_BEFORE_COMMIT="60")
     proc = subprocess.Popen([sys.executable, "-m", "fermixr.cli", "run", str(EXAMPLE), "--outdir",
@@ -162,10 +159,9 @@ def test_sigkill_mid_write_then_resume_gives_identical_products(tmp_path):
 
 
 @pytest.mark.slow     # 37 s; the many-regions test runs the example on a local:2 cluster too
-def test_same_numbers_with_a_dask_cluster(tmp_path):
+def test_same_numbers_with_a_dask_cluster(tmp_path, example_cli_run):
     pytest.importorskip("distributed")
-    a, b = tmp_path / "serial", tmp_path / "cluster"
-    _cli("run", EXAMPLE, "--outdir", a)
+    a, b = example_cli_run[0], tmp_path / "cluster"     # a: the serial run
     _cli("run", EXAMPLE, "--outdir", b, "--scheduler", "local:2")
     _assert_same_products(a, b)
 

@@ -30,13 +30,8 @@ SRC = "SYN_CRAB"
 
 
 @pytest.fixture(scope="module")
-def gta(tmp_path_factory):
-    from fermixr import Analysis
-
-    root = tmp_path_factory.mktemp("sed")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        g = Analysis(_doc("wcs_no_edisp", root)).setup()
+def gta(tmp_path_factory, roi_setup):
+    g = roi_setup("wcs_no_edisp", tmp_path_factory.mktemp("sed"))
     g.state.components                                      # read the products once
     return g
 

@@ -29,13 +29,8 @@ RADIUS = 3.0     # the footprint of fermixr.estimators.tscube (KERNEL_RADIUS)
 
 
 @pytest.fixture(scope="module")
-def gta(tmp_path_factory):
-    from fermixr import Analysis
-
-    root = tmp_path_factory.mktemp("tscube")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        g = Analysis(_doc("wcs_no_edisp", root)).setup()
+def gta(tmp_path_factory, roi_setup):
+    g = roi_setup("wcs_no_edisp", tmp_path_factory.mktemp("tscube"))
     g.state.components
     return g
 

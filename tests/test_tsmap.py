@@ -26,13 +26,8 @@ from test_estimators_conformance import _doc
 
 
 @pytest.fixture(scope="module")
-def gta(tmp_path_factory):
-    from fermixr import Analysis
-
-    root = tmp_path_factory.mktemp("tsmap")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        g = Analysis(_doc("wcs_no_edisp", root)).setup()
+def gta(tmp_path_factory, roi_setup):
+    g = roi_setup("wcs_no_edisp", tmp_path_factory.mktemp("tsmap"))
     g.state.components                                      # read the products once
     return g
 
@@ -61,19 +56,15 @@ def test_null_distribution_is_half_chi2_0_half_chi2_1(gta):
 
 
 @pytest.fixture(scope="module")
-def states(tmp_path_factory, gta):
+def states(tmp_path_factory, gta, roi_setup):
     """mode -> state: the conformance ROI on WCS without dispersion (the gta fixture),
     with dispersion, on HEALPix and with two components of different pixel sizes."""
-    from fermixr import Analysis
-
     root = tmp_path_factory.mktemp("tsmap_modes")
     cache = {"wcs_no_edisp": gta.state}
 
     def get(mode):
         if mode not in cache:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                cache[mode] = Analysis(_doc(mode, root)).setup().state
+            cache[mode] = roi_setup(mode, root).state
         return cache[mode]
 
     return get

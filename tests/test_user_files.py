@@ -138,10 +138,13 @@ def test_stale_lock_of_a_dead_process_is_taken_over_with_a_warning(tmp_path):
 
 # -------------------------------------------- a run whose recipe is in its own folder --
 @pytest.fixture(scope="module")
-def run_in_recipe_folder(tmp_path_factory):
+def run_in_recipe_folder(tmp_path_factory, example_cli_run):
     """The example recipe (setup and write_roi) saved in a folder of its own and run there
-    without --outdir, so the run folder is the recipe's folder."""
+    without --outdir, so the run folder is the recipe's folder.  The folder starts with a
+    copy of the product store of the session's run of the example (the same data
+    products: this run finds them there)."""
     folder = tmp_path_factory.mktemp("myanalysis")
+    shutil.copytree(example_cli_run[0] / ".store", folder / ".store")
     doc = yaml.safe_load(EXAMPLE.read_text())
     for key in ("evfile", "scfile", "caldb"):
         doc["data"][key] = str((EXAMPLE.parent / doc["data"][key]).resolve())
