@@ -16,7 +16,7 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
-from ..errors import InputFileError, RecipeError, StoreError
+from ..errors import InputFileError, RecipeError
 from .store import RUN_META_DIR, NameIndex, RunLock, open_product_dir, read_marker
 
 # the run's own copy of the recipe it ran (expanded, resolved), under a name of its own so
