@@ -64,16 +64,10 @@ def fitted_model(run_dir: Path):
     :class:`~fermixr.errors.ProductError` when the run holds no successful fit."""
     from ..model.skymodel import SkyModel
     from .steps import get_step
+    from .run import read_run_record
     from .store import ProductStore, read_attrs
 
-    doc = {}
-    mf = run_dir / "run.json"
-    if mf.is_file():
-        try:
-            doc = json.loads(mf.read_text())
-        except ValueError:
-            raise InputFileError(f"{str(mf)!r} is not valid JSON (damaged run record); "
-                                 "rerun the recipe to rewrite it") from None
+    doc = read_run_record(run_dir)
     records = [r for r in doc.get("analysis_steps", []) if r.get("step") in _RESULT_STEPS()]
     fits = [r for r in records if r["step"] in ("fit", "optimize")]
     if not fits:

@@ -260,16 +260,9 @@ def list_run(run_dir, recipe=None) -> list[dict]:
         recipe = copy
     rec = _load(recipe, {"fileio": {"outdir": str(run_dir.resolve())}})
     tasks = plan_tasks(rec)
-    last, analysis = {}, []
-    mf = run_dir / "run.json"
-    if mf.is_file():
-        try:
-            doc = json.loads(mf.read_text())
-        except ValueError:
-            raise InputFileError(f"{str(mf)!r} is not valid JSON (damaged run record); "
-                                 "rerun the recipe to rewrite it") from None
-        last = {t["name"]: t for t in doc.get("tasks", [])}
-        analysis = doc.get("analysis_steps", [])
+    doc = read_run_record(run_dir)
+    last = {t["name"]: t for t in doc.get("tasks", [])}
+    analysis = doc.get("analysis_steps", [])
     ex = Executor(run_dir, store_root(rec, run_dir), verbose=False)
     states = {t.name: TaskState(t) for t in tasks}
     rows = []
@@ -370,3 +363,16 @@ def verify_product(path) -> list[str]:
                 out.append(f"{chunk}: damaged ({type(exc).__name__}: "
                            f"{str(exc).splitlines()[0] if str(exc) else 'unreadable'})")
     return out
+
+
+def read_run_record(run_dir) -> dict:
+    """The run record ``<run_dir>/run.json`` ({} when the run has none yet);
+    :class:`InputFileError` when it is not valid JSON."""
+    mf = Path(run_dir) / "run.json"
+    if not mf.is_file():
+        return {}
+    try:
+        return json.loads(mf.read_text())
+    except ValueError:
+        raise InputFileError(f"{str(mf)!r} is not valid JSON (damaged run record); "
+                             "rerun the recipe to rewrite it") from None
