@@ -101,6 +101,26 @@ def test_background_true_counts_give_back_the_cube():
         background_true_counts(kern, cube)
 
 
+def test_component_on_a_true_grid_refuses_edisp_disable():
+    """A component on the grid's nodes needs its response matrix; a source evaluated
+    without dispersion (edisp_disable, Fermipy's set_edisp_flag) has no matrix there and
+    is refused with one error naming it, not given the wrong true bins."""
+    from fermixr.engine.gammapy_import import TrueGrid, _overlap
+    from fermixr.errors import GeometryError
+    from fermixr.likelihood.roi import Component
+
+    e = np.geomspace(100.0, 1e4, 5)
+    grid = TrueGrid(e)
+    counts = np.ones((4, 6))
+    comp = Component(counts=counts, edges=e, maps={}, nodes=grid.nodes,
+                     drm=grid.drm(_overlap(e, e)))
+    assert comp.nodes.size == 13
+    with pytest.raises(GeometryError, match="source-map energies do not match"):
+        Component(counts=counts, edges=e, maps={}, nodes=grid.nodes)
+    with pytest.raises(GeometryError, match=r"edisp_disable \(bkg\): .* no dispersion-free"):
+        comp.replace(edisp_disable=("bkg",))
+
+
 def test_missing_hdu_is_one_clear_error(tmp_path):
     """A MapDataset file without EXPOSURE: one error naming the file and the HDU."""
     from astropy.io import fits
