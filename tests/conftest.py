@@ -146,3 +146,43 @@ def example_cli_run(tmp_path_factory):
     statuses = {t["name"]: t["status"]
                 for t in json.loads((out / "run.json").read_text())["tasks"]}
     return out, r, statuses
+
+
+# ------------------------------------------------- the example run for the Gammapy tests --
+@pytest.fixture(scope="session")
+def syn_run(tmp_path_factory):
+    """The example's data (examples/quickstart.yaml) on a small ROI with energy
+    dispersion (one extra true-energy bin on each side), the synthetic Crab fitted; built
+    once per session for tests/test_gammapy_export.py and tests/test_gammapy_roundtrip.py."""
+    import yaml
+
+    from fermixr.engine.run import run_recipe
+
+    example = _EXAMPLE
+    tmp = tmp_path_factory.mktemp("gpx")
+    doc = yaml.safe_load(example.read_text())
+    for key in ("evfile", "scfile", "caldb"):
+        doc["data"][key] = str((example.parent / doc["data"][key]).resolve())
+    doc["model"]["catalogs"] = [str((example.parent / c).resolve())
+                                for c in doc["model"]["catalogs"]]
+    doc["model"]["isodiff"] = str((example.parent / doc["model"]["isodiff"]).resolve())
+    doc["model"]["src_roiwidth"] = 8.0
+    doc["binning"].update(roiwidth=5.0, binsz=0.25, binsperdec=4)
+    doc["gtlike"].update(edisp=True, edisp_bins=1)
+    doc["ltcube"].update(binsz=2.0, dcostheta=0.05)
+    doc["steps"] = ["setup", {"free_source": {"name": "SYN_CRAB"}}, "fit"]
+    recipe = tmp / "syn.yaml"
+    recipe.write_text(yaml.safe_dump(doc))
+    run = tmp / "run"
+    run_recipe(str(recipe), outdir=run, verbose=False)
+    return run
+
+
+@pytest.fixture(scope="session")
+def syn_export(syn_run, tmp_path_factory):
+    """``syn_run`` exported with ``export_gammapy``: (folder, files written)."""
+    from fermixr.engine.gammapy_export import export_gammapy
+
+    dest = tmp_path_factory.mktemp("gpx_out")
+    files = export_gammapy(syn_run, dest)
+    return dest, files

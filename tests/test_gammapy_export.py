@@ -11,13 +11,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 
 pytest.importorskip("gammapy", reason="gammapy (the optional `gammapy` extra) is not "
                                       "installed: the Gammapy export is read back with it")
 
 from fermixr.cli import main as cli_main                       # noqa: E402
-from fermixr.engine.gammapy_export import export_gammapy, fitted_model   # noqa: E402
+from fermixr.engine.gammapy_export import fitted_model         # noqa: E402
 from fermixr.engine.run import run_recipe                      # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
@@ -68,34 +67,7 @@ def _gammapy_fit(ds, name, start):
 
 
 # ----------------------------------------------------------------- synthetic example --
-@pytest.fixture(scope="module")
-def syn_run(tmp_path_factory):
-    """The example's data on a small ROI with energy dispersion (one extra true-energy bin
-    on each side), the synthetic Crab fitted."""
-    tmp = tmp_path_factory.mktemp("gpx")
-    doc = yaml.safe_load(EXAMPLE.read_text())
-    for key in ("evfile", "scfile", "caldb"):
-        doc["data"][key] = str((EXAMPLE.parent / doc["data"][key]).resolve())
-    doc["model"]["catalogs"] = [str((EXAMPLE.parent / c).resolve())
-                                for c in doc["model"]["catalogs"]]
-    doc["model"]["isodiff"] = str((EXAMPLE.parent / doc["model"]["isodiff"]).resolve())
-    doc["model"]["src_roiwidth"] = 8.0
-    doc["binning"].update(roiwidth=5.0, binsz=0.25, binsperdec=4)
-    doc["gtlike"].update(edisp=True, edisp_bins=1)
-    doc["ltcube"].update(binsz=2.0, dcostheta=0.05)
-    doc["steps"] = ["setup", {"free_source": {"name": "SYN_CRAB"}}, "fit"]
-    recipe = tmp / "syn.yaml"
-    recipe.write_text(yaml.safe_dump(doc))
-    run = tmp / "run"
-    run_recipe(str(recipe), outdir=run, verbose=False)
-    return run
-
-
-@pytest.fixture(scope="module")
-def syn_export(syn_run, tmp_path_factory):
-    dest = tmp_path_factory.mktemp("gpx_out")
-    files = export_gammapy(syn_run, dest)
-    return dest, files
+# syn_run, syn_export: tests/conftest.py (shared with tests/test_gammapy_roundtrip.py)
 
 
 def test_npred_reproduces_fermixr_model_counts(syn_run, syn_export):

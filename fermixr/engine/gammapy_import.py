@@ -4,26 +4,33 @@
 cubes Gammapy reads (counts cube, predicted-background cube, exposure cube, gtpsf PSF
 file, as in Gammapy's Fermi-LAT tutorial), into an
 :class:`~fermixr.likelihood.roi.AnalysisState` on which fermixr's estimators (tsmap, sed,
-fit, ...) run:
+fit, ...) run.
 
-* one component: the counts on the file's WCS grid (optionally a cut-out), the bin edges as
-  the true-energy nodes of the maps;
+The state predicts what Gammapy's ``MapDataset.npred`` predicts for the same file and
+model: in each true-energy bin of the exposure, the spectrum integrated over the bin times
+the bin's exposure at the source and its PSF at the bin's centre, then the dispersion
+kernel (see :class:`TrueGrid` for how fermixr's likelihood is made to integrate each true
+bin that way):
+
+* one component: the counts on the file's WCS grid (optionally a cut-out); its true-energy
+  nodes three per exposure bin (:class:`TrueGrid`), and always a response matrix: the
+  ``EDISP`` kernel (at the grid's centre) on the exposure's true bins, or, without one,
+  Gammapy's diagonal response (the fraction of each true bin inside each counts bin);
 * the background cube as a source ``gammapy_background`` of fixed shape with a free norm
-  (a ``ConstantValue`` spectrum, Value = 1): its node maps are the one solution of the
-  node equations that reproduces the cube exactly in every bin (see
-  :func:`background_node_maps`), so its predicted counts are the cube times the norm;
+  (a ``ConstantValue`` spectrum, Value = 1), dispersed like every source: its true-bin
+  counts solve kernel^T t = cube (:func:`background_true_counts`), so its predicted counts
+  are the cube times the norm in every bin;
 * a ``map_maker`` making the maps of point sources and of RadialGaussian / RadialDisk
-  sources from the imported exposure (at the source, interpolated log-log in energy) and
-  the imported PSF (per offset, linear in log energy between its energies), with fermixr's
-  own source-map code (:func:`fermixr.srcmap.point_source_map`,
-  :func:`fermixr.srcmap.extended_source_map`), at the state's true-energy nodes, so a test
-  source's counts follow from its spectrum as every fermixr source's do;
-* masks (``MASK_SAFE`` x ``MASK_FIT``) as likelihood weights of 0 and 1;
-* energy dispersion: a MapDataset whose ``EDISP`` kernel only puts each true-energy bin
-  where its energies lie (Gammapy's diagonal response, as its Fermi-LAT tutorial builds
-  it) has none; a kernel on true-energy bins whose edges are the counts bin edges
-  extended by whole bins at each end becomes the response matrix; any other kernel is
-  refused with a clear error.
+  sources per true bin from the imported exposure (at the source) and the imported PSF
+  (per offset, linear in log energy between its energies, at the bin's centre), with
+  fermixr's own source-map code (:func:`fermixr.srcmap.point_source_map`,
+  :func:`fermixr.srcmap.extended_source_map`), so a test source's counts follow from its
+  spectrum as every fermixr source's do;
+* masks (``MASK_SAFE`` x ``MASK_FIT``) as likelihood weights of 0 and 1.
+
+Loose cubes (gtexpcube2's exposure at energies, no bins) take the true bins Gammapy's
+Fermi-LAT tutorial gives them: about the exposure's energies (geometric midpoints, half a
+step beyond the ends), with the diagonal response.
 """
 
 from __future__ import annotations
@@ -38,7 +45,8 @@ from ..errors import FileFormatError, GeometryError, InputFileError, ModelError,
 from ..likelihood.roi import AnalysisState, Component, map_key
 from ..model.skymodel import SkyModel
 
-__all__ = ["import_gammapy", "background_node_maps", "ImportedMapMaker", "BACKGROUND_NAME"]
+__all__ = ["import_gammapy", "TrueGrid", "background_true_counts", "ImportedMapMaker",
+           "BACKGROUND_NAME"]
 
 BACKGROUND_NAME = "gammapy_background"
 
@@ -135,38 +143,6 @@ def _same_grid(a, b, what_a, what_b):
 
 
 # -------------------------------------------------------------------------------------
-# the background
-# -------------------------------------------------------------------------------------
-def background_node_maps(cube, edges) -> np.ndarray:
-    """Node maps S (n_bins + 1, n_pix) of a source with dN/dE = 1 whose predicted counts
-    (fermixr's log-trapezoid rule, :mod:`fermixr.likelihood.npred`) are ``cube``
-    (n_bins, n_pix) in every bin: with h_i = ln(E_{i+1}/E_i)/2 and T_k = E_k S_k,
-
-        T_i + T_{i+1} = cube_i / h_i,
-
-    n equations in n + 1 unknowns: every solution is T_k = (-1)^k T_0 + c_k; T_0 is the
-    one closest (least squares) to the smooth T that splits each bin's value evenly
-    between its edges.  Exact to rounding in each bin."""
-    b = np.asarray(cube, dtype=np.float64)
-    e = np.asarray(edges, dtype=np.float64)
-    nb = b.shape[0]
-    h = 0.5 * np.log(e[1:] / e[:-1])
-    q = b / h[:, None]                              # T_i + T_{i+1}
-    c = np.zeros((nb + 1,) + b.shape[1:])
-    for i in range(nb):
-        c[i + 1] = q[i] - c[i]
-    smooth = np.empty_like(c)
-    smooth[0] = 0.5 * q[0]
-    smooth[-1] = 0.5 * q[-1]
-    if nb > 1:
-        smooth[1:-1] = 0.25 * (q[:-1] + q[1:])
-    sign = (-1.0) ** np.arange(nb + 1)
-    t0 = np.sum(sign[:, None] * (smooth - c), axis=0) / (nb + 1)
-    t = sign[:, None] * t0[None] + c
-    return t / e[:, None]
-
-
-# -------------------------------------------------------------------------------------
 # maps of sources
 # -------------------------------------------------------------------------------------
 def _interp_rows_log_energy(e_rows, rows, e_out):
@@ -182,48 +158,34 @@ def _interp_rows_log_energy(e_rows, rows, e_out):
     return rows[j] * (1.0 - w)[:, None] + rows[j + 1] * w[:, None]
 
 
-def _loglog(e_nodes, values, e_out):
-    """Positive values (n, ...) at ``e_nodes`` interpolated log-log to ``e_out`` (linear
-    in log E held at the ends beyond them)."""
-    v = np.asarray(values, dtype=np.float64)
-    le = np.log(np.asarray(e_nodes, dtype=np.float64))
-    lo = np.log(np.asarray(e_out, dtype=np.float64))
-    if le.size == 1:
-        return np.repeat(v[:1], lo.size, axis=0)
-    j = np.clip(np.searchsorted(le, lo) - 1, 0, le.size - 2)
-    w = np.clip((lo - le[j]) / (le[j + 1] - le[j]), 0.0, 1.0)
-    a, b = v[j], v[j + 1]
-    shape = (-1,) + (1,) * (v.ndim - 1)
-    w = w.reshape(shape)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ll = np.exp(np.log(a) * (1 - w) + np.log(b) * w)
-    return np.where((a > 0) & (b > 0), ll, a * (1 - w) + b * w)
-
-
 class ImportedMapMaker:
-    """``maker(src, i)``: the (n_nodes, n_pix) map of ``src`` on the imported grid, from
-    the imported exposure and PSF (see the module docstring); the background source gives
-    its own node maps.  Maps are kept per spatial model (read-only)."""
+    """``maker(src, i)``: the (n_nodes, n_pix) map of ``src`` on the imported grid: per
+    true-energy bin, the exposure of the bin at the source times the PSF at the bin's
+    centre (Gammapy's model), spread on the bin's quadrature nodes (:func:`true_grid`);
+    the background source gives its own node maps.  Maps are kept per spatial model
+    (read-only)."""
 
     MEMO_MAX = 64
 
-    def __init__(self, geom, nodes, exposure, exposure_geom, exposure_energies, psf,
-                 background=None):
+    def __init__(self, geom, grid, exposure, exposure_geom, psf, background=None):
         self.geom = geom
-        self.nodes = np.asarray(nodes, dtype=np.float64)
+        self.grid = grid
+        self.nodes = grid.nodes
         self.exposure = np.asarray(exposure, dtype=np.float64)
+        if self.exposure.shape[0] != grid.centres.size:
+            raise GeometryError(f"gammapy import: {self.exposure.shape[0]} exposure planes "
+                                f"for {grid.centres.size} true-energy bins")
         self.exposure_geom = exposure_geom
-        self.exposure_energies = np.asarray(exposure_energies, dtype=np.float64)
         self.psf_offsets = np.asarray(psf.theta, dtype=np.float64)
         self.psf_values = np.ascontiguousarray(
             _interp_rows_log_energy(psf.energies, np.asarray(psf.psf, dtype=np.float64),
-                                    self.nodes))
+                                    grid.centres))
         self.background = background          # (name, key, map) or None
         self._memo: dict = {}
 
     def exposure_at(self, ra, dec) -> np.ndarray:
-        """Exposure (n_nodes,) cm2 s at (ra, dec) (deg ICRS): bilinear on the sky,
-        log-log in energy."""
+        """Exposure (n_true_bins,) cm2 s of each true-energy bin at (ra, dec) (deg ICRS),
+        bilinear on the sky."""
         from ..geom.frames import transform
 
         g = self.exposure_geom
@@ -241,20 +203,14 @@ class ImportedMapMaker:
         fx, fy = x - x0, y - y0
         cube = self.exposure
         x1, y1 = min(x0 + 1, g.nx - 1), min(y0 + 1, g.ny - 1)
-        v = (cube[:, y0, x0] * (1 - fx) * (1 - fy) + cube[:, y0, x1] * fx * (1 - fy)
-             + cube[:, y1, x0] * (1 - fx) * fy + cube[:, y1, x1] * fx * fy)
-        return _loglog(self.exposure_energies, v, self.nodes)
+        return (cube[:, y0, x0] * (1 - fx) * (1 - fy) + cube[:, y0, x1] * fx * (1 - fy)
+                + cube[:, y1, x0] * (1 - fx) * fy + cube[:, y1, x1] * fx * fy)
 
-    def __call__(self, src, i=0):
+    def bin_maps(self, src) -> np.ndarray:
+        """(n_true_bins, n_pix): the map of ``src`` in each true-energy bin (exposure x
+        PSF at the bin's centre, integrated over each pixel), cm2 s."""
         from ..srcmap import extended_source_map, point_source_map
 
-        if self.background is not None and src.name == self.background[0] and \
-                map_key(src) == self.background[1]:
-            return self.background[2]
-        mk = json.dumps(src.spatial_key(), sort_keys=True, default=str)
-        hit = self._memo.get(mk)
-        if hit is not None:
-            return hit
         kind = src.spatial_model
         if kind not in ("PointSource", "RadialGaussian", "RadialDisk"):
             raise ModelError(f"source {src.name!r}: a state imported from Gammapy makes maps "
@@ -262,19 +218,127 @@ class ImportedMapMaker:
                              f"{kind!r}")
         ra, dec = src.param("RA").physical, src.param("DEC").physical
         expo = self.exposure_at(ra, dec)
+        e = self.grid.centres
         if kind == "PointSource":
-            m = point_source_map(self.geom, self.nodes, ra, dec, expo, self.psf_offsets,
+            m = point_source_map(self.geom, e, ra, dec, expo, self.psf_offsets,
                                  self.psf_values)
         else:
             size = src.param("Sigma" if kind == "RadialGaussian" else "Radius").physical
-            m = extended_source_map(self.geom, self.nodes, (kind, size), expo,
-                                    self.psf_offsets, self.psf_values, ra=ra, dec=dec)
-        m = np.asarray(m, dtype=np.float64).reshape(self.nodes.size, -1)
+            m = extended_source_map(self.geom, e, (kind, size), expo, self.psf_offsets,
+                                    self.psf_values, ra=ra, dec=dec)
+        return np.asarray(m, dtype=np.float64).reshape(e.size, -1)
+
+    def __call__(self, src, i=0):
+        if self.background is not None and src.name == self.background[0] and \
+                map_key(src) == self.background[1]:
+            return self.background[2]
+        mk = json.dumps(src.spatial_key(), sort_keys=True, default=str)
+        hit = self._memo.get(mk)
+        if hit is not None:
+            return hit
+        m = self.grid.spread(self.bin_maps(src))
         m.setflags(write=False)
         if len(self._memo) >= self.MEMO_MAX:
             self._memo.pop(next(iter(self._memo)))
         self._memo[mk] = m
         return m
+
+
+# -------------------------------------------------------------------------------------
+# the true-energy grid
+# -------------------------------------------------------------------------------------
+_GL = 0.5 / math.sqrt(3.0)       # Gauss-Legendre 2-point abscissae: mid -+ this x width
+
+
+class TrueGrid:
+    """fermixr's true-energy nodes for Gammapy's true-energy bins.
+
+    Gammapy predicts, in true bin j, F_j x M_j (F_j the spectrum integrated over the bin,
+    M_j the exposure x PSF of the bin, constant across it) and then applies the
+    dispersion kernel.  fermixr's likelihood integrates E dN/dE(E) S(E) over each interval
+    between nodes with the trapezoid rule in ln E.  Here each true bin
+    [t_j, t_{j+1}] holds two nodes at the 2-point Gauss-Legendre abscissae in ln E, and
+    the bin edges are nodes where every map is 0: the trapezoid weights of the two inner
+    nodes are then (ln t_{j+1} - ln t_j)(1 + 1/sqrt 3)/4 each, and the maps there are
+    ``M_j x factor`` with ``factor = 2 / (1 + 1/sqrt 3)`` so that the node sum is the
+    Gauss-Legendre rule for F_j x M_j (for a spectrum E^-Gamma its error is
+    ((Gamma - 1) ln(t_{j+1}/t_j))^4 / 4320: 2.5e-5 for bins of 4 per decade at Gamma 2,
+    4e-4 at Gamma 3; the trapezoid rule on the bin edges alone is off by
+    ((Gamma - 1) ln(t_{j+1}/t_j))^2 / 12, 2.8% and 11%).
+    Each of the three intervals of bin j goes through column j of the kernel: the
+    response matrix has a column per interval.
+
+    edges : (n + 1,) true bin edges, MeV; centres : (n,) the bins' centres (geometric
+    means, as Gammapy's log axes); nodes : (3 n + 1,).
+    """
+
+    def __init__(self, edges, centres=None):
+        t = np.asarray(edges, dtype=np.float64)
+        if t.ndim != 1 or t.size < 2 or not np.all(np.diff(t) > 0) or t[0] <= 0:
+            raise GeometryError(f"gammapy import: true-energy bin edges must increase from "
+                                f"> 0 MeV; got {t!r}")
+        self.edges = t
+        self.centres = (np.sqrt(t[:-1] * t[1:]) if centres is None
+                        else np.asarray(centres, dtype=np.float64))
+        lt = np.log(t)
+        mid, w = 0.5 * (lt[1:] + lt[:-1]), lt[1:] - lt[:-1]
+        n = t.size - 1
+        ln = np.empty(3 * n + 1)
+        ln[0::3] = lt
+        ln[1::3] = mid - _GL * w
+        ln[2::3] = mid + _GL * w
+        self.nodes = np.exp(ln)
+        self.nodes[0::3] = t                  # the edges exactly
+        self.factor = 2.0 / (1.0 + 2.0 * _GL)
+
+    @property
+    def n_bins(self) -> int:
+        return self.edges.size - 1
+
+    def spread(self, per_bin) -> np.ndarray:
+        """(3 n + 1, ...) node maps of per-bin maps (n, ...)."""
+        b = np.asarray(per_bin, dtype=np.float64)
+        out = np.zeros((self.nodes.size,) + b.shape[1:])
+        out[1::3] = self.factor * b
+        out[2::3] = self.factor * b
+        return out
+
+    def drm(self, kernel) -> np.ndarray:
+        """(n_meas, 3 n) response matrix of a kernel (n, n_meas) (the fraction of true
+        bin j measured in bin i): each interval of bin j takes column j."""
+        k = np.asarray(kernel, dtype=np.float64)
+        return np.ascontiguousarray(np.repeat(k, 3, axis=0).T)
+
+    def bin_weights(self) -> np.ndarray:
+        """(n,): the counts of true bin j per unit of its per-bin map for dN/dE = 1, i.e.
+        the rule's integral of 1 over the bin (t_{j+1} - t_j to ~1e-5)."""
+        from ..likelihood.npred import model_counts
+
+        unit = self.spread(np.ones(self.n_bins))
+        c = model_counts(unit, self.nodes, np.ones(self.nodes.size))
+        return c[0::3] + c[1::3] + c[2::3]
+
+
+def background_true_counts(kernel, cube) -> np.ndarray:
+    """True-bin counts t (n_true, n_pix) with kernel^T t = ``cube`` (n_meas, n_pix), so that
+    the background, dispersed like every source, gives back its measured cube: the
+    solution nearest (least squares) to the cube shared out by the kernel.  An error when
+    the kernel cannot reproduce the cube (a measured bin no true bin reaches)."""
+    k = np.asarray(kernel, dtype=np.float64)
+    b = np.asarray(cube, dtype=np.float64)
+    reach = k.sum(axis=0)
+    if np.any((reach <= 0) & np.any(b != 0, axis=1)):
+        bad = int(np.flatnonzero((reach <= 0) & np.any(b != 0, axis=1))[0])
+        raise FileFormatError(f"gammapy import: EDISP: no true-energy bin reaches measured "
+                              f"bin {bad}, where the background is not 0")
+    share = np.where(reach > 0, 1.0 / np.where(reach > 0, reach, 1.0), 0.0)
+    t0 = k @ (b * share[:, None])
+    t = t0 + np.linalg.pinv(k.T) @ (b - k.T @ t0)
+    resid = np.abs(k.T @ t - b)
+    if np.any(resid > 1e-9 * (np.abs(b) + np.abs(b).max(initial=0.0) * 1e-3)):
+        raise FileFormatError("gammapy import: EDISP: the dispersion kernel cannot give "
+                              "back the background cube (its rows are not independent)")
+    return t
 
 
 # -------------------------------------------------------------------------------------
@@ -288,11 +352,24 @@ def _overlap(reco_edges, true_edges):
     return np.clip(np.fmin(a1, b1) - np.fmax(a0, b0), 0.0, None) / (b1 - b0)
 
 
-def _dispersion(edisp, edges, path):
-    """(nodes, drm or None) for a MapDataset's EDISP kernel map (None: no EDISP)."""
+def _true_axis(exp_edges, exp_nodes):
+    """Edges of the exposure's true-energy bins: given, or about its nodes as Gammapy's
+    log axes have them (geometric midpoints, half a step beyond the end nodes)."""
+    if exp_edges is not None:
+        return np.asarray(exp_edges, dtype=np.float64)
+    le = np.log(np.asarray(exp_nodes, dtype=np.float64))
+    if le.size < 2:
+        raise GeometryError("gammapy import: an exposure at one true energy has no bins")
+    mid = 0.5 * (le[1:] + le[:-1])
+    return np.exp(np.concatenate([[2 * le[0] - mid[0]], mid, [2 * le[-1] - mid[-1]]]))
+
+
+def _kernel(edisp, edges, true_edges, path):
+    """(n_true, n_meas): the fraction of each true bin in each measured bin: the EDISP
+    kernel at the grid's centre, or without one Gammapy's diagonal response (overlap)."""
     if edisp is None:
-        return edges, None
-    e_true_nodes, e_true_edges = edisp.axis("energy_true")
+        return _overlap(edges, true_edges)
+    _, k_true = edisp.axis("energy_true")
     _, e_reco_edges = edisp.axis("energy")
     if e_reco_edges is None or e_reco_edges.size != edges.size or \
             not np.allclose(e_reco_edges, edges, rtol=1e-5):
@@ -301,24 +378,14 @@ def _dispersion(edisp, edges, path):
     k = np.asarray(edisp.data, dtype=np.float64)
     if k.ndim == 4:              # (true, reco, ny, nx): the kernel at the grid's centre
         k = k[:, :, k.shape[2] // 2, k.shape[3] // 2]
-    if e_true_edges is None:
-        le = np.log(e_true_nodes)
-        mid = np.exp(0.5 * (le[1:] + le[:-1]))
-        e_true_edges = np.concatenate([[np.exp(2 * le[0] - np.log(mid[0]))], mid,
-                                       [np.exp(2 * le[-1] - np.log(mid[-1]))]])
-    if np.allclose(k, _overlap(edges, e_true_edges), atol=1e-4):
-        return edges, None      # Gammapy's diagonal response: no dispersion
-    n_t, n_b = e_true_edges.size - 1, edges.size - 1
-    n_extra, rem = divmod(n_t - n_b, 2)
-    if rem == 0 and n_extra >= 0 and np.allclose(
-            e_true_edges[n_extra:n_extra + n_b + 1], edges, rtol=1e-5):
-        return e_true_edges, np.ascontiguousarray(k.T)
-    raise FileFormatError(
-        f"{path}: HDU EDISP: a dispersion kernel on true-energy bins "
-        f"{e_true_edges[0]:.4g}..{e_true_edges[-1]:.4g} MeV ({n_t} bins) that are not the "
-        f"COUNTS bins ({edges[0]:.4g}..{edges[-1]:.4g} MeV, {n_b}) extended by whole bins "
-        "at each end; fermixr imports such kernels only on those bins (or Gammapy's "
-        "diagonal response)")
+    if k.shape[0] != true_edges.size - 1 or (
+            k_true is not None and (k_true.size != true_edges.size
+                                    or not np.allclose(k_true, true_edges, rtol=1e-5))):
+        raise FileFormatError(
+            f"{path}: HDU EDISP: its true-energy bins ({k.shape[0]}) are not the "
+            f"EXPOSURE's ({true_edges.size - 1} bins, {true_edges[0]:.4g}.."
+            f"{true_edges[-1]:.4g} MeV)")
+    return k
 
 
 # -------------------------------------------------------------------------------------
@@ -402,10 +469,12 @@ def import_gammapy(path_or_files, *, width=None, center=None) -> AnalysisState:
     nb = edges.size - 1
     ny, nx = counts3.shape[1:]
     counts = counts3.reshape(nb, -1)
-    nodes, drm = _dispersion(edisp, edges, origin)
-    n_extra = (nodes.size - edges.size) // 2
-    bmaps = np.zeros((nodes.size, counts.shape[1]))
-    bmaps[n_extra:n_extra + nb + 1] = background_node_maps(bkg3.reshape(nb, -1), edges)
+    e_exp, e_exp_edges = exp_map.axis("energy_true")
+    grid = TrueGrid(_true_axis(e_exp_edges, e_exp), e_exp)
+    kernel = _kernel(edisp, edges, grid.edges, origin)
+    drm = grid.drm(kernel)
+    t_bkg = background_true_counts(kernel, bkg3.reshape(nb, -1))
+    bmaps = grid.spread(t_bkg / grid.bin_weights()[:, None])
     wmap = None
     for m in masks:
         mk = np.asarray(m.data, dtype=np.float64)
@@ -418,17 +487,16 @@ def import_gammapy(path_or_files, *, width=None, center=None) -> AnalysisState:
         wmap = mk if wmap is None else wmap * mk
     if wmap is not None and np.all(wmap == 1.0):
         wmap = None
-    e_exp, _ = exp_map.axis("energy_true")
     bkg_src = _background_source(bkg_file)
     key = map_key(bkg_src)
     bmaps.setflags(write=False)
-    maker = ImportedMapMaker(geom, nodes, exp_map.data, exp_map.geom, e_exp, psf,
+    maker = ImportedMapMaker(geom, grid, exp_map.data, exp_map.geom, psf,
                              background=(BACKGROUND_NAME, key, bmaps))
     attrs = dict(geom_attrs(geom))
     attrs["gammapy_import"] = origin
-    comp = Component(counts=counts, edges=edges, maps={BACKGROUND_NAME: bmaps}, nodes=nodes,
-                     map_keys={BACKGROUND_NAME: key}, drm=drm, wmap=wmap,
-                     edisp_disable=(BACKGROUND_NAME,), sky_shape=(ny, nx),
+    comp = Component(counts=counts, edges=edges, maps={BACKGROUND_NAME: bmaps},
+                     nodes=grid.nodes, map_keys={BACKGROUND_NAME: key}, drm=drm, wmap=wmap,
+                     sky_shape=(ny, nx),
                      geom_attrs=attrs, template=_template(geom, counts3, edges, attrs))
     lon_c, lat_c = geom.pix_to_world((nx - 1) / 2.0, (ny - 1) / 2.0)
     ra, dec = transform(np.atleast_1d(float(np.ravel(lon_c)[0])),

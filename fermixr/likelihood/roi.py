@@ -59,7 +59,8 @@ class Component:
     counts : (n_bins, n_pix) measured counts (sky pixels flattened).
     edges : (n_bins + 1,) measured-energy bin edges, MeV.
     nodes : true-energy nodes of the source maps (the edges, plus ``n_extra`` nodes at
-        each end with energy dispersion).
+        each end with energy dispersion; with a response matrix, any increasing grid
+        whose bins are the matrix's columns, and then no ``edisp_disable``).
     maps : source name -> (n_nodes, n_pix) source map (counts per unit spectrum,
         integrated over each pixel), read-only.
     map_keys : source name -> :func:`map_key` of the spatial model each map was made for.
@@ -101,8 +102,19 @@ class Component:
         n_extra, rem = divmod(nodes.size - edges.size, 2)
         if rem or n_extra < 0 or not np.allclose(nodes[n_extra:nodes.size - n_extra], edges,
                                                  rtol=1e-6):
-            raise GeometryError("source-map energies do not match the counts cube's bin "
-                                "edges")
+            # any increasing true-energy grid, when a response matrix maps its bins to
+            # the measured bins (a state imported from Gammapy); the identity of
+            # edisp_disable sources is defined only on the extended edges
+            if self.drm is None or np.shape(self.drm) != (counts.shape[0], nodes.size - 1) \
+                    or not np.all(np.diff(nodes) > 0):
+                raise GeometryError("source-map energies do not match the counts cube's "
+                                    "bin edges")
+            if self.edisp_disable:
+                raise GeometryError(
+                    f"edisp_disable ({', '.join(self.edisp_disable)}): this component's "
+                    f"true-energy grid ({nodes.size} nodes) is not its counts bin edges "
+                    "extended at each end, so it has no dispersion-free matrix; every "
+                    "source is evaluated through its response matrix")
         maps = {}
         for name, m in dict(self.maps).items():
             m = np.asarray(m)
