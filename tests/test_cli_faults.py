@@ -17,6 +17,14 @@ from pathlib import Path
 import pytest
 import yaml
 
+
+
+def _default_sigint():
+    """In the child: Ctrl-C's default action, so Python installs its own handler.  A test
+    suite started in the background of a non-interactive shell inherits SIGINT ignored,
+    and Python then leaves it ignored: the CLI's Ctrl-C handling would not be tested."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO / "examples" / "quickstart.yaml"
 DATA = EXAMPLE.parent / "data"
@@ -72,7 +80,8 @@ def test_ctrl_c_one_line_exit_130_no_temporary_directory(tmp_path):
     err = tmp_path / "stderr.txt"
     with open(err, "w") as f:
         p = subprocess.Popen([sys.executable, "-m", "fermixr.cli", "run", str(EXAMPLE),
-                              "--outdir", str(out)], stdout=f, stderr=f, cwd=REPO)
+                              "--outdir", str(out)], stdout=f, stderr=f, cwd=REPO,
+                             preexec_fn=_default_sigint)
         t0 = time.monotonic()
         while "computed in" not in err.read_text() and p.poll() is None:
             assert time.monotonic() - t0 < 120
@@ -317,6 +326,6 @@ def test_ctrl_c_landing_in_a_callback_from_c_is_raised_after_it():
         "except KeyboardInterrupt:\n"
         "    print('raised')\n")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                       timeout=60, cwd=REPO)
+                       timeout=60, cwd=REPO, preexec_fn=_default_sigint)
     assert r.stdout.strip() == "raised", r.stdout + r.stderr
     assert "Traceback" not in r.stderr
