@@ -233,6 +233,8 @@ def main(argv=None) -> int:
     warnings.simplefilter("default", RecipeWarning)
     warnings.simplefilter("default", RecipeDeprecationWarning)
     try:
+        if getattr(args, "command", None) in _SHIELDED_COMMANDS:
+            _import_shielded(_SHIELDED_IMPORTS)
         code = _dispatch(args)
         _STOPPING.set()
         return code
@@ -252,6 +254,32 @@ def main(argv=None) -> int:
         _silence_shutdown()
         _exit_watchdog(code)
     return code
+
+
+# healpy imports its C extension under a bare ``except:``, so a Ctrl-C landing in that
+# import is swallowed and leaves healpy without its pixel functions (the step then fails
+# with a NameError instead of the command stopping).  Commands that compute import it up
+# front with SIGINT held back; a Ctrl-C during the import is raised right after it.
+_SHIELDED_COMMANDS = ("run", "sensitivity")
+_SHIELDED_IMPORTS = ("healpy",)
+
+
+def _import_shielded(modules) -> None:
+    """Import ``modules`` with SIGINT blocked (a pending one is delivered, and raised as
+    KeyboardInterrupt, when the imports are done)."""
+    import importlib
+    import signal
+
+    if not hasattr(signal, "pthread_sigmask"):
+        for m in modules:
+            importlib.import_module(m)
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        for m in modules:
+            importlib.import_module(m)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 _STOPPING = threading.Event()
