@@ -7,10 +7,22 @@ Each bin has its own tasks, keyed like every product of the store:
 * ``ltcube`` (step ``lc_ltcube``): the bin's livetime cube on a cap of pixels around the
   ROI, cut out of ``ltcubes`` (step ``lc_ltcubes``: every bin's cube from one pass over
   the spacecraft file, a task shared by the bins);
-* ``counts``, ``srcmap`` (one per source), ``srcmaps``, ``drm``: the same steps as the
-  full-range products, with the bin's events and livetime cube as inputs; with
-  ``use_scaled_srcmap`` instead the bin's ``exposure``, and the fit scales the full-range
-  maps by the ratio of the bin's exposure to the full range's (no per-bin map products);
+* ``counts`` (the setup's step on the bin's events) and the bin's ``exposure`` (on the
+  bin's livetime cube); the source maps are made in the fit's task (no per-bin map
+  products), in one of three ways (:func:`maps_mode`, recorded as the product's
+  ``bin_maps`` attribute):
+
+  - default ("inclination"): point and radial sources' maps from the bin's livetime at
+    the source by inclination (:mod:`fermixr.srcmap.inclination`: equal to the maps the
+    source-map step computes from the bin's livetime cube, in ~0.1 s a source), the
+    diffuse sources' full-range maps times the ratio of the bin's exposure to the full
+    range's, the full range's response matrix;
+  - ``use_scaled_srcmap`` (Fermipy's approximation; warned once): every map is the full
+    range's times the exposure ratio, keeping the full range's PSF -- the inclination mix
+    at a source changes with the ~53-day precession, so a steady source's TS_var comes
+    out too high on long curves;
+  - "computed" (:data:`COMPUTED_MAPS`, the slow reference): ``srcmap`` (one per source),
+    ``srcmaps`` and ``drm`` per bin, the setup's steps on the bin's livetime cube;
 * ``lc_bin``: the fit of the bin (:func:`fermixr.estimators.lightcurve.fit_bin`), a
   one-bin ``lightcurve`` product.
 
