@@ -112,6 +112,9 @@ def main() -> None:
                          "(the slow reference) instead of the default: point sources' "
                          "exact maps from the livetime at the source by inclination, "
                          "diffuse ones scaled by the exposure ratio")
+    ap.add_argument("--shape-ts-threshold", type=float, default=None,
+                    help="lightcurve.shape_ts_threshold (default: the option's, 16: the "
+                         "source's index is refitted in every bin of a bright source)")
     ap.add_argument("--local-ltcube", type=float, default=12.0, metavar="DEG",
                     help="the setup's full-range livetime cube on the pixels within DEG of "
                          "the ROI centre (0: the whole sky, as fermixr's setup makes it)")
@@ -147,6 +150,8 @@ def main() -> None:
     ELC.COMPUTED_MAPS = args.computed_maps
     kw = dict(binsz=args.binsz_days * 86400.0, use_scaled_srcmap=args.scaled,
               free_background=True, write_npy=False)
+    if args.shape_ts_threshold is not None:
+        kw["shape_ts_threshold"] = args.shape_ts_threshold
     if args.max_bins:
         from fermixr.engine.lightcurve import data_range
 
@@ -189,6 +194,11 @@ def main() -> None:
     print(f"bin maps: {lc.get('bin_maps')}")
     print(f"bins fitted {int(ok.sum())}/{n}; ts_var {lc['ts_var']:.1f} (chi2 dof {ok.sum() - 1});"
           f" flux_const {lc['flux_const']:.4g}; median bin TS {np.nanmedian(lc['ts']):.0f}")
+    best = np.maximum(lc["loglike"], np.nanmax(lc["loglike_scan"], axis=1))[ok]
+    raw = 2.0 * np.sum(np.clip(best - lc["loglike_const"][ok], 0.0, None))
+    print(f"ts_var without the systematic term (2 sum dlogL): {raw:.1f}; the source's shape "
+          f"refitted in {int(np.sum(lc['shape_free'][ok]))} bins (with it refitted the "
+          f"scans at the bin's shape are narrower than the flux's profile)")
     pulls = (lc["flux"][ok] - glob["flux"]) / lc["flux_err"][ok]
     print(f"pulls of the bins' fluxes against the global fit: mean {np.mean(pulls):+.3f}, "
           f"sd {np.std(pulls):.3f}")
