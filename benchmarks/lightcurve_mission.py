@@ -10,7 +10,9 @@ cube on the pixels within 12 deg of the ROI (Fermipy's use_local_ltcube; fermixr
 would fill the whole sky: ~2 CPU-hours for 17 years, extrapolated from the example day) given as data.ltcube; setup and the
 global fit
 (SYN_CRAB's spectrum and the isotropic norm free), then ``lightcurve`` of SYN_CRAB in
-weekly bins with use_scaled_srcmap and the background refitted in every bin
+weekly bins (point sources' maps exact per bin from the livetime at the source by
+inclination, the isotropic's scaled by the exposure ratio; --scaled: use_scaled_srcmap,
+--computed-maps: every map computed per bin) and the background refitted in every bin
 (free_background), on ``--scheduler``.  Every bin is a keyed task of the store: the curve
 runs into a fresh folder, then a second call reads every bin back.
 
@@ -102,9 +104,17 @@ def main() -> None:
     ap.add_argument("--max-bins", type=int, default=None,
                     help="only the first N bins (a quick look; not the benchmark)")
     ap.add_argument("--workdir", default=None, help="keep the run here (default: a temp dir)")
+    ap.add_argument("--scaled", action="store_true",
+                    help="use_scaled_srcmap: the full-range maps scaled by each bin's "
+                         "exposure ratio (Fermipy's approximation, the full range's PSF)")
     ap.add_argument("--computed-maps", action="store_true",
-                    help="each bin's source maps computed from its livetime cube instead "
-                         "of the scaled full-range maps (use_scaled_srcmap false)")
+                    help="every source map of each bin computed from its livetime cube "
+                         "(the slow reference) instead of the default: point sources' "
+                         "exact maps from the livetime at the source by inclination, "
+                         "diffuse ones scaled by the exposure ratio")
+    ap.add_argument("--shape-ts-threshold", type=float, default=None,
+                    help="lightcurve.shape_ts_threshold (default: the option's, 16: the "
+                         "source's index is refitted in every bin of a bright source)")
     ap.add_argument("--local-ltcube", type=float, default=12.0, metavar="DEG",
                     help="the setup's full-range livetime cube on the pixels within DEG of "
                          "the ROI centre (0: the whole sky, as fermixr's setup makes it)")
@@ -135,8 +145,13 @@ def main() -> None:
     if t_lt is None:
         main_doc = json.loads((out / "run.json").read_text())
         t_lt = sum(t["seconds"] for t in main_doc["tasks"] if t["step"] == "ltcube")
-    kw = dict(binsz=args.binsz_days * 86400.0, use_scaled_srcmap=not args.computed_maps,
+    import fermixr.engine.lightcurve as ELC
+
+    ELC.COMPUTED_MAPS = args.computed_maps
+    kw = dict(binsz=args.binsz_days * 86400.0, use_scaled_srcmap=args.scaled,
               free_background=True, write_npy=False)
+    if args.shape_ts_threshold is not None:
+        kw["shape_ts_threshold"] = args.shape_ts_threshold
     if args.max_bins:
         from fermixr.engine.lightcurve import data_range
 
@@ -176,8 +191,14 @@ def main() -> None:
           f"dask workers): {cpu_curve:.1f} s = {cpu_curve / 60:.2f} CPU-min; machine load "
           f"{l2:.1f} before, {l3:.1f} after (2 cores, shared)")
     print(f"the same curve again, every bin read back  : {t_again:8.1f} s")
+    print(f"bin maps: {lc.get('bin_maps')}")
     print(f"bins fitted {int(ok.sum())}/{n}; ts_var {lc['ts_var']:.1f} (chi2 dof {ok.sum() - 1});"
           f" flux_const {lc['flux_const']:.4g}; median bin TS {np.nanmedian(lc['ts']):.0f}")
+    best = np.maximum(lc["loglike"], np.nanmax(lc["loglike_scan"], axis=1))[ok]
+    raw = 2.0 * np.sum(np.clip(best - lc["loglike_const"][ok], 0.0, None))
+    print(f"ts_var without the systematic term (2 sum dlogL): {raw:.1f}; the source's shape "
+          f"refitted in {int(np.sum(lc['shape_free'][ok]))} bins (with it refitted the "
+          f"scans at the bin's shape are narrower than the flux's profile)")
     pulls = (lc["flux"][ok] - glob["flux"]) / lc["flux_err"][ok]
     print(f"pulls of the bins' fluxes against the global fit: mean {np.mean(pulls):+.3f}, "
           f"sd {np.std(pulls):.3f}")

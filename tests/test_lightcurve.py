@@ -575,9 +575,10 @@ def test_bins_identical_on_one_process_and_two_dask_workers(tmp_path):
 
 
 def test_scaled_source_maps_give_the_computed_curve(gta, curve):
-    """use_scaled_srcmap (full-range maps times each bin's exposure ratio) against each
-    bin's maps computed from its own livetime cube: the same fluxes within 2% and 0.1
-    sigma (the exposure-weighted PSF is the only difference)."""
+    """use_scaled_srcmap (full-range maps times each bin's exposure ratio) against the
+    default maps (the point sources' exact per-bin maps, tests/test_lightcurve_maps.py):
+    the same fluxes within 2% and 0.1 sigma (the exposure-weighted PSF is the only
+    difference), and the product records which maps it used."""
     lc = gta.lightcurve(SOURCE, nbins=4, free_background=True, use_scaled_srcmap=True,
                         write_fits=False, write_npy=False)
     assert list(lc["fit_success"]) == [True] * 4
@@ -585,6 +586,7 @@ def test_scaled_source_maps_give_the_computed_curve(gta, curve):
     assert np.all(np.abs(d) < 0.02 * curve["flux"]), d / curve["flux"]
     assert np.all(np.abs(d) < 0.1 * curve["flux_err"]), d / curve["flux_err"]
     assert abs(lc["ts_var"] - curve["ts_var"]) < 0.3
+    assert (lc["bin_maps"], curve["bin_maps"]) == ("scaled", "inclination")
 
 
 @pytest.mark.slow

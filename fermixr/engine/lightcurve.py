@@ -7,10 +7,22 @@ Each bin has its own tasks, keyed like every product of the store:
 * ``ltcube`` (step ``lc_ltcube``): the bin's livetime cube on a cap of pixels around the
   ROI, cut out of ``ltcubes`` (step ``lc_ltcubes``: every bin's cube from one pass over
   the spacecraft file, a task shared by the bins);
-* ``counts``, ``srcmap`` (one per source), ``srcmaps``, ``drm``: the same steps as the
-  full-range products, with the bin's events and livetime cube as inputs; with
-  ``use_scaled_srcmap`` instead the bin's ``exposure``, and the fit scales the full-range
-  maps by the ratio of the bin's exposure to the full range's (no per-bin map products);
+* ``counts`` (the setup's step on the bin's events) and the bin's ``exposure`` (on the
+  bin's livetime cube); the source maps are made in the fit's task (no per-bin map
+  products), in one of three ways (:func:`maps_mode`, recorded as the product's
+  ``bin_maps`` attribute):
+
+  - default ("inclination"): point and radial sources' maps from the bin's livetime at
+    the source by inclination (:mod:`fermixr.srcmap.inclination`: equal to the maps the
+    source-map step computes from the bin's livetime cube, in ~0.1 s a source), the
+    diffuse sources' full-range maps times the ratio of the bin's exposure to the full
+    range's, the full range's response matrix;
+  - ``use_scaled_srcmap`` (Fermipy's approximation; warned once): every map is the full
+    range's times the exposure ratio, keeping the full range's PSF -- the inclination mix
+    at a source changes with the ~53-day precession, so a steady source's TS_var comes
+    out too high on long curves;
+  - "computed" (:data:`COMPUTED_MAPS`, the slow reference): ``srcmap`` (one per source),
+    ``srcmaps`` and ``drm`` per bin, the setup's steps on the bin's livetime cube;
 * ``lc_bin``: the fit of the bin (:func:`fermixr.estimators.lightcurve.fit_bin`), a
   one-bin ``lightcurve`` product.
 
@@ -208,6 +220,8 @@ def _bin_state(inputs, params, ctx):
             arr = np.asarray(sm["srcmap"].values, dtype=np.float64)
             names = [str(v) for v in sm["source"].values]
             enodes = np.asarray(sm["energy_true"].values, dtype=np.float64)
+        elif params.get("bin_maps"):
+            arr, names, enodes = _inclination_maps(inputs, i, params["bin_maps"][i], ctx)
         else:
             arr, names, enodes = _scaled_maps(inputs, i)
         own = SkyModel.from_dict(cp["model"]) if cp.get("model") else model
@@ -271,6 +285,46 @@ def _scaled_maps(inputs, i: int):
     return arr * ratio[None], names, nodes
 
 
+def _inclination_maps(inputs, i: int, bin_maps: dict, ctx):
+    """Component ``i``'s maps in mode "inclination": those of the sources in ``bin_maps``
+    (point and radial sources; {sNNNN: their srcmap task parameters}) from the bin's
+    livetime at the source (:func:`fermixr.srcmap.inclination.bin_source_map`, equal to
+    the source-map step on the bin's livetime cube), the others scaled by the exposure
+    ratio (:func:`_scaled_maps`)."""
+    from ..geom import geom_from_dict
+    from ..irf.irfset import load_irfs
+    from ..srcmap.inclination import bin_source_map
+    from .prep_steps import _caldb_from_files
+
+    own: dict = {}
+    nodes = None
+    if any(k.startswith(f"map{i:02d}_") for k in inputs):
+        arr, names, nodes = _scaled_maps(inputs, i)
+        own = {n: arr[j].reshape(arr.shape[1], -1) for j, n in enumerate(names)}
+    lt = inputs[f"ltcube{i:02d}"]
+    caldb = _caldb_from_files(ctx.files[f"irf{i:02d}"])
+    made = {}
+    for k in sorted(bin_maps):
+        p = bin_maps[k]
+        irf = load_irfs(p["irfs"], p["evtype"], caldb=caldb)
+        e = np.asarray(p["energies"], dtype=np.float64)
+        if nodes is not None and not np.allclose(e, nodes, rtol=1e-12):
+            from ..errors import GeometryError
+
+            raise GeometryError(f"lightcurve: source {p['source']!r}: energy nodes differ "
+                                "from the other sources' maps")
+        nodes = e
+        m = bin_source_map(p["spatial"], geom_from_dict(p["geom"]), e, lt, irf,
+                           rfactor=p["rfactor"], name=p["source"])
+        made[p["source"]] = m.reshape(e.size, -1)
+    names = list(own) + list(made)
+    shape = next(iter(own.values())).shape if own else next(iter(made.values())).shape
+    arr = np.empty((len(names),) + tuple(shape))
+    for j, n in enumerate(names):
+        arr[j] = (own.get(n) if n in own else made[n]).reshape(shape)
+    return arr, names, nodes
+
+
 def bin_state(curve_dir, b: int):
     """(the analysis state of bin ``b`` of a computed curve -- its counts and maps, the
     curve's model --, the parameters of its fit task) from the curve's run folder
@@ -297,10 +351,15 @@ def bin_state(curve_dir, b: int):
             from ..model.skymodel import SkyModel
             from .plan import product_name
 
+            own = (params.get("bin_maps") or [{}] * n)[i]
             for k, src in enumerate(SkyModel.from_dict(params["model"])):
-                inputs[f"map{i:02d}_{k:04d}"] = run[f"srcmap{sfx}/{product_name(src.name)}"]
+                if f"s{k:04d}" not in own:
+                    inputs[f"map{i:02d}_{k:04d}"] = run[
+                        f"srcmap{sfx}/{product_name(src.name)}"]
             inputs[f"exposure{i:02d}"] = run[f"exposure_nodes{sfx}"]
             inputs[f"exposure_bin{i:02d}"] = run[f"{pfx}/exposure{sfx}"]
+            if own:
+                inputs[f"ltcube{i:02d}"] = run[f"{pfx}/ltcube{sfx}"]
         if f"{pfx}/drm{sfx}" in run:
             inputs[f"drm{i:02d}"] = run[f"{pfx}/drm{sfx}"]
     from .steps import StepContext
@@ -462,8 +521,27 @@ def plan_curve(recipe, outdir, state, name: str, opts: dict, fit_options: dict,
                             "model": comp.model.to_dict() if (i and comp.model is not None)
                             else None, "wmap": bool(gl.wmap)})
     scaled = bool(opts["use_scaled_srcmap"])
-    full = {}        # component -> (exposure task name, {s0000: full-range map task name})
+    mode = maps_mode(opts)
     if scaled:
+        _warn_scaled()
+    # per component, the sources whose bin maps come from the bin's livetime at the source
+    # (mode "inclination"): {model index: srcmap task params}
+    decomp: dict[int, dict] = {i: {} for i in range(n)}
+    irf_files: dict[int, list] = {}
+    if mode == "inclination":
+        from ..srcmap.inclination import DECOMPOSABLE
+
+        for i in range(n):
+            sfx = component_suffix(i, n)
+            ref = next(t for nm, t in setup.items() if nm.startswith(f"srcmap{sfx}/"))
+            for k, s in enumerate(state.model):
+                t = source_map_task(recipe.options[i], sfx, s,
+                                    geom_from_dict(ref.params["geom"]), ref.params["energies"])
+                if t.step == "srcmap" and t.params["spatial"]["SpatialModel"] in DECOMPOSABLE:
+                    decomp[i][k] = dict(t.params)
+                    irf_files[i] = list(t.files["irf"])
+    full = {}        # component -> (exposure task name, {s0000: full-range map task name})
+    if mode in ("scaled", "inclination"):
         from .plan import _irf_params
 
         for i in range(n):
@@ -481,6 +559,8 @@ def plan_curve(recipe, outdir, state, name: str, opts: dict, fit_options: dict,
             tasks.append(exp)
             maps = {}
             for k, s in enumerate(state.model):
+                if k in decomp[i]:      # made in each bin from its livetime at the source
+                    continue
                 t = source_map_task(opts_i, sfx, s, geom_from_dict(ref.params["geom"]),
                                     ref.params["energies"])
                 tasks.append(t)
@@ -494,7 +574,7 @@ def plan_curve(recipe, outdir, state, name: str, opts: dict, fit_options: dict,
         opts_i = recipe.options[i]
         ref = next(t for nm, t in setup.items() if nm.startswith(f"srcmap{sfx}/"))
         ltp = opts_i.ltcube
-        region = _ltcube_region(geom_from_dict(ref.params["geom"]), state, scaled,
+        region = _ltcube_region(geom_from_dict(ref.params["geom"]), state, mode,
                                 float(ltp.binsz))
         stack = Task(f"ltcubes{sfx}", "lc_ltcubes",
                      {"bins": [[float(a), float(z)] for a, z in bins], "zmax": ltp.zmax,
@@ -535,16 +615,21 @@ def plan_curve(recipe, outdir, state, name: str, opts: dict, fit_options: dict,
             ref = next(t for nm, t in setup.items() if nm.startswith(f"srcmap{sfx}/"))
             geom = geom_from_dict(ref.params["geom"])
             sm = f"{pfx}/srcmaps{sfx}"
-            if scaled:
+            if mode in ("scaled", "inclination"):
                 exp, maps = full[i]
                 be = dataclasses.replace(exp, name=f"{pfx}/exposure{sfx}",
                                          inputs={"ltcube": lt})
                 tasks.append(be)
                 # the bin's maps are the full-range ones scaled by the exposure ratio,
-                # made in the fit's task (no per-bin copy of every map in the store)
+                # made in the fit's task (no per-bin copy of every map in the store); in
+                # mode "inclination" those of point and radial sources are made there
+                # from the bin's livetime at the source
                 inputs.update({f"map{i:02d}_{k[1:]}": v for k, v in maps.items()})
                 inputs[f"exposure{i:02d}"] = exp.name
                 inputs[f"exposure_bin{i:02d}"] = be.name
+                if decomp[i]:
+                    inputs[f"ltcube{i:02d}"] = lt
+                    files[f"irf{i:02d}"] = list(irf_files[i])
             else:
                 maps = {}
                 for k, s in enumerate(state.model):
@@ -557,11 +642,12 @@ def plan_curve(recipe, outdir, state, name: str, opts: dict, fit_options: dict,
                 tasks.append(Task(sm, "srcmaps", {"sources": state.model.names},
                                   inputs=maps))
             inputs[f"counts{i:02d}"] = c
-            if not scaled:
+            if mode == "computed":
                 inputs[f"srcmaps{i:02d}"] = sm
-            if f"drm{sfx}" in setup and opts_i.gtlike.edisp and scaled:
+            if f"drm{sfx}" in setup and opts_i.gtlike.edisp and mode != "computed":
                 # scaled maps: the full range's response matrix too (as Fermipy's scaled
-                # mode keeps the full range's response)
+                # mode keeps the full range's response); the same with the inclination
+                # maps (the dispersion's change with the inclination mix is left out)
                 inputs[f"drm{i:02d}"] = f"drm{sfx}"
             elif f"drm{sfx}" in setup and opts_i.gtlike.edisp:
                 d = f"{pfx}/drm{sfx}"
@@ -572,7 +658,11 @@ def plan_curve(recipe, outdir, state, name: str, opts: dict, fit_options: dict,
             if opts_i.gtlike.wmap:
                 files[f"wmap{i:02d}"] = [str(opts_i.gtlike.wmap)]
         fit = f"{pfx}/fit/{srcname}"
-        tasks.append(Task(fit, "lc_bin", {
+        extra = {}
+        if mode == "inclination":
+            extra["bin_maps"] = [{f"s{k:04d}": p for k, p in decomp[i].items()}
+                                 for i in range(n)]
+        tasks.append(Task(fit, "lc_bin", {**extra,
             "name": src.name, "tmin": float(a), "tmax": float(z), "ontime": ontime,
             "plan": plan, "model": model_dict, "components": comp_params,
             "shape_ts_threshold": float(opts["shape_ts_threshold"]),
@@ -584,11 +674,13 @@ def plan_curve(recipe, outdir, state, name: str, opts: dict, fit_options: dict,
                      outdir / SUBDIR / srcname)
 
 
-def _ltcube_region(geom, state, scaled: bool, ltbinsz: float) -> list[float]:
+def _ltcube_region(geom, state, mode: str, ltbinsz: float) -> list[float]:
     """(ra, dec, radius) deg of the cap of livetime-cube pixels a bin needs: every pixel
     holding a counts-map pixel centre (the exposure looks up the pixel holding each
-    direction) and, for source maps computed per bin, the model's sources and 5 deg more
-    for the PSF-convolved diffuse maps; plus two livetime-cube pixels of margin."""
+    direction), the model's sources with a position (mode "inclination": their maps take
+    the livetime at the source) and, for source maps computed per bin (mode "computed"),
+    5 deg more for the PSF-convolved diffuse maps; plus two livetime-cube pixels of
+    margin."""
     from ..geom.frames import angular_separation, transform
     from ..io.ltcube import nside_from_binsz
 
@@ -596,8 +688,8 @@ def _ltcube_region(geom, state, scaled: bool, ltbinsz: float) -> list[float]:
     ra, dec = transform(np.ravel(lon), np.ravel(lat), geom.frame, "CEL")
     c_ra, c_dec = (float(v) for v in state.roi_center)          # (ra, dec)
     r = float(np.max(angular_separation(np.asarray(ra), np.asarray(dec), c_ra, c_dec)))
-    if not scaled:
-        r += 5.0
+    if mode != "scaled":
+        r += 5.0 if mode == "computed" else 0.0
         for s in state.model:
             if s.skydir is not None:                                # (ra, dec)
                 r = max(r, float(angular_separation(np.array([s.skydir[0]]),
@@ -605,6 +697,53 @@ def _ltcube_region(geom, state, scaled: bool, ltbinsz: float) -> list[float]:
                                                     c_dec)[0]))
     pixdeg = math.degrees(math.sqrt(4 * math.pi / (12 * nside_from_binsz(ltbinsz) ** 2)))
     return [c_ra, c_dec, min(r + 2.0 * pixdeg, 180.0)]
+
+
+COMPUTED_MAPS = False      # True: mode "computed" instead of "inclination" (a reference)
+
+MAPS_ATTRS = {
+    "scaled": "use_scaled_srcmap (Fermipy's approximation): every source's map is the full "
+              "range's times the ratio of the bin's exposure to the full range's; the maps "
+              "keep the full range's PSF (its mix of inclinations), which the precession "
+              "changes from bin to bin",
+    "inclination": "point and radial sources: each bin's exact map from its livetime at "
+                   "the source by inclination (fermixr.srcmap.inclination); diffuse and "
+                   "template sources: the full range's map times the exposure ratio (the "
+                   "full range's PSF blur of a smooth template); energy dispersion: the "
+                   "full range's response matrix",
+    "computed": "every source's map computed from the bin's livetime cube (and the bin's "
+                "response matrix)",
+}
+
+
+def maps_mode(opts: dict) -> str:
+    """How a curve makes its bins' source maps: "scaled" (use_scaled_srcmap), else
+    "inclination" (exact point-source maps, :data:`MAPS_ATTRS`), or "computed" when
+    :data:`COMPUTED_MAPS` is set (every map per bin: slow, the reference)."""
+    if opts.get("use_scaled_srcmap"):
+        return "scaled"
+    return "computed" if COMPUTED_MAPS else "inclination"
+
+
+class ScaledSrcmapWarning(UserWarning):
+    """A light curve uses use_scaled_srcmap (the full range's PSF in every bin)."""
+
+
+_WARNED = []
+
+
+def _warn_scaled() -> None:
+    import warnings
+
+    if _WARNED:
+        return
+    _WARNED.append(True)
+    warnings.warn("lightcurve.use_scaled_srcmap: every bin's source maps are the full "
+                  "range's scaled by the exposure ratio and keep the full range's PSF; the "
+                  "inclination mix at the source changes with the orbit's precession, so a "
+                  "steady source's TS_var comes out too high on long curves (the default, "
+                  "use_scaled_srcmap false, makes exact per-bin point-source maps at little "
+                  "cost)", ScaledSrcmapWarning, stacklevel=4)
 
 
 def _scfiles(opts) -> list[str]:
@@ -747,8 +886,10 @@ def run_lightcurve(state, recipe, outdir, name: str, params: dict | None = None,
               if not r["fit_success"]]
     # (how many bins this call computed or reused is printed, not stored: the product is
     # the same whichever run made it)
+    mode = maps_mode(opts)
     ds.attrs.update(bins_failed=len(failed), systematic=float(opts["systematic"]),
-                    config=json.dumps(_jsonable(opts)))
+                    config=json.dumps(_jsonable(opts)), bin_maps=mode,
+                    bin_maps_method=MAPS_ATTRS[mode])
     if counts["retry"]:
         ds.attrs[RETRY_ATTR] = True     # the curve's step is computed again on a rerun
     if verbose:
@@ -796,6 +937,7 @@ def lightcurve_dict(ds, fits_path=None) -> dict:
     d = {"name": ds.attrs["name"], "ts_var": ds.attrs.get("ts_var"),
          "flux_const": ds.attrs.get("flux_const"),
          "config": json.loads(ds.attrs.get("config", "{}")),
+         "bin_maps": ds.attrs.get("bin_maps"),
          "file": None if fits_path is None else str(fits_path)}
     for k, v in ds.data_vars.items():
         d[k] = np.asarray(v.values)
