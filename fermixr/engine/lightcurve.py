@@ -170,7 +170,7 @@ def lc_ltcube_step(inputs, params, ctx):
     return ds.isel(pix=pix)
 
 
-@register_step("lc_bin", version="2", product="lightcurve")
+@register_step("lc_bin", version="3", product="lightcurve")
 def lc_bin_step(inputs, params, ctx):
     """The fit of one light-curve bin (a one-bin ``lightcurve`` product); a fit that fails
     or raises is recorded with its reason."""
@@ -395,7 +395,10 @@ def curve_dataset(records: list[dict], name: str, reduction: dict | None = None)
     data["shape_free"] = ("time_bin", np.array([bool(r.get("shape_free")) for r in records]))
     for k in ("status", "reason"):
         data[k] = ("time_bin", np.array([str(r.get(k, "")) for r in records], dtype=object))
-    for k in ("norm_scan", "flux_scan", "eflux_scan", "loglike_scan", "dloglike_scan"):
+    data["var_loglike"] = ("time_bin", np.array([float(r.get("var_loglike", np.nan))
+                                                 for r in records]))
+    for k in ("norm_scan", "flux_scan", "eflux_scan", "loglike_scan", "dloglike_scan",
+              "var_flux_scan", "var_loglike_scan"):
         arr = np.full((n, LC.SCAN_NPTS), np.nan)
         for i, r in enumerate(records):
             v = np.asarray(r.get(k, ()), float)[:LC.SCAN_NPTS]
@@ -407,8 +410,9 @@ def curve_dataset(records: list[dict], name: str, reduction: dict | None = None)
                    tmax_mjd=("time_bin", t1 / 86400.0 + MJDREF))
     for k in ds.data_vars:
         u = _unit(k)
-        if k.endswith("_scan") and k.split("_")[0] in _UNITS:
-            u = _UNITS[k.split("_")[0]]
+        fam = k.removeprefix("var_").split("_")[0]
+        if k.endswith("_scan") and fam in _UNITS:
+            u = _UNITS[fam]
         if u:
             ds[k].attrs["units"] = u
     ds["tmin_mjd"].attrs["units"] = ds["tmax_mjd"].attrs["units"] = "d"
