@@ -216,7 +216,12 @@ def _steady_ts_var(gta, curve, n_curves, seed):
             recs.append(LC.fit_bin(sim, SOURCE, plan, tmin=t0, tmax=t1,
                                    fit_options={"optimizer": "NEWTON"}, npts=20))
         assert all(r["fit_success"] for r in recs)
-        out.append(LC.reduce_curve(recs, 0.02)["ts_var"])
+        red = LC.reduce_curve(recs, 0.02)
+        # no bin's log L at the constant flux above its maximum (an interpolation that
+        # overshoots its scan would say so)
+        best = np.array([r["var_loglike"] for r in recs])
+        assert np.all(red["loglike_const"] <= best + 1e-3), red["loglike_const"] - best
+        out.append(red["ts_var"])
     return np.array(out)
 
 
@@ -231,11 +236,16 @@ def test_ts_var_of_steady_curves_follows_chi2(gta, curve):
 
 @pytest.mark.slow
 def test_ts_var_of_100_steady_curves_exceeds_its_99pct_quantile_in_at_most_2pct(gta, curve):
-    tv = _steady_ts_var(gta, curve, 120, seed=2026)
+    # 400 curves: with 120, a perfect chi2(3) puts 3 or more of them (2.5%) above the 99%
+    # quantile 12% of the time; with 400, more than 2% (9 or more) 2% of the time
+    tv = _steady_ts_var(gta, curve, 400, seed=2026)
     q99 = stats.chi2.ppf(0.99, 3)
     assert np.mean(tv > q99) <= 0.02, np.sort(tv)[-5:]
     # and the distribution is chi2(3): a KS test does not reject it
-    assert stats.kstest(tv, stats.chi2(3).cdf).pvalue > 0.01
+    ks = stats.kstest(tv, stats.chi2(3).cdf)
+    print(f"steady curves: mean ts_var {tv.mean():.3f}, above the 99% quantile "
+          f"{np.mean(tv > q99):.4f}, KS p {ks.pvalue:.3f}")
+    assert ks.pvalue > 0.01, (tv.mean(), np.percentile(tv, [10, 50, 90]))
 
 
 def test_a_flare_injected_in_one_bin_is_found(gta, curve):
