@@ -173,7 +173,6 @@ def test_unmappable_source_is_refused(syn_run, tmp_path, capsys):
 
 
 # ------------------------------------------------------------------------ the Crab day --
-@pytest.mark.slow
 @pytest.mark.shared_data
 def test_crab_day_fitted_in_gammapy_agrees_with_fermixr(crab_day, caldb_dir, tmp_path):
     """The real LAT day of tests/test_crab_fit.py (the Science Tools' source maps of the
