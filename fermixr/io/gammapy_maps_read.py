@@ -95,26 +95,25 @@ def _hdu(hl, name, path, what):
     return hl[names.index(name.upper())]
 
 
-def _to_mev(values, unit, path, hdu, col):
+def _convert(values, unit, target: str, kind: str, path, hdu, col):
+    """``values`` in ``unit`` as float64 in ``target``; FileFormatError naming the file,
+    HDU and column when ``unit`` is not a(n) ``kind``."""
     import astropy.units as u
 
     try:
         return np.asarray((np.asarray(values, dtype=np.float64) * u.Unit(unit)).to_value(
-            u.MeV), dtype=np.float64)
+            u.Unit(target)), dtype=np.float64)
     except (ValueError, u.UnitsError, TypeError):
         raise FileFormatError(f"{path}: HDU {hdu} column {col}: unit {unit!r} is not an "
-                              "energy") from None
+                              f"{kind}") from None
+
+
+def _to_mev(values, unit, path, hdu, col):
+    return _convert(values, unit, "MeV", "energy", path, hdu, col)
 
 
 def _to_deg(values, unit, path, hdu, col):
-    import astropy.units as u
-
-    try:
-        return np.asarray((np.asarray(values, dtype=np.float64) * u.Unit(unit)).to_value(
-            u.deg), dtype=np.float64)
-    except (ValueError, u.UnitsError, TypeError):
-        raise FileFormatError(f"{path}: HDU {hdu} column {col}: unit {unit!r} is not an "
-                              "angle") from None
+    return _convert(values, unit, "deg", "angle", path, hdu, col)
 
 
 def _column(h, name, path):
