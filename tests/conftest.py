@@ -158,14 +158,10 @@ def syn_run(tmp_path_factory):
 
     from fermixr.engine.run import run_recipe
 
-    example = _EXAMPLE
+    from test_analysis import example_recipe
+
     tmp = tmp_path_factory.mktemp("gpx")
-    doc = yaml.safe_load(example.read_text())
-    for key in ("evfile", "scfile", "caldb"):
-        doc["data"][key] = str((example.parent / doc["data"][key]).resolve())
-    doc["model"]["catalogs"] = [str((example.parent / c).resolve())
-                                for c in doc["model"]["catalogs"]]
-    doc["model"]["isodiff"] = str((example.parent / doc["model"]["isodiff"]).resolve())
+    doc = example_recipe()
     doc["model"]["src_roiwidth"] = 8.0
     doc["binning"].update(roiwidth=5.0, binsz=0.25, binsperdec=4)
     doc["gtlike"].update(edisp=True, edisp_bins=1)

@@ -15,16 +15,23 @@ from fermixr.errors import FitError, ModelError, RecipeError
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "quickstart.yaml"
 
 
-def example_doc(outdir) -> dict:
-    """The example recipe with absolute paths, no steps, no energy dispersion, its run
-    folder ``outdir``."""
+def example_recipe() -> dict:
+    """The example recipe (examples/quickstart.yaml) with its files as absolute paths,
+    otherwise as written."""
     doc = yaml.safe_load(EXAMPLE.read_text())
-    doc.pop("steps")
     base = EXAMPLE.parent
     for k in ("evfile", "scfile", "caldb"):
         doc["data"][k] = str((base / doc["data"][k]).resolve())
     doc["model"]["catalogs"] = [str((base / c).resolve()) for c in doc["model"]["catalogs"]]
     doc["model"]["isodiff"] = str((base / doc["model"]["isodiff"]).resolve())
+    return doc
+
+
+def example_doc(outdir) -> dict:
+    """The example recipe with absolute paths, no steps, no energy dispersion, its run
+    folder ``outdir``."""
+    doc = example_recipe()
+    doc.pop("steps")
     doc["gtlike"]["edisp"] = False
     doc["fileio"] = {"outdir": str(outdir)}
     return doc

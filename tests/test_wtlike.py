@@ -287,20 +287,13 @@ def test_weekly_fluxes_agree_with_the_full_likelihood_curve(tmp_path):
 
 @pytest.mark.slow
 def test_the_recipe_step_makes_the_product(tmp_path):
-    import yaml
-
     import fermixr
     from fermixr.conventions import validate_product
     from fermixr.engine.run import run_recipe
 
-    example = Path(__file__).resolve().parent.parent / "examples" / "quickstart.yaml"
-    doc = yaml.safe_load(example.read_text())
-    base = example.parent
-    for k in ("evfile", "scfile", "caldb"):
-        doc["data"][k] = str((base / doc["data"][k]).resolve())
-    doc["model"]["catalogs"] = [str((base / c).resolve()) for c in doc["model"]["catalogs"]]
-    doc["model"]["isodiff"] = str((base / doc["model"]["isodiff"]).resolve())
-    doc["gtlike"]["edisp"] = False
+    from test_analysis import example_doc
+
+    doc = example_doc(tmp_path)
     doc["steps"] = ["setup", {"free_source": "SYN_CRAB"}, {"free_norm": "isodiff"}, "fit",
                     {"weighted_lightcurve": {"name": "SYN_CRAB", "binsz": 21600.0,
                                              "blocks": True}}]
@@ -318,19 +311,11 @@ def test_the_recipe_step_makes_the_product(tmp_path):
 def test_front_and_back_components_of_different_pixels(tmp_path):
     """Per-event-type weights: FRONT and BACK as two components (0.2 and 0.3 deg pixels),
     each photon weighted by its own component's model."""
-    import yaml
-
     from fermixr import Analysis
 
-    example = Path(__file__).resolve().parent.parent / "examples" / "quickstart.yaml"
-    doc = yaml.safe_load(example.read_text())
-    doc.pop("steps")
-    base = example.parent
-    for k in ("evfile", "scfile", "caldb"):
-        doc["data"][k] = str((base / doc["data"][k]).resolve())
-    doc["model"]["catalogs"] = [str((base / c).resolve()) for c in doc["model"]["catalogs"]]
-    doc["model"]["isodiff"] = str((base / doc["model"]["isodiff"]).resolve())
-    doc["gtlike"]["edisp"] = False
+    from test_analysis import example_doc
+
+    doc = example_doc(tmp_path)
     doc["components"] = [{"selection": {"evtype": 1}},
                          {"selection": {"evtype": 2}, "binning": {"binsz": 0.3}}]
     doc["fileio"] = {"outdir": str(tmp_path)}
